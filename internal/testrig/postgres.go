@@ -1,0 +1,162 @@
+package testrig
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// pgBinDirs are where Debian's postgresql packages put the server binaries, newest first.
+var pgBinDirs = []string{"/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin"}
+
+// Postgres is a PostgreSQL server from the machine's binaries, with trust authentication on
+// loopback. When the test runs as root, the server runs as the `postgres` user (it refuses root).
+type Postgres struct {
+	Port    int
+	DataDir string
+	// Replica is true for a streaming standby made by StartReplica.
+	Replica bool
+
+	proc *Process
+	bin  string
+	cred *syscall.Credential
+	dir  string
+}
+
+// StartPostgres initialises a fresh primary and starts it; it stops when t ends.
+func StartPostgres(t testing.TB) *Postgres {
+	t.Helper()
+	p := newPostgres(t, "postgres-primary")
+	p.run(t, p.bin+"/initdb", "-D", p.DataDir, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C")
+	p.launch(t)
+	return p
+}
+
+// StartReplica makes a streaming standby of p with pg_basebackup -R and starts it.
+func (p *Postgres) StartReplica(t testing.TB) *Postgres {
+	t.Helper()
+	r := newPostgres(t, "postgres-replica")
+	r.Replica = true
+	r.run(t, r.bin+"/pg_basebackup", "-h", "127.0.0.1", "-p", strconv.Itoa(p.Port), "-U", "postgres",
+		"-D", r.DataDir, "-R", "-X", "stream", "-c", "fast", "--no-sync")
+	r.launch(t)
+	return r
+}
+
+func newPostgres(t testing.TB, name string) *Postgres {
+	t.Helper()
+	bin := filepath.Dir(systemBin(t, "initdb", pgBinDirs...))
+	p := &Postgres{Port: freePort(t), bin: bin}
+	// t.TempDir's parent is private to root; the server's user needs its own directory.
+	dir, err := os.MkdirTemp("", "mpha-"+name+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	p.dir, p.DataDir = dir, filepath.Join(dir, "data")
+	if os.Geteuid() == 0 {
+		p.cred = postgresUser(t)
+		if err := os.Chown(dir, int(p.cred.Uid), int(p.cred.Gid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.proc = &Process{spec: procSpec{
+		name: name, path: filepath.Join(bin, "postgres"), logDir: t.TempDir(), cred: p.cred,
+		args: []string{"-D", p.DataDir, "-p", strconv.Itoa(p.Port),
+			"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=" + dir,
+			"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "shared_buffers=16MB",
+			"-c", "max_connections=50", "-c", "wal_level=replica", "-c", "max_wal_senders=5"},
+		stopSignal: syscall.SIGINT, // fast shutdown: roll back open transactions, then stop
+	}}
+	return p
+}
+
+func postgresUser(t testing.TB) *syscall.Credential {
+	t.Helper()
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		t.Fatalf("running Postgres as root needs the postgres user: %v (run `make deps`)", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+}
+
+// run runs a setup command (initdb, pg_basebackup) as the server's user.
+func (p *Postgres) run(t testing.TB, bin string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = p.dir
+	cmd.Env = append(os.Environ(), OwnerEnv+"="+strconv.Itoa(os.Getpid()))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: p.cred}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s %v: %v\n%s", filepath.Base(bin), args, err, out)
+	}
+}
+
+func (p *Postgres) launch(t testing.TB) {
+	t.Helper()
+	if err := p.proc.start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.proc.Stop(); err != nil {
+			t.Errorf("stopping %s: %v", p.proc.spec.name, err)
+		}
+		if t.Failed() {
+			t.Logf("--- last lines of %s ---\n%s", p.proc.spec.name, tail(p.proc.LogPath(), logTailLines))
+		}
+	})
+	p.waitReady(t)
+}
+
+// waitReady waits until the server accepts TCP connections and pg_isready says so.
+func (p *Postgres) waitReady(t testing.TB) {
+	t.Helper()
+	isready := filepath.Join(p.bin, "pg_isready")
+	waitFor(t, p.proc.spec.name+" ready", 60*time.Second, p.proc, func(ctx context.Context) error {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p.Port), time.Second)
+		if err != nil {
+			return err
+		}
+		c.Close()
+		out, err := exec.CommandContext(ctx, isready, "-h", "127.0.0.1", "-p", strconv.Itoa(p.Port), "-U", "postgres").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("pg_isready: %v: %s", err, out)
+		}
+		return nil
+	})
+}
+
+// DSN returns a libpq URL for database db as the superuser postgres.
+func (p *Postgres) DSN(db string) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", p.Port, db)
+}
+
+// Stop shuts the server down (fast mode).
+func (p *Postgres) Stop(t testing.TB) {
+	t.Helper()
+	if err := p.proc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Restart starts a stopped server again on the same port and data directory.
+func (p *Postgres) Restart(t testing.TB) {
+	t.Helper()
+	if err := p.proc.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	p.waitReady(t)
+}
+
+// Process is the postmaster's process, for fault tests (Kill is a crash).
+func (p *Postgres) Process() *Process { return p.proc }

@@ -1,0 +1,86 @@
+package testrig
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// SealedSecretsNamespace is where the rig's controller keeps its keys.
+const SealedSecretsNamespace = "kube-system"
+
+// SealedSecrets is the sealed-secrets controller, run out of cluster against one rig cluster. Its
+// certificate is served at CertURL (the same /v1/cert.pem kubeseal fetches through a Service).
+type SealedSecrets struct {
+	// CertURL serves the controller's current public certificate (PEM).
+	CertURL string
+
+	proc *Process
+}
+
+// StartSealedSecrets installs the SealedSecret CRD into c and starts the controller; it stops
+// when t ends.
+//
+// The controller supports only in-cluster configuration (a fixed token path under /run/secrets),
+// so it runs in a private mount namespace with a tmpfs over /run holding the service-account
+// files: this needs root (as here and in CI) and touches nothing on the host.
+func StartSealedSecrets(t testing.TB, c *Cluster) *SealedSecrets {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("the sealed-secrets controller needs root to mount its in-cluster credentials (unshare -m)")
+	}
+	bin := Bin(t, "sealed-secrets-controller")
+	c.ApplyFiles(t, binFile(t, "crds/bitnami.com_sealedsecrets.yaml"))
+	dir := t.TempDir()
+	sa := filepath.Join(dir, "serviceaccount")
+	if err := os.MkdirAll(sa, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for f, b := range map[string][]byte{"token": []byte(c.Token), "namespace": []byte(SealedSecretsNamespace), "ca.crt": c.CA} {
+		if err := os.WriteFile(filepath.Join(sa, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	const script = `mount -t tmpfs tmpfs /run && mkdir -p /run/secrets/kubernetes.io/serviceaccount &&
+cp "$MPHA_SA_DIR"/* /run/secrets/kubernetes.io/serviceaccount/ && exec "$@"`
+	s := &SealedSecrets{CertURL: "http://" + listen + "/v1/cert.pem"}
+	s.proc = startProcess(t, procSpec{
+		name: "sealed-secrets-" + c.Name,
+		path: systemBin(t, "unshare"),
+		args: []string{"-m", "--propagation", "private", "sh", "-c", script, "sh", bin,
+			"--listen-addr", listen, "--listen-metrics-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			"--key-size", "2048", // the default 4096-bit key takes seconds to make
+		},
+		env: []string{
+			"MPHA_SA_DIR=" + sa, "POD_NAMESPACE=" + SealedSecretsNamespace,
+			"KUBERNETES_SERVICE_HOST=" + c.Host, fmt.Sprintf("KUBERNETES_SERVICE_PORT=%d", c.Port),
+		},
+		logDir: dir,
+	})
+	waitFor(t, "sealed-secrets "+s.CertURL, 60*time.Second, s.proc, func(ctx context.Context) error { return httpOK(ctx, s.CertURL) })
+	return s
+}
+
+// Cert returns the controller's public certificate (PEM).
+func (s *SealedSecrets) Cert(t testing.TB) []byte {
+	t.Helper()
+	resp, err := http.Get(s.CertURL)
+	if err != nil {
+		t.Fatalf("fetching sealing certificate: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("fetching sealing certificate: %s %v", resp.Status, err)
+	}
+	return b
+}
+
+// Process is the controller's process (the unshare wrapper execs into it), for fault tests.
+func (s *SealedSecrets) Process() *Process { return s.proc }

@@ -1,0 +1,47 @@
+package testrig_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/mpha-dev/mpha/internal/testrig"
+)
+
+// The controller serves its certificate and unseals a SealedSecret applied to the cluster; the
+// plaintext never appears in what was applied.
+func TestSealedSecretsUnseal(t *testing.T) {
+	integration(t)
+	t.Parallel()
+	c := testrig.StartCluster(t, "west")
+	s := testrig.StartSealedSecrets(t, c)
+	c.Apply(t, []byte("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: tsb\n"))
+	const plain = "jwks-plaintext-value"
+	doc := sealSecret(t, s.Cert(t), "tsb", "tsb-iam-jwks", "jwks", plain)
+	if strings.Contains(doc, plain) {
+		t.Fatal("the SealedSecret holds the plaintext")
+	}
+	c.Apply(t, []byte(doc))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for {
+		sec, err := c.Clientset.CoreV1().Secrets("tsb").Get(ctx, "tsb-iam-jwks", metav1.GetOptions{})
+		if err == nil {
+			if string(sec.Data["jwks"]) != plain {
+				t.Fatal("the unsealed secret holds the wrong value")
+			}
+			if len(sec.OwnerReferences) != 1 || sec.OwnerReferences[0].Kind != "SealedSecret" {
+				t.Errorf("owner references = %+v, want the SealedSecret", sec.OwnerReferences)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("never unsealed: %v", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds the real components the tests run (kube-apiserver, etcd, nats-server, Flux source- and
-# kustomize-controller, the sealed-secrets controller, Gitea) into bin/, each from its own module
-# under tools/ at the version pinned there.
+# kustomize-controller, the sealed-secrets controller, Gitea) and staticcheck into bin/, each from
+# its own module under tools/ at the version pinned there: their Kubernetes library versions
+# conflict, so they cannot share one go.mod, and the product's go.mod never sees them.
 #
 # Built binaries are kept in a machine-wide cache ($MPHA_TOOLS_CACHE, default ~/.cache/mpha-tools)
-# keyed by a hash of the module's go.mod, go.sum, this script and the Go version, so a fresh clone
+# keyed by a hash of the module's go.mod, go.sum, its build recipe and the Go version, so a fresh clone
 # (CI) links them into bin/ in milliseconds and a second `make tools` is a no-op.
 #
 # usage: tools/build.sh [name...]   (default: all)
@@ -17,9 +18,9 @@ cache=${MPHA_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mpha-tools}
 export GOFLAGS=-mod=mod GOTOOLCHAIN=local
 mkdir -p "$bin" "$cache"
 
-# key DIR: what a tool's build depends on.
+# key NAME: what a tool's build depends on: its module's go.mod and go.sum, its recipe below, Go.
 key() {
-	cat "$here/$1/go.mod" "$here/$1/go.sum" "$here/build.sh" 2>/dev/null | { cat; go env GOVERSION; } |
+	{ cat "$here/$1/go.mod" "$here/$1/go.sum" 2>/dev/null; declare -f "build_$1"; go env GOVERSION; } |
 		sha256sum | cut -c1-16
 }
 
@@ -66,10 +67,12 @@ build_gitea() {
 	chmod -R u+w "$1/gitea-static"
 }
 
-# install NAME DIR: build NAME into the cache unless it is there, then link its files into bin/.
+build_lint() { (cd "$here/lint" && go build -o "$1/staticcheck" honnef.co/go/tools/cmd/staticcheck); }
+
+# install NAME: build NAME into the cache unless it is there, then link its files into bin/.
 install() {
-	local name=$1 dir=$2 k out
-	k=$(key "$dir")
+	local name=$1 k out
+	k=$(key "$name")
 	out="$cache/$name-$k"
 	if [ ! -e "$out/.done" ]; then
 		echo "tools: building $name (cache $out)"
@@ -77,6 +80,8 @@ install() {
 		rm -rf "$out.tmp" && mkdir -p "$out.tmp"
 		"build_$name" "$out.tmp"
 		touch "$out.tmp/.done" && rm -rf "$out" && mv "$out.tmp" "$out"
+		# Older builds of the same tool are superseded: keep the cache bounded.
+		find "$cache" -maxdepth 1 -name "$name-*" ! -name "$name-$k" -exec rm -rf {} +
 		echo "tools: built $name in $((SECONDS - start))s"
 	fi
 	# Hard links when the cache shares bin/'s file system, copies otherwise.
@@ -88,12 +93,12 @@ install() {
 	done
 }
 
-all=(kube etcd nats flux sealed gitea)
+all=(kube etcd nats flux sealed gitea lint)
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${all[@]}")
 for n in "${names[@]}"; do
 	case $n in
-	kube | etcd | nats | flux | sealed | gitea) install "$n" "$n" ;;
+	kube | etcd | nats | flux | sealed | gitea | lint) install "$n" ;;
 	*) echo "tools: unknown tool $n (known: ${all[*]})" >&2 && exit 2 ;;
 	esac
 done

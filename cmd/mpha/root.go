@@ -47,7 +47,11 @@ func (o *globalOptions) restConfig() (*rest.Config, error) {
 }
 
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
-	o := &globalOptions{stdout: stdout, stderr: stderr}
+	return newRoot(&globalOptions{stdout: stdout, stderr: stderr})
+}
+
+// newRoot builds the command tree around o, which every subcommand reads after flag parsing.
+func newRoot(o *globalOptions) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "mpha",
 		Short:         "Keep a standby TSB management plane ready and fail over through Git",
@@ -66,8 +70,8 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 			return nil
 		},
 	}
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.SetOut(o.stdout)
+	root.SetErr(o.stderr)
 	o.bindFlags(root.PersistentFlags())
 	root.AddCommand(newVersionCommand(o))
 	return root

@@ -39,6 +39,8 @@ type Cluster struct {
 	// Host and Port are where the API server listens.
 	Host string
 	Port int
+	// Etcd stores the cluster (shared with the clusters started alongside it).
+	Etcd *Etcd
 
 	proc *Process
 	dir  string
@@ -68,7 +70,7 @@ func StartClusters(t testing.TB, names ...string) []*Cluster {
 func launchCluster(t testing.TB, etcd *Etcd, name string) *Cluster {
 	t.Helper()
 	dir := t.TempDir()
-	c := &Cluster{Name: name, Host: "127.0.0.1", Port: freePort(t), dir: dir, Token: randomHex(t, 16)}
+	c := &Cluster{Name: name, Host: "127.0.0.1", Port: freePort(t), dir: dir, Token: randomHex(t, 16), Etcd: etcd}
 	certPEM, keyPEM, err := certutil.GenerateSelfSignedCertKey(c.Host, []net.IP{net.ParseIP(c.Host)}, []string{"localhost", "kubernetes.default.svc"})
 	if err != nil {
 		t.Fatalf("cluster %s: generating serving certificate: %v", name, err)

@@ -66,6 +66,9 @@ func StartFlux(t testing.TB, c *Cluster) *Flux {
 	return f
 }
 
+// Processes are the two controllers' processes (source, kustomize), for fault tests and figures.
+func (f *Flux) Processes() []*Process { return []*Process{f.source, f.kustomize} }
+
 // GitSource says what a Flux pair syncs: a repository, a branch and a path in it.
 type GitSource struct {
 	Name               string // of the GitRepository and Kustomization

@@ -12,13 +12,9 @@ import (
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
 
-// The child half of TestNoProcessLeftBehind: it starts a cluster, Postgres with a replica and the
-// forge, then ends the way MPHA_LEAK_CHILD says.
-func TestLeakChild(t *testing.T) {
-	how := os.Getenv("MPHA_LEAK_CHILD")
-	if how == "" {
-		t.Skip("helper for TestNoProcessLeftBehind; runs only as its child")
-	}
+// leakChild is TestNoProcessLeftBehind's child half, run in a re-executed test binary: it starts a
+// cluster and Postgres with a replica, then ends the way how says.
+func leakChild(t *testing.T, how string) {
 	testrig.StartCluster(t, "leak")
 	testrig.StartPostgres(t).StartReplica(t)
 	os.Stdout.WriteString("RIG-READY\n")
@@ -34,10 +30,14 @@ func TestLeakChild(t *testing.T) {
 
 // A test that fails, panics, or whose binary is killed leaves no rig process behind.
 func TestNoProcessLeftBehind(t *testing.T) {
+	if how := os.Getenv("MPHA_LEAK_CHILD"); how != "" {
+		leakChild(t, how)
+		return
+	}
 	integration(t)
 	for _, how := range []string{"fail", "panic", "killed"} {
 		t.Run(how, func(t *testing.T) {
-			cmd := exec.Command(os.Args[0], "-test.run=^TestLeakChild$", "-test.v")
+			cmd := exec.Command(os.Args[0], "-test.run=^TestNoProcessLeftBehind$", "-test.v")
 			cmd.Env = append(os.Environ(), "MPHA_LEAK_CHILD="+how)
 			out, err := cmd.StdoutPipe()
 			if err != nil {

@@ -198,3 +198,43 @@ func tail(path string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// GroupRSS returns the resident memory, in bytes, of the process and every process in its group
+// (a postmaster and its backends), as the kernel reports it now.
+func (p *Process) GroupRSS() (int64, error) {
+	pgid := p.Pid()
+	if pgid == 0 {
+		return 0, fmt.Errorf("%s is not running", p.spec.name)
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, fmt.Errorf("reading /proc: %w", err)
+	}
+	var total int64
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if g, err := syscall.Getpgid(pid); err != nil || g != pgid {
+			continue
+		}
+		total += vmRSS(pid)
+	}
+	return total, nil
+}
+
+// vmRSS reads VmRSS from /proc/PID/status, in bytes (0 if the process is gone).
+func vmRSS(pid int) int64 {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}

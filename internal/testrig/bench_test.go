@@ -1,0 +1,68 @@
+package testrig_test
+
+import (
+	"testing"
+
+	"github.com/mpha-dev/mpha/internal/testrig"
+)
+
+// Start-up time (ns/op) and resident memory of each part of the rig, for the closing notes and
+// the README: `make bench`.
+func BenchmarkRigStart(b *testing.B) {
+	if testing.Short() {
+		b.Skip("starts real components")
+	}
+	b.Run("cluster", func(b *testing.B) {
+		for b.Loop() {
+			c := testrig.StartCluster(b, "bench")
+			b.StopTimer()
+			reportRSS(b, c.Process(), c.Etcd.Process())
+			c.Stop(b)
+			b.StartTimer()
+		}
+	})
+	b.Run("postgres+replica", func(b *testing.B) {
+		for b.Loop() {
+			p := testrig.StartPostgres(b)
+			r := p.StartReplica(b)
+			b.StopTimer()
+			reportRSS(b, p.Process(), r.Process())
+			r.Stop(b)
+			p.Stop(b)
+			b.StartTimer()
+		}
+	})
+	b.Run("gitea", func(b *testing.B) {
+		for b.Loop() {
+			g := testrig.StartGitea(b)
+			b.StopTimer()
+			reportRSS(b, g.Process())
+			b.StartTimer()
+		}
+	})
+	b.Run("flux+sealed-secrets", func(b *testing.B) {
+		b.StopTimer()
+		c := testrig.StartCluster(b, "bench")
+		b.StartTimer()
+		for b.Loop() {
+			f := testrig.StartFlux(b, c)
+			s := testrig.StartSealedSecrets(b, c)
+			b.StopTimer()
+			reportRSS(b, append(f.Processes(), s.Process())...)
+			b.StartTimer()
+		}
+	})
+}
+
+func reportRSS(b *testing.B, ps ...*testrig.Process) {
+	b.Helper()
+	var total int64
+	for _, p := range ps {
+		rss, err := p.GroupRSS()
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += rss
+	}
+	b.ReportMetric(float64(total)/(1<<20), "MiB-rss")
+}

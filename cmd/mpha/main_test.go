@@ -137,3 +137,25 @@ current-context: east
 		t.Errorf("an unknown context: err = %v, want one naming it", err)
 	}
 }
+
+func TestConfigCheck(t *testing.T) {
+	out, _, err := run(t, "config", "check", "--config", "../../agent/testdata/east.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"cluster: east", "maxLag: 45s", "hmacKeySecret: mpha-hmac"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("cluster: east\ncolour: blue\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := run(t, "config", "check", "--config", bad); err == nil || !strings.Contains(err.Error(), `unknown field "colour"`) {
+		t.Errorf("bad config: err = %v, want the unknown key named", err)
+	}
+	if _, _, err := run(t, "config", "check"); err == nil || !strings.Contains(err.Error(), "--config is required") {
+		t.Errorf("no --config: err = %v", err)
+	}
+}

@@ -1,0 +1,278 @@
+// Package agent is the mpha agent that runs in each cluster: its configuration (this file,
+// architecture.md §10, a contract for the top-level keys) and, as the issues land, its loops.
+// It imports gitops, never cmd.
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"slices"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
+
+	"github.com/mpha-dev/mpha/gitops"
+)
+
+// Config is the agent's configuration file. Durations are Go durations ("10s").
+type Config struct {
+	// Cluster is this cluster's name in pair.yaml.
+	Cluster string `json:"cluster"`
+	// Pair names the pair: NATS subjects and the stream name derive from it.
+	Pair              string          `json:"pair"`
+	HeartbeatInterval metav1.Duration `json:"heartbeatInterval"`
+	Kubernetes        Kubernetes      `json:"kubernetes"`
+	Secrets           Secrets         `json:"secrets"`
+	SealedSecrets     SealedSecrets   `json:"sealedSecrets"`
+	Git               Git             `json:"git"`
+	Forge             Forge           `json:"forge"`
+	NATS              NATS            `json:"nats"`
+	Postgres          Postgres        `json:"postgres"`
+	Health            Health          `json:"health"`
+	// SelfFence lets an agent that finds itself in split brain scale its own MP down.
+	SelfFence bool `json:"selfFence"`
+}
+
+// Kubernetes says where the TSB management plane lives.
+type Kubernetes struct {
+	Namespace   string `json:"namespace"`
+	HelmRelease string `json:"helmRelease"`
+	// InstallModel is "helm" (the MP was installed from the Helm chart) or "generic" (tctl).
+	InstallModel string `json:"installModel"`
+}
+
+// Secrets selects the TSB secrets the active agent exports.
+type Secrets struct {
+	// Names defaults to DefaultSecretNames(installModel).
+	Names []string `json:"names"`
+	// HMACKeySecret names the Secret (in the agent's namespace) holding the key of the digests
+	// that decide whether a secret changed.
+	HMACKeySecret string `json:"hmacKeySecret"`
+	// DeleteRemoved deletes a secret's file from Git when the secret is deleted in the cluster.
+	DeleteRemoved bool `json:"deleteRemoved"`
+}
+
+// SealedSecrets locates this cluster's sealed-secrets controller.
+type SealedSecrets struct {
+	ControllerNamespace string `json:"controllerNamespace"`
+	ControllerName      string `json:"controllerName"`
+}
+
+// Git is the GitOps repository.
+type Git struct {
+	URL    string `json:"url"`
+	Branch string `json:"branch"`
+	// Root is the folder holding everything mpha owns (architecture §3).
+	Root       string `json:"root"`
+	AuthSecret string `json:"authSecret"`
+	// SigningKeySecret, if set, names a Secret with an SSH or OpenPGP key that signs commits.
+	SigningKeySecret string `json:"signingKeySecret"`
+}
+
+// Forge is where failover pull requests are opened.
+type Forge struct {
+	Kind        string `json:"kind"` // github | gitlab | gitea | none
+	URL         string `json:"url"`
+	TokenSecret string `json:"tokenSecret"`
+	Mode        string `json:"mode"` // pr | branch | direct
+}
+
+// NATS is the JetStream server carrying failover events and heartbeats.
+type NATS struct {
+	URL                 string   `json:"url"`
+	CredsSecret         string   `json:"credsSecret"`
+	RequireSignedEvents bool     `json:"requireSignedEvents"`
+	TrustedKeys         []string `json:"trustedKeys"`
+}
+
+// Postgres is the management plane's database, as far as the agent checks it.
+type Postgres struct {
+	Topology          string          `json:"topology"` // auto | shared | streaming | independent | embedded
+	DSNSecret         string          `json:"dsnSecret"`
+	MaxLag            metav1.Duration `json:"maxLag"`
+	PromoteOnFailover bool            `json:"promoteOnFailover"`
+}
+
+// Health is how the standby's agent watches the active MP.
+type Health struct {
+	ProbeURL    string          `json:"probeURL"`
+	Interval    metav1.Duration `json:"interval"`
+	Failures    int             `json:"failures"`
+	AutoPropose bool            `json:"autoPropose"`
+}
+
+// Install models and the other enumerations of the configuration.
+var (
+	installModels = []string{"helm", "generic"}
+	forgeKinds    = []string{"github", "gitlab", "gitea", "none"}
+	forgeModes    = []string{"pr", "branch", "direct"}
+	topologies    = []string{"auto", "shared", "streaming", "independent", "embedded"}
+)
+
+// DefaultSecretNames lists the TSB secrets a management plane needs on its standby
+// (architecture §4): the Helm model's two, and for the generic model ten more.
+func DefaultSecretNames(installModel string) []string {
+	names := []string{"iam-signing-key", "tsb-iam-jwks"}
+	if installModel == "generic" {
+		names = append(names, "admin-credentials", "azure-credentials", "custom-host-ca", "elastic-credentials",
+			"es-certs", "iam-oidc-client-secret", "ldap-credentials", "postgres-credentials", "tsb-certs", "xcp-central-cert")
+	}
+	return names
+}
+
+// Load reads the file at path strictly (an unknown key is an error naming it), fills defaults
+// and validates the result.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return Parse(b)
+}
+
+// Parse decodes, defaults and validates a configuration document.
+func Parse(b []byte) (*Config, error) {
+	// YAML → JSON refuses duplicate keys; sigs.k8s.io/json then refuses unknown keys and, unlike
+	// encoding/json, keys whose case differs ("maxlag" is not maxLag).
+	j, err := yaml.YAMLToJSONStrict(b)
+	if err != nil {
+		return nil, fmt.Errorf("decoding config: %w", err)
+	}
+	var c Config
+	strict, err := kjson.UnmarshalStrict(j, &c, kjson.DisallowUnknownFields)
+	if err != nil {
+		return nil, fmt.Errorf("decoding config: %w", err)
+	}
+	if err := errors.Join(strict...); err != nil {
+		return nil, fmt.Errorf("decoding config: %w", err)
+	}
+	c.Default()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Default fills every unset field with its default.
+func (c *Config) Default() {
+	setDuration(&c.HeartbeatInterval, 10*time.Second)
+	setString(&c.Kubernetes.Namespace, "tsb")
+	setString(&c.Kubernetes.HelmRelease, "mp")
+	setString(&c.Kubernetes.InstallModel, "helm")
+	if len(c.Secrets.Names) == 0 {
+		c.Secrets.Names = DefaultSecretNames(c.Kubernetes.InstallModel)
+	}
+	setString(&c.Secrets.HMACKeySecret, "mpha-hmac")
+	setString(&c.SealedSecrets.ControllerNamespace, "kube-system")
+	setString(&c.SealedSecrets.ControllerName, "sealed-secrets-controller")
+	setString(&c.Git.Branch, "main")
+	setString(&c.Git.Root, gitops.DefaultRoot)
+	setString(&c.Git.AuthSecret, "mpha-git")
+	setString(&c.Forge.Kind, "none")
+	setString(&c.Forge.Mode, "pr")
+	setString(&c.Postgres.Topology, "auto")
+	setDuration(&c.Postgres.MaxLag, 30*time.Second)
+	setDuration(&c.Health.Interval, 10*time.Second)
+	if c.Health.Failures == 0 {
+		c.Health.Failures = 3
+	}
+}
+
+func setString(s *string, def string) {
+	if *s == "" {
+		*s = def
+	}
+}
+
+func setDuration(d *metav1.Duration, def time.Duration) {
+	if d.Duration == 0 {
+		d.Duration = def
+	}
+}
+
+// Validate returns every problem in the configuration, each naming its key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key string, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	check := func(key string, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", key, err))
+		}
+	}
+	oneOf := func(key, v string, allowed []string) {
+		if !slices.Contains(allowed, v) {
+			bad(key, "%q is not one of %v", v, allowed)
+		}
+	}
+	positive := func(key string, d metav1.Duration) {
+		if d.Duration <= 0 {
+			bad(key, "must be a positive duration, got %s", d.Duration)
+		}
+	}
+
+	check("cluster", gitops.ValidateClusterName(c.Cluster))
+	check("pair", gitops.ValidateClusterName(c.Pair))
+	positive("heartbeatInterval", c.HeartbeatInterval)
+	if c.Kubernetes.Namespace == "" || c.Kubernetes.HelmRelease == "" {
+		bad("kubernetes", "namespace and helmRelease must be set")
+	}
+	oneOf("kubernetes.installModel", c.Kubernetes.InstallModel, installModels)
+	for i, n := range c.Secrets.Names {
+		check(fmt.Sprintf("secrets.names[%d]", i), gitops.ValidateSecretName(n))
+	}
+	check("git.url", validateURL(c.Git.URL, "https", "http", "ssh"))
+	if c.Git.Branch == "" {
+		bad("git.branch", "must be set")
+	}
+	if _, err := gitops.NewLayout(c.Git.Root); err != nil {
+		check("git.root", err)
+	}
+	oneOf("forge.kind", c.Forge.Kind, forgeKinds)
+	oneOf("forge.mode", c.Forge.Mode, forgeModes)
+	if c.Forge.Kind != "none" {
+		check("forge.url", validateURL(c.Forge.URL, "https", "http"))
+		if c.Forge.TokenSecret == "" {
+			bad("forge.tokenSecret", "must name the Secret holding the %s token", c.Forge.Kind)
+		}
+	} else if c.Forge.Mode == "pr" {
+		bad("forge.mode", `"pr" needs a forge: set forge.kind, or use mode "branch" or "direct"`)
+	}
+	check("nats.url", validateURL(c.NATS.URL, "nats", "tls", "ws", "wss"))
+	if c.NATS.RequireSignedEvents && len(c.NATS.TrustedKeys) == 0 {
+		bad("nats.trustedKeys", "requireSignedEvents needs at least one trusted key")
+	}
+	oneOf("postgres.topology", c.Postgres.Topology, topologies)
+	positive("postgres.maxLag", c.Postgres.MaxLag)
+	positive("health.interval", c.Health.Interval)
+	if c.Health.Failures < 1 {
+		bad("health.failures", "must be at least 1, got %d", c.Health.Failures)
+	}
+	if c.Health.ProbeURL != "" {
+		check("health.probeURL", validateURL(c.Health.ProbeURL, "https", "http"))
+	}
+	return errors.Join(errs...)
+}
+
+func validateURL(raw string, schemes ...string) error {
+	if raw == "" {
+		return errors.New("must be set")
+	}
+	// url.Parse's errors quote the URL, which may carry a token: never pass them on.
+	u, err := url.Parse(raw)
+	if err != nil {
+		return errors.New("not a URL")
+	}
+	if !slices.Contains(schemes, u.Scheme) || u.Host == "" {
+		return fmt.Errorf("want a %v URL with a host, got scheme %q", schemes, u.Scheme)
+	}
+	if _, hasPassword := u.User.Password(); hasPassword {
+		return errors.New("holds a password: credentials belong in the referenced Secret, not the URL")
+	}
+	return nil
+}

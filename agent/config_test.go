@@ -1,0 +1,156 @@
+package agent_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"sigs.k8s.io/yaml"
+
+	"github.com/mpha-dev/mpha/agent"
+)
+
+const minimal = "cluster: east\npair: tsb-mp\ngit: {url: https://git.example.com/fleet.git}\nnats: {url: nats://nats:4222}\nforge: {mode: branch}\n"
+
+// with replaces one top-level line of minimal (a key may appear only once).
+func with(key, line string) string {
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(minimal), "\n") {
+		if strings.HasPrefix(l, key+":") {
+			continue
+		}
+		out = append(out, l)
+	}
+	return strings.Join(append(out, line), "\n") + "\n"
+}
+
+func TestLoadExample(t *testing.T) {
+	t.Parallel()
+	c, err := agent.Load("testdata/east.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HeartbeatInterval.Duration != 5*time.Second || c.Postgres.MaxLag.Duration != 45*time.Second {
+		t.Errorf("durations: heartbeat %s, maxLag %s", c.HeartbeatInterval.Duration, c.Postgres.MaxLag.Duration)
+	}
+	if diff := cmp.Diff([]string{"iam-signing-key", "tsb-iam-jwks", "tsb-certs"}, c.Secrets.Names); diff != "" {
+		t.Errorf("an explicit secrets list is kept as given (-want +got):\n%s", diff)
+	}
+	if !c.NATS.RequireSignedEvents || c.Forge.Kind != "gitea" || !c.SelfFence {
+		t.Errorf("fields lost: %+v", c)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := agent.Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := agent.Config{
+		Cluster: "east", Pair: "tsb-mp",
+		Kubernetes:    agent.Kubernetes{Namespace: "tsb", HelmRelease: "mp", InstallModel: "helm"},
+		Secrets:       agent.Secrets{Names: []string{"iam-signing-key", "tsb-iam-jwks"}, HMACKeySecret: "mpha-hmac"},
+		SealedSecrets: agent.SealedSecrets{ControllerNamespace: "kube-system", ControllerName: "sealed-secrets-controller"},
+		Git:           agent.Git{URL: "https://git.example.com/fleet.git", Branch: "main", Root: "mpha", AuthSecret: "mpha-git"},
+		Forge:         agent.Forge{Kind: "none", Mode: "branch"},
+		NATS:          agent.NATS{URL: "nats://nats:4222"},
+		Postgres:      agent.Postgres{Topology: "auto"},
+		Health:        agent.Health{Failures: 3},
+	}
+	want.HeartbeatInterval.Duration = 10 * time.Second
+	want.Postgres.MaxLag.Duration = 30 * time.Second
+	want.Health.Interval.Duration = 10 * time.Second
+	if diff := cmp.Diff(want, *c); diff != "" {
+		t.Errorf("defaults (-want +got):\n%s", diff)
+	}
+	gen, err := agent.Parse([]byte(with("kubernetes", "kubernetes: {installModel: generic}")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gen.Secrets.Names) != 12 {
+		t.Errorf("generic model exports %d secrets by default, want 12: %v", len(gen.Secrets.Names), gen.Secrets.Names)
+	}
+}
+
+// Every problem is reported with its key; nothing that may be a credential is echoed.
+func TestValidationNamesTheKey(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, doc string
+		want      []string
+	}{
+		{"unknown key", minimal + "colour: blue\n", []string{`unknown field "colour"`}},
+		{"unknown nested key", minimal + "postgres: {maxlag: 3s}\n", []string{`unknown field "postgres.maxlag"`}},
+		{"duplicate key", minimal + "cluster: west\n", []string{`"cluster" already set`}},
+		{"missing everything", "{}", []string{"cluster:", "pair:", "git.url: must be set", "nats.url: must be set", "forge.mode:"}},
+		{"bad enums", minimal + "kubernetes: {installModel: rpm}\npostgres: {topology: magic}\n",
+			[]string{`kubernetes.installModel: "rpm"`, `postgres.topology: "magic"`}},
+		{"bad names", strings.Replace(minimal, "cluster: east", "cluster: East_1", 1) + "secrets: {names: [ok, ../etc]}\n",
+			[]string{`cluster: cluster name "East_1"`, "secrets.names[1]"}},
+		{"bad durations", minimal + "heartbeatInterval: -1s\nhealth: {failures: -2}\n", []string{"heartbeatInterval: must be a positive", "health.failures"}},
+		{"forge needs url and token", with("forge", "forge: {kind: github, mode: pr}"), []string{"forge.url: must be set", "forge.tokenSecret"}},
+		{"signed events need keys", with("nats", "nats: {url: nats://n:4222, requireSignedEvents: true}"), []string{"nats.trustedKeys"}},
+		{"root outside repo", with("git", "git: {url: https://g/x.git, root: ../up}"), []string{"git.root"}},
+		{"wrong scheme", with("git", "git: {url: ftp://g/x.git}"), []string{`git.url: want a [https http ssh] URL`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := agent.Parse([]byte(tc.doc))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestCredentialsInURLsAreRefusedWithoutEchoingThem(t *testing.T) {
+	t.Parallel()
+	const token = "ghp_S3cretT0ken"
+	_, err := agent.Parse([]byte(strings.Replace(minimal, "https://git.example.com", "https://bot:"+token+"@git.example.com", 1)))
+	if err == nil || !strings.Contains(err.Error(), "git.url: holds a password") {
+		t.Fatalf("err = %v, want a refusal naming git.url", err)
+	}
+	_, err2 := agent.Parse([]byte(strings.Replace(minimal, "https://git.example.com", "https://bot:"+token+"@git.example.com:bad port", 1)))
+	for _, e := range []error{err, err2} {
+		if e != nil && strings.Contains(e.Error(), token) {
+			t.Errorf("the error echoes the token: %v", e)
+		}
+	}
+}
+
+// FuzzParse: no input panics, and a configuration that parses survives format → parse unchanged.
+func FuzzParse(f *testing.F) {
+	example, err := os.ReadFile("testdata/east.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, seed := range []string{string(example), minimal, "{}", "cluster: [", "heartbeatInterval: 1h\n"} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := agent.Parse(b)
+		if err != nil {
+			return
+		}
+		out, err := yaml.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := agent.Parse(out)
+		if err != nil {
+			t.Fatalf("formatted config does not parse: %v\n%s", err, out)
+		}
+		if diff := cmp.Diff(c, again); diff != "" {
+			t.Errorf("format → parse changed the config (-first +second):\n%s", diff)
+		}
+	})
+}

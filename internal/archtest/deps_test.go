@@ -1,0 +1,90 @@
+// Package archtest checks the dependency rules of shared/design/style.md §4.3 with `go list`:
+// cmd → agent → gitops, never back; internal/* is a leaf; the test rig reaches no production code.
+package archtest
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/mpha-dev/mpha"
+
+type pkg struct {
+	ImportPath string
+	Deps       []string
+	Imports    []string
+}
+
+func listPackages(t *testing.T) []pkg {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-json=ImportPath,Deps,Imports", module+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	var pkgs []pkg
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for dec.More() {
+		var p pkg
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	if len(pkgs) < 3 {
+		t.Fatalf("go list found %d packages; the check would prove nothing", len(pkgs))
+	}
+	return pkgs
+}
+
+func under(path, prefix string) bool {
+	p := module + "/" + prefix
+	return path == p || strings.HasPrefix(path, p+"/")
+}
+
+// A rule forbids packages under from to depend (directly or not) on packages under to.
+var rules = []struct{ from, to, why string }{
+	{"gitops", "agent", "gitops is below agent"},
+	{"gitops", "cmd", "gitops is below cmd"},
+	{"agent", "cmd", "agent is below cmd"},
+	{"internal", "agent", "internal/* is a leaf"},
+	{"internal", "gitops", "internal/* is a leaf"},
+	{"internal", "cmd", "internal/* is a leaf"},
+	{"agent", "internal/testrig", "the rig is for tests only"},
+	{"gitops", "internal/testrig", "the rig is for tests only"},
+	{"cmd", "internal/testrig", "the rig is for tests only"},
+}
+
+func TestDependencyDirection(t *testing.T) {
+	for _, p := range listPackages(t) {
+		for _, r := range rules {
+			if !under(p.ImportPath, r.from) {
+				continue
+			}
+			for _, d := range p.Deps {
+				if under(d, r.to) {
+					t.Errorf("%s depends on %s: %s", p.ImportPath, d, r.why)
+				}
+			}
+		}
+	}
+}
+
+// The production binary never links the test-only servers.
+func TestBinaryLinksNoTestServers(t *testing.T) {
+	for _, p := range listPackages(t) {
+		if p.ImportPath != module+"/cmd/mpha" {
+			continue
+		}
+		for _, d := range p.Deps {
+			for _, banned := range []string{"github.com/nats-io/nats-server", "github.com/fluxcd/pkg/gittestserver", "k8s.io/client-go/kubernetes/fake"} {
+				if strings.HasPrefix(d, banned) {
+					t.Errorf("cmd/mpha links %s", d)
+				}
+			}
+		}
+		return
+	}
+	t.Fatal("cmd/mpha not found")
+}

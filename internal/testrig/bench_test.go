@@ -37,6 +37,7 @@ func BenchmarkRigStart(b *testing.B) {
 			g := testrig.StartGitea(b)
 			b.StopTimer()
 			reportRSS(b, g.Process())
+			stop(b, g.Process())
 			b.StartTimer()
 		}
 	})
@@ -49,6 +50,7 @@ func BenchmarkRigStart(b *testing.B) {
 			s := testrig.StartSealedSecrets(b, c)
 			b.StopTimer()
 			reportRSS(b, append(f.Processes(), s.Process())...)
+			stop(b, append(f.Processes(), s.Process())...)
 			b.StartTimer()
 		}
 	})
@@ -65,4 +67,13 @@ func reportRSS(b *testing.B, ps ...*testrig.Process) {
 		total += rss
 	}
 	b.ReportMetric(float64(total)/(1<<20), "MiB-rss")
+}
+
+func stop(b *testing.B, ps ...*testrig.Process) {
+	b.Helper()
+	for _, p := range ps {
+		if err := p.Stop(); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -19,7 +19,8 @@ type Etcd struct {
 func StartEtcd(t testing.TB) *Etcd {
 	t.Helper()
 	dir := t.TempDir()
-	client, peer := freePort(t), freePort(t)
+	ports := freePorts(t, 2)
+	client, peer := ports[0], ports[1]
 	url := fmt.Sprintf("http://127.0.0.1:%d", client)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peer)
 	p := startProcess(t, procSpec{

@@ -46,14 +46,15 @@ func StartFlux(t testing.TB, c *Cluster) *Flux {
 	if err := os.MkdirAll(artifacts, 0o755); err != nil { // source-controller refuses a missing path
 		t.Fatal(err)
 	}
-	storage := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	ports := freePorts(t, 5) // storage, then metrics and health for each controller
+	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", ports[i]) }
+	storage := addr(0)
 	env := []string{"KUBECONFIG=" + c.Kubeconfig, "RUNTIME_NAMESPACE=" + FluxNamespace}
-	start := func(name string, extra ...string) *Process {
-		health := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	start := func(name string, metrics, health string, extra ...string) *Process {
 		p := startProcess(t, procSpec{
 			name: name + "-" + c.Name, path: Bin(t, name), env: env, logDir: dir,
 			args: append([]string{
-				"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--health-addr", health,
+				"--metrics-addr", metrics, "--health-addr", health,
 				"--events-addr=", "--watch-all-namespaces=true", "--log-level", "info",
 			}, extra...),
 		})
@@ -61,8 +62,8 @@ func StartFlux(t testing.TB, c *Cluster) *Flux {
 		return p
 	}
 	f := &Flux{cluster: c}
-	f.source = start("source-controller", "--storage-path", artifacts, "--storage-addr", storage, "--storage-adv-addr", storage)
-	f.kustomize = start("kustomize-controller")
+	f.source = start("source-controller", addr(1), addr(2), "--storage-path", artifacts, "--storage-addr", storage, "--storage-adv-addr", storage)
+	f.kustomize = start("kustomize-controller", addr(3), addr(4))
 	return f
 }
 

@@ -50,19 +50,16 @@ func TestFluxAppliesCommits(t *testing.T) {
 	if v := configValue(ctx, t, c); v != "two" {
 		t.Errorf("after the second commit the ConfigMap holds %q, want two", v)
 	}
-	for {
-		s, err := c.Clientset.CoreV1().Secrets("tsb").Get(ctx, "iam-signing-key", metav1.GetOptions{})
-		if err == nil {
-			if got := string(s.Data["private.key"]); got != "s3cr3t-signing-key" {
-				t.Fatalf("unsealed secret holds the wrong value (%d bytes)", len(got))
-			}
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("the controller never unsealed the committed SealedSecret: %v", err)
-		case <-time.After(100 * time.Millisecond):
-		}
+	testrig.Eventually(t, "the committed SealedSecret to be unsealed", time.Minute, func(ctx context.Context) error {
+		_, err := c.Clientset.CoreV1().Secrets("tsb").Get(ctx, "iam-signing-key", metav1.GetOptions{})
+		return err
+	})
+	s, err := c.Clientset.CoreV1().Secrets("tsb").Get(ctx, "iam-signing-key", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(s.Data["private.key"]); got != "s3cr3t-signing-key" {
+		t.Fatalf("unsealed secret holds the wrong value (%d bytes)", len(got))
 	}
 }
 

@@ -2,6 +2,7 @@ package testrig_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -62,17 +63,13 @@ func TestGiteaPullRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The forge checks mergeability asynchronously: until then a merge answers 405.
-	for {
+	testrig.Eventually(t, "the PR to merge", time.Minute, func(context.Context) error {
 		merged, _, err := c.MergePullRequest(g.Admin, "fleet", pr.Index, gitea.MergePullRequestOption{Style: gitea.MergeStyleMerge})
-		if err == nil && merged {
-			break
+		if err == nil && !merged {
+			err = errors.New("not merged")
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("merging PR %d: %v", pr.Index, err)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+		return err
+	})
 	got, _, err := c.GetPullRequest(g.Admin, "fleet", pr.Index)
 	if err != nil {
 		t.Fatal(err)

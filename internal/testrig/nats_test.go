@@ -55,15 +55,10 @@ func TestNATSJetStreamSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	var cons jetstream.Consumer
-	for cons == nil { // the client reconnects in the background
-		if cons, err = js2.Consumer(ctx, "MPHA_RIG", "agent"); err != nil {
-			select {
-			case <-ctx.Done():
-				t.Fatalf("consumer after restart: %v", err)
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	}
+	testrig.Eventually(t, "the durable consumer after the restart", 30*time.Second, func(ctx context.Context) error {
+		cons, err = js2.Consumer(ctx, "MPHA_RIG", "agent") // the client reconnects in the background
+		return err
+	})
 	batch, err := cons.Fetch(3, jetstream.FetchMaxWait(10*time.Second))
 	if err != nil {
 		t.Fatal(err)

@@ -12,12 +12,30 @@ import (
 // freePort asks the kernel for an unused loopback TCP port.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
+	return freePorts(t, 1)[0]
+}
+
+// freePorts returns n distinct unused loopback ports: the listeners stay open until all n are
+// found, so the kernel cannot hand out one port twice.
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("finding a free port: %v", err)
+		}
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports
+}
+
+// Eventually polls cond every 100ms until it returns nil, and fails t with cond's last error once
+// timeout passes. Tests use it for whatever converges asynchronously (replication, a controller).
+func Eventually(t testing.TB, what string, timeout time.Duration, cond func(context.Context) error) {
+	t.Helper()
+	waitFor(t, what, timeout, nil, cond)
 }
 
 // waitFor polls cond every 100ms until it returns nil, the process exits or timeout passes, and

@@ -2,6 +2,7 @@ package testrig_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -22,7 +23,7 @@ func TestPostgresStreamingReplica(t *testing.T) {
 
 	execSQL(ctx, t, primary.DSN("postgres"), "create database tsb")
 	execSQL(ctx, t, primary.DSN("tsb"), "create table config (k text primary key, v text); insert into config values ('org', 'tetrate')")
-	waitRow(ctx, t, replica.DSN("tsb"), "org", "tetrate")
+	waitRow(t, replica.DSN("tsb"), "org", "tetrate")
 
 	var inRecovery bool
 	query(ctx, t, replica.DSN("tsb"), "select pg_is_in_recovery()", &inRecovery)
@@ -37,7 +38,7 @@ func TestPostgresStreamingReplica(t *testing.T) {
 	primary.Stop(t)
 	primary.Restart(t)
 	execSQL(ctx, t, primary.DSN("tsb"), "insert into config values ('tenant', 'tier1')")
-	waitRow(ctx, t, replica.DSN("tsb"), "tenant", "tier1")
+	waitRow(t, replica.DSN("tsb"), "tenant", "tier1")
 }
 
 func connect(ctx context.Context, t *testing.T, dsn string) *pgx.Conn {
@@ -66,23 +67,21 @@ func query(ctx context.Context, t *testing.T, dsn, sql string, dst ...any) {
 
 // waitRow polls the replica until config[k] = v: replication is asynchronous, so at first even
 // the database may not be there.
-func waitRow(ctx context.Context, t *testing.T, dsn, k, v string) {
+func waitRow(t *testing.T, dsn, k, v string) {
 	t.Helper()
-	var got string
-	var err error
-	for {
-		var c *pgx.Conn
-		if c, err = pgx.Connect(ctx, dsn); err == nil {
-			err = c.QueryRow(ctx, "select v from config where k = $1", k).Scan(&got)
-			c.Close(context.Background())
-			if err == nil && got == v {
-				return
-			}
+	testrig.Eventually(t, fmt.Sprintf("the replica to have %s=%s", k, v), time.Minute, func(ctx context.Context) error {
+		c, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			return err
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("the replica never had %s=%s: last %q, %v", k, v, got, err)
-		case <-time.After(50 * time.Millisecond):
+		defer c.Close(context.Background())
+		var got string
+		if err := c.QueryRow(ctx, "select v from config where k = $1", k).Scan(&got); err != nil {
+			return err
 		}
-	}
+		if got != v {
+			return fmt.Errorf("%s=%q", k, got)
+		}
+		return nil
+	})
 }

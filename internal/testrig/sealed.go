@@ -46,7 +46,8 @@ func StartSealedSecrets(t testing.TB, c *Cluster) *SealedSecrets {
 			t.Fatal(err)
 		}
 	}
-	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	ports := freePorts(t, 2)
+	listen := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	const script = `mount -t tmpfs tmpfs /run && mkdir -p /run/secrets/kubernetes.io/serviceaccount &&
 cp "$MPHA_SA_DIR"/* /run/secrets/kubernetes.io/serviceaccount/ && exec "$@"`
 	s := &SealedSecrets{CertURL: "http://" + listen + "/v1/cert.pem"}
@@ -54,7 +55,7 @@ cp "$MPHA_SA_DIR"/* /run/secrets/kubernetes.io/serviceaccount/ && exec "$@"`
 		name: "sealed-secrets-" + c.Name,
 		path: systemBin(t, "unshare"),
 		args: []string{"-m", "--propagation", "private", "sh", "-c", script, "sh", bin,
-			"--listen-addr", listen, "--listen-metrics-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			"--listen-addr", listen, "--listen-metrics-addr", fmt.Sprintf("127.0.0.1:%d", ports[1]),
 			"--key-size", "2048", // the default 4096-bit key takes seconds to make
 		},
 		env: []string{

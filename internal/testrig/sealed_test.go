@@ -25,23 +25,18 @@ func TestSealedSecretsUnseal(t *testing.T) {
 		t.Fatal("the SealedSecret holds the plaintext")
 	}
 	c.Apply(t, []byte(doc))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for {
-		sec, err := c.Clientset.CoreV1().Secrets("tsb").Get(ctx, "tsb-iam-jwks", metav1.GetOptions{})
-		if err == nil {
-			if string(sec.Data["jwks"]) != plain {
-				t.Fatal("the unsealed secret holds the wrong value")
-			}
-			if len(sec.OwnerReferences) != 1 || sec.OwnerReferences[0].Kind != "SealedSecret" {
-				t.Errorf("owner references = %+v, want the SealedSecret", sec.OwnerReferences)
-			}
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("never unsealed: %v", err)
-		case <-time.After(100 * time.Millisecond):
-		}
+	testrig.Eventually(t, "the controller to unseal tsb-iam-jwks", time.Minute, func(ctx context.Context) error {
+		_, err := c.Clientset.CoreV1().Secrets("tsb").Get(ctx, "tsb-iam-jwks", metav1.GetOptions{})
+		return err
+	})
+	sec, err := c.Clientset.CoreV1().Secrets("tsb").Get(context.Background(), "tsb-iam-jwks", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(sec.Data["jwks"]) != plain {
+		t.Fatal("the unsealed secret holds the wrong value")
+	}
+	if len(sec.OwnerReferences) != 1 || sec.OwnerReferences[0].Kind != "SealedSecret" {
+		t.Errorf("owner references = %+v, want the SealedSecret", sec.OwnerReferences)
 	}
 }

@@ -1,6 +1,7 @@
 package gitops_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -70,5 +71,19 @@ func TestValidateNames(t *testing.T) {
 		if err := gitops.ValidateSecretName(tc.name); (err == nil) != tc.sec {
 			t.Errorf("ValidateSecretName(%q) = %v, want valid=%v", tc.name, err, tc.sec)
 		}
+	}
+}
+
+func TestCheckOwned(t *testing.T) {
+	t.Parallel()
+	if err := gitops.CheckOwned("mpha/pair.yaml", nil); err != nil {
+		t.Errorf("a new file: %v", err)
+	}
+	if err := gitops.CheckOwned("mpha/pair.yaml", []byte(gitops.Header+"active: east\n")); err != nil {
+		t.Errorf("an owned file: %v", err)
+	}
+	err := gitops.CheckOwned("mpha/pair.yaml", []byte("active: east\n"))
+	if !errors.Is(err, gitops.ErrNotOwned) || !strings.Contains(err.Error(), "mpha/pair.yaml") {
+		t.Errorf("a foreign file: err = %v, want ErrNotOwned naming it", err)
 	}
 }

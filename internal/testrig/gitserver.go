@@ -3,6 +3,7 @@ package testrig
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,6 +41,9 @@ func StartGitServer(t testing.TB) *GitServer {
 
 // URL returns the clone URL of repo ("org/name.git"), without credentials.
 func (g *GitServer) URL(repo string) string { return g.srv.HTTPAddress() + "/" + repo }
+
+// HostPort is the server's host:port, for a Proxy in front of it.
+func (g *GitServer) HostPort() string { return strings.TrimPrefix(g.srv.HTTPAddress(), "http://") }
 
 // Auth returns go-git's basic auth for the server.
 func (g *GitServer) Auth() *githttp.BasicAuth {

@@ -1,0 +1,332 @@
+// Package gitrepo writes mpha's changes to a Git repository: clone, write files, commit with a
+// configured author, a message and Mpha-* trailers, optionally signed, and push. A push that loses
+// a race with another writer (or meets an unreachable server) is re-applied on a fresh clone of the
+// new head and retried with backoff. It uses fluxcd/pkg/git and go-git; it never parses YAML
+// (callers decide with a per-file Check whether a file may be written).
+package gitrepo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/fluxcd/pkg/git"
+	"github.com/fluxcd/pkg/git/gogit"
+	"github.com/fluxcd/pkg/git/repository"
+	"github.com/fluxcd/pkg/git/signature"
+	extgogit "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/mpha-dev/mpha/gitops/trailer"
+	"github.com/mpha-dev/mpha/internal/redact"
+)
+
+// DefaultBackoff makes 7 attempts over about 30 s (waits of 0.5, 1, 2, 4, 8 and 16 s, jittered).
+// No Cap: wait.Backoff ends the steps once the cap is reached.
+var DefaultBackoff = wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 7}
+
+// Options configure a Writer.
+type Options struct {
+	// URL is the repository's clone URL (https://, http:// or ssh://), without credentials.
+	URL string
+	// Auth carries the credentials (see NewAuth); nil means anonymous.
+	Auth *git.AuthOptions
+	// Branch is the branch Flux reads; changes go there unless they name another. Default main.
+	Branch string
+	// Author signs the commits as author and committer.
+	Author git.Signature
+	// Signer, if set, signs every commit (signature.NewSSHSigner or NewOpenPGPSigner).
+	Signer signature.Signer
+	// AllowHTTPCredentials permits basic auth over plain http:// (an in-cluster forge, tests).
+	AllowHTTPCredentials bool
+	// Backoff bounds the attempts of one Apply (Steps of them); the zero value means DefaultBackoff.
+	// A Cap ends the attempts early: wait.Backoff stops stepping once the cap is reached.
+	Backoff wait.Backoff
+	// TempDir is where clones are made ("" = the system's).
+	TempDir string
+	Logger  *slog.Logger
+}
+
+// Writer applies Changes to the repository. It is safe for concurrent use: every attempt works in
+// its own clone.
+type Writer struct {
+	opts Options
+	log  *slog.Logger
+}
+
+// Change is one commit.
+type Change struct {
+	// Branch receives the commit ("" = Options.Branch). A branch that does not exist yet starts
+	// from Options.Branch.
+	Branch string
+	// Files maps repository paths to the content they must have.
+	Files map[string][]byte
+	// Delete lists paths to remove (absent ones are ignored).
+	Delete []string
+	// Message is the subject and body; Trailers follow it.
+	Message  string
+	Trailers []trailer.Trailer
+	// Check, if set, sees the current content of every path the change writes or deletes (nil
+	// when absent) on the head it is about to commit onto; an error aborts the change with a
+	// *ConflictError naming the file, and is not retried.
+	Check func(path string, current []byte) error
+}
+
+// Result says what Apply did.
+type Result struct {
+	// Commit is the pushed commit, or the branch head when nothing changed.
+	Commit string
+	// NoChange is true when the branch already held the change: nothing was committed.
+	NoChange bool
+	// Attempts counts clones made (1 when the first push went through).
+	Attempts int
+}
+
+// ConflictError reports a file the change may not write on the current head.
+type ConflictError struct {
+	Path string
+	Err  error
+}
+
+func (e *ConflictError) Error() string { return fmt.Sprintf("conflict on %s: %v", e.Path, e.Err) }
+func (e *ConflictError) Unwrap() error { return e.Err }
+
+// permanentError marks a failure that another attempt would repeat.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// ErrInvalidPath reports a path outside the repository or not in clean form.
+var ErrInvalidPath = errors.New("invalid repository path")
+
+// New validates opts and returns a Writer.
+func New(opts Options) (*Writer, error) {
+	if opts.URL == "" {
+		return nil, errors.New("git writer: a repository URL is required")
+	}
+	if opts.Branch == "" {
+		opts.Branch = "main"
+	}
+	if opts.Author.Name == "" || opts.Author.Email == "" {
+		return nil, errors.New("git writer: the author needs a name and an email")
+	}
+	if opts.Backoff.Steps == 0 {
+		opts.Backoff = DefaultBackoff
+	}
+	if opts.Auth == nil {
+		a, err := NewAuth(opts.URL, nil)
+		if err != nil {
+			return nil, err
+		}
+		opts.Auth = a
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Writer{opts: opts, log: log.With("repo", redact.String(opts.URL))}, nil
+}
+
+// Apply commits ch and pushes it, re-applying it on the new head when the push loses a race or
+// the server is unreachable, until it lands or the backoff is spent.
+func (w *Writer) Apply(ctx context.Context, ch Change) (Result, error) {
+	if err := validatePaths(ch); err != nil {
+		return Result{}, err
+	}
+	msg, err := trailer.Format(ch.Message, ch.Trailers)
+	if err != nil {
+		return Result{}, fmt.Errorf("commit message: %w", err)
+	}
+	branch := ch.Branch
+	if branch == "" {
+		branch = w.opts.Branch
+	}
+	var res Result
+	var last error
+	err = wait.ExponentialBackoffWithContext(ctx, w.opts.Backoff, func(ctx context.Context) (bool, error) {
+		res.Attempts++
+		r, err := w.attempt(ctx, branch, ch, msg)
+		if err == nil {
+			res.Commit, res.NoChange = r.Commit, r.NoChange
+			return true, nil
+		}
+		if terminal(ctx, err) {
+			return false, err
+		}
+		last = err
+		w.log.Warn("git write did not land; retrying on the new head", "branch", branch, "attempt", res.Attempts, "error", redact.String(err.Error()))
+		return false, nil
+	})
+	switch {
+	case err == nil:
+		if res.NoChange {
+			w.log.Debug("git write: nothing to change", "branch", branch)
+		} else {
+			w.log.Info("git write pushed", "branch", branch, "commit", res.Commit, "attempts", res.Attempts)
+		}
+		return res, nil
+	case wait.Interrupted(err) && last != nil && ctx.Err() == nil:
+		return res, redact.Error(fmt.Errorf("writing to %s: gave up after %d attempts: %w", branch, res.Attempts, last))
+	default:
+		return res, redact.Error(fmt.Errorf("writing to %s: %w", branch, err))
+	}
+}
+
+// terminal errors are not retried: the caller's Check refused, the configuration or credentials
+// are wrong, or the context ended.
+func terminal(ctx context.Context, err error) bool {
+	var ce *ConflictError
+	var pe *permanentError
+	return errors.As(err, &ce) || errors.As(err, &pe) || ctx.Err() != nil ||
+		errors.Is(err, transport.ErrAuthenticationRequired) || errors.Is(err, transport.ErrAuthorizationFailed)
+}
+
+// attempt makes one clone, writes the change and pushes it.
+func (w *Writer) attempt(ctx context.Context, branch string, ch Change, msg string) (Result, error) {
+	dir, err := os.MkdirTemp(w.opts.TempDir, "mpha-git-")
+	if err != nil {
+		return Result{}, fmt.Errorf("making a work directory: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	c, wt, err := w.checkout(ctx, dir, branch)
+	if err != nil {
+		return Result{}, err
+	}
+	defer c.Close()
+	if err := apply(wt, ch); err != nil {
+		return Result{}, err
+	}
+	var opts []repository.CommitOption
+	if w.opts.Signer != nil {
+		opts = append(opts, repository.WithSigner(w.opts.Signer))
+	}
+	hash, err := c.Commit(git.Commit{Author: w.opts.Author, Message: msg}, opts...)
+	if errors.Is(err, git.ErrNoStagedFiles) {
+		return Result{Commit: hash, NoChange: true}, nil
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("committing: %w", err)
+	}
+	if err := c.Push(ctx, repository.PushConfig{}); err != nil {
+		return Result{}, fmt.Errorf("pushing %s: %w", branch, err)
+	}
+	return Result{Commit: hash}, nil
+}
+
+// checkout clones branch shallowly into a directory under dir, or, when the branch does not exist
+// yet, the base branch and a new branch from it. It returns the client and its work tree.
+func (w *Writer) checkout(ctx context.Context, dir, branch string) (*gogit.Client, string, error) {
+	c, wt, err := w.clone(ctx, filepath.Join(dir, "branch"), branch)
+	if branchMissing(err) && branch != w.opts.Branch {
+		if c, wt, err = w.clone(ctx, filepath.Join(dir, "base"), w.opts.Branch); err == nil {
+			if err = c.SwitchBranch(ctx, branch); err != nil {
+				c.Close()
+			}
+		}
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("cloning %s: %w", branch, err)
+	}
+	return c, wt, nil
+}
+
+// clone makes a client in wt and clones branch into it shallowly.
+func (w *Writer) clone(ctx context.Context, wt, branch string) (*gogit.Client, string, error) {
+	copts := []gogit.ClientOption{gogit.WithDiskStorage()}
+	if w.opts.AllowHTTPCredentials {
+		copts = append(copts, gogit.WithInsecureCredentialsOverHTTP())
+	}
+	c, err := gogit.NewClient(wt, w.opts.Auth, copts...)
+	if err != nil {
+		return nil, "", &permanentError{fmt.Errorf("git client: %w", err)} // configuration: retrying cannot help
+	}
+	if _, err := c.Clone(ctx, w.opts.URL, repository.CloneConfig{
+		CheckoutStrategy: repository.CheckoutStrategy{Branch: branch}, ShallowClone: true,
+	}); err != nil {
+		c.Close()
+		return nil, "", err
+	}
+	return c, wt, nil
+}
+
+// branchMissing reports a clone that failed because the branch does not exist. Flux maps this to
+// ErrRepositoryNotFound only when go-git's message uses single quotes, which v5.19 does not, so the
+// go-git error type is checked too.
+func branchMissing(err error) bool {
+	var notFound git.ErrRepositoryNotFound
+	var noRef extgogit.NoMatchingRefSpecError
+	return errors.As(err, &notFound) || errors.As(err, &noRef)
+}
+
+// apply runs the change's Check on every path it touches, then writes and deletes the files.
+func apply(dir string, ch Change) error {
+	paths := make([]string, 0, len(ch.Files)+len(ch.Delete))
+	for p := range ch.Files {
+		paths = append(paths, p)
+	}
+	paths = append(paths, ch.Delete...)
+	slices.Sort(paths)
+	for _, p := range paths {
+		cur, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(p)))
+		if errors.Is(err, fs.ErrNotExist) {
+			cur, err = nil, nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", p, err)
+		}
+		if ch.Check != nil {
+			if err := ch.Check(p, cur); err != nil {
+				return &ConflictError{Path: p, Err: err}
+			}
+		}
+	}
+	for p, content := range ch.Files {
+		full := filepath.Join(dir, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			return fmt.Errorf("writing %s: %w", p, err)
+		}
+		if err := os.WriteFile(full, content, 0o644); err != nil {
+			return fmt.Errorf("writing %s: %w", p, err)
+		}
+	}
+	for _, p := range ch.Delete {
+		if err := os.Remove(filepath.Join(dir, filepath.FromSlash(p))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("deleting %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// validatePaths refuses paths that are absolute, unclean, or reach outside the repository or into .git.
+func validatePaths(ch Change) error {
+	check := func(p string) error {
+		if p == "" || path.IsAbs(p) || path.Clean(p) != p || p == ".." || len(p) > 2 && p[:3] == "../" ||
+			p == ".git" || len(p) > 4 && p[:5] == ".git/" {
+			return fmt.Errorf("%w: %q", ErrInvalidPath, p)
+		}
+		return nil
+	}
+	for p := range ch.Files {
+		if err := check(p); err != nil {
+			return err
+		}
+	}
+	for _, p := range ch.Delete {
+		if err := check(p); err != nil {
+			return err
+		}
+		if _, both := ch.Files[p]; both {
+			return fmt.Errorf("%w: %q is both written and deleted", ErrInvalidPath, p)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,377 @@
+package gitrepo_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fluxcd/pkg/git"
+	"github.com/fluxcd/pkg/git/signature"
+	gogit "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/storage/memory"
+	"golang.org/x/crypto/ssh"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/mpha-dev/mpha/gitops"
+	"github.com/mpha-dev/mpha/gitops/gitrepo"
+	"github.com/mpha-dev/mpha/gitops/trailer"
+	"github.com/mpha-dev/mpha/internal/testrig"
+)
+
+func TestMain(m *testing.M) { os.Exit(testrig.Main(m)) }
+
+const repo = "org/fleet.git"
+
+// fastBackoff keeps retries quick in tests while still spreading writers apart.
+var fastBackoff = wait.Backoff{Duration: 20 * time.Millisecond, Factor: 1.1, Jitter: 1, Steps: 40}
+
+type fixture struct {
+	srv *testrig.GitServer
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("uses the rig's Git server")
+	}
+	f := &fixture{srv: testrig.StartGitServer(t)}
+	f.srv.CreateRepo(t, repo, "main", map[string]string{"README.md": "fleet\n"})
+	return f
+}
+
+func (f *fixture) writer(t *testing.T, url string, mutate ...func(*gitrepo.Options)) *gitrepo.Writer {
+	t.Helper()
+	auth, err := gitrepo.NewAuth(url, map[string][]byte{"username": []byte(f.srv.Username), "password": []byte(f.srv.Password)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := gitrepo.Options{
+		URL: url, Auth: auth, AllowHTTPCredentials: true, Backoff: fastBackoff,
+		Author: git.Signature{Name: "mpha agent (east)", Email: "mpha@east.invalid"},
+	}
+	for _, m := range mutate {
+		m(&o)
+	}
+	w, err := gitrepo.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// clone returns the repository as the server has it now, at branch.
+func (f *fixture) clone(t *testing.T, branch string) *gogit.Repository {
+	t.Helper()
+	r, err := gogit.Clone(memory.NewStorage(), nil, &gogit.CloneOptions{
+		URL: f.srv.URL(repo), Auth: f.srv.Auth(), ReferenceName: plumbing.NewBranchReferenceName(branch), SingleBranch: true,
+	})
+	if err != nil {
+		t.Fatalf("cloning %s: %v", branch, err)
+	}
+	return r
+}
+
+func headCommit(t *testing.T, r *gogit.Repository) *object.Commit {
+	t.Helper()
+	h, err := r.Head()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := r.CommitObject(h.Hash())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func fileAt(t *testing.T, c *object.Commit, path string) (string, bool) {
+	t.Helper()
+	f, err := c.File(path)
+	if errors.Is(err, object.ErrFileNotFound) {
+		return "", false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := f.Contents()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, true
+}
+
+func owned(s string) []byte { return []byte(gitops.Header + s) }
+
+func TestApplyCommitsWritesAndDeletes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	w := f.writer(t, f.srv.URL(repo))
+	ctx := context.Background()
+	ch := gitrepo.Change{
+		Files:    map[string][]byte{"mpha/clusters/west/secrets/iam-signing-key.yaml": owned("a: 1\n"), "mpha/clusters/west/secrets/tsb-iam-jwks.yaml": owned("b: 2\n")},
+		Message:  "Export 2 secrets for west",
+		Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "secrets"}, {Key: trailer.Cluster, Value: "east"}},
+		Check:    gitops.CheckOwned,
+	}
+	res, err := w.Apply(ctx, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.NoChange || res.Attempts != 1 {
+		t.Errorf("result %+v, want one attempt that changed something", res)
+	}
+	c := headCommit(t, f.clone(t, "main"))
+	if c.Hash.String() != res.Commit {
+		t.Errorf("server head %s, Apply reported %s", c.Hash, res.Commit)
+	}
+	if got, _ := fileAt(t, c, "mpha/clusters/west/secrets/tsb-iam-jwks.yaml"); got != string(owned("b: 2\n")) {
+		t.Errorf("file content %q", got)
+	}
+	if v, _ := trailer.Get(trailer.Parse(c.Message), trailer.Kind); v != "secrets" || !strings.HasPrefix(c.Message, "Export 2 secrets for west\n\n") {
+		t.Errorf("message %q lacks the subject or the Mpha-Kind trailer", c.Message)
+	}
+	if c.Author.Name != "mpha agent (east)" || c.Committer.Email != "mpha@east.invalid" {
+		t.Errorf("author %v committer %v", c.Author, c.Committer)
+	}
+
+	// The same content again: no commit.
+	again, err := w.Apply(ctx, ch)
+	if err != nil || !again.NoChange || again.Commit != res.Commit {
+		t.Errorf("re-applying: %+v, %v; want NoChange at %s", again, err, res.Commit)
+	}
+
+	del, err := w.Apply(ctx, gitrepo.Change{Delete: []string{"mpha/clusters/west/secrets/tsb-iam-jwks.yaml", "never/there.yaml"},
+		Message: "Remove tsb-iam-jwks", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "secrets"}}, Check: gitops.CheckOwned})
+	if err != nil || del.NoChange {
+		t.Fatalf("delete: %+v, %v", del, err)
+	}
+	if _, ok := fileAt(t, headCommit(t, f.clone(t, "main")), "mpha/clusters/west/secrets/tsb-iam-jwks.yaml"); ok {
+		t.Error("the deleted file is still there")
+	}
+}
+
+// Twenty writers pushing to one branch at once: every change lands, none errors, history is a line.
+func TestConcurrentWritersAllLand(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	const n = 20
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	attempts := make([]int, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// One Writer per goroutine, as separate agents would have.
+			w := f.writer(t, f.srv.URL(repo))
+			res, err := w.Apply(context.Background(), gitrepo.Change{
+				Files:    map[string][]byte{fmt.Sprintf("mpha/w/%02d.yaml", i): owned(fmt.Sprintf("i: %d\n", i))},
+				Message:  fmt.Sprintf("writer %d", i),
+				Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}},
+			})
+			errs[i], attempts[i] = err, res.Attempts
+		}()
+	}
+	wg.Wait()
+	retried := 0
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("writer %d: %v", i, err)
+		}
+		if attempts[i] > 1 {
+			retried++
+		}
+	}
+	if retried == 0 {
+		t.Error("no writer had to retry: the test did not race")
+	}
+	r := f.clone(t, "main")
+	head := headCommit(t, r)
+	for i := range n {
+		if _, ok := fileAt(t, head, fmt.Sprintf("mpha/w/%02d.yaml", i)); !ok {
+			t.Errorf("writer %d's file is missing", i)
+		}
+	}
+	commits := 0
+	for c := head; ; commits++ {
+		if c.NumParents() > 1 {
+			t.Fatalf("merge commit %s: history is not linear", c.Hash)
+		}
+		if c.NumParents() == 0 {
+			break
+		}
+		var err error
+		if c, err = c.Parent(0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if commits != n {
+		t.Errorf("%d commits above the initial one, want %d", commits, n)
+	}
+	t.Logf("%d of %d writers retried", retried, n)
+}
+
+// A file mpha does not own is never overwritten: the error names it and nothing is pushed.
+func TestForeignFileIsAConflict(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	w := f.writer(t, f.srv.URL(repo))
+	before := headCommit(t, f.clone(t, "main")).Hash
+	_, err := w.Apply(context.Background(), gitrepo.Change{
+		Files:   map[string][]byte{"README.md": owned("mine now\n"), "mpha/pair.yaml": owned("active: east\n")},
+		Message: "take over", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}, Check: gitops.CheckOwned,
+	})
+	var ce *gitrepo.ConflictError
+	if !errors.As(err, &ce) || ce.Path != "README.md" || !errors.Is(err, gitops.ErrNotOwned) {
+		t.Fatalf("err = %v, want a ConflictError on README.md", err)
+	}
+	if !strings.Contains(err.Error(), "README.md") {
+		t.Errorf("the message does not name the file: %v", err)
+	}
+	if after := headCommit(t, f.clone(t, "main")).Hash; after != before {
+		t.Errorf("main moved from %s to %s", before, after)
+	}
+}
+
+// A change for a new branch starts it from main; the next change on it builds on it; main stays.
+func TestBranchForPullRequests(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	w := f.writer(t, f.srv.URL(repo))
+	ctx := context.Background()
+	main := headCommit(t, f.clone(t, "main")).Hash
+	const br = "mpha/failover/ev-1"
+	first, err := w.Apply(ctx, gitrepo.Change{Branch: br, Files: map[string][]byte{"mpha/pair.yaml": owned("active: west\n")},
+		Message: "Fail over to west", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "failover"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := w.Apply(ctx, gitrepo.Change{Branch: br, Files: map[string][]byte{"mpha/dns/floating.yaml": owned("to: mp2\n")},
+		Message: "Move DNS", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "failover"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := headCommit(t, f.clone(t, br))
+	if head.Hash.String() != second.Commit || head.NumParents() != 1 || head.ParentHashes[0].String() != first.Commit {
+		t.Errorf("branch head %s (parents %v), want %s on top of %s", head.Hash, head.ParentHashes, second.Commit, first.Commit)
+	}
+	p, _ := head.Parent(0)
+	if p.ParentHashes[0] != main {
+		t.Errorf("the branch does not start from main %s", main)
+	}
+	if headCommit(t, f.clone(t, "main")).Hash != main {
+		t.Error("main moved")
+	}
+}
+
+// While the server is unreachable the writer backs off and retries; when it returns, the change lands.
+func TestServerOutageIsRetried(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	proxy := testrig.StartProxy(t, f.srv.HostPort())
+	url := "http://" + proxy.Addr + "/" + repo
+	proxy.Down()
+	w := f.writer(t, url)
+	go func() {
+		time.Sleep(time.Second)
+		if err := proxy.Up(); err != nil {
+			t.Error(err)
+		}
+	}()
+	res, err := w.Apply(context.Background(), gitrepo.Change{Files: map[string][]byte{"mpha/x.yaml": owned("x: 1\n")},
+		Message: "during an outage", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}})
+	if err != nil {
+		t.Fatalf("after the server came back: %v", err)
+	}
+	if res.Attempts < 2 {
+		t.Errorf("%d attempts, want retries during the outage", res.Attempts)
+	}
+	if got, ok := fileAt(t, headCommit(t, f.clone(t, "main")), "mpha/x.yaml"); !ok || got != string(owned("x: 1\n")) {
+		t.Errorf("the change did not land: %q", got)
+	}
+
+	// A server that stays away: a bounded number of attempts, then an error that says so.
+	proxy.Down()
+	short := f.writer(t, url, func(o *gitrepo.Options) {
+		o.Backoff = wait.Backoff{Duration: 10 * time.Millisecond, Factor: 1, Steps: 3}
+	})
+	res, err = short.Apply(context.Background(), gitrepo.Change{Files: map[string][]byte{"mpha/y.yaml": owned("y\n")},
+		Message: "lost", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}})
+	if err == nil || !strings.Contains(err.Error(), "gave up after 3 attempts") || res.Attempts != 3 {
+		t.Errorf("err = %v, attempts %d; want a give-up after 3", err, res.Attempts)
+	}
+	if strings.Contains(err.Error(), f.srv.Password) {
+		t.Errorf("the error leaks the password: %v", err)
+	}
+}
+
+// Commits are signed with the configured SSH key, verifiably.
+func TestSignedCommits(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "mpha")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := gitrepo.NewSigner(pem.EncodeToMemory(block), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := f.writer(t, f.srv.URL(repo), func(o *gitrepo.Options) { o.Signer = signer })
+	if _, err := w.Apply(context.Background(), gitrepo.Change{Files: map[string][]byte{"mpha/s.yaml": owned("s\n")},
+		Message: "signed", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}}); err != nil {
+		t.Fatal(err)
+	}
+	c := headCommit(t, f.clone(t, "main"))
+	enc := &plumbing.MemoryObject{}
+	if err := c.EncodeWithoutSignature(enc); err != nil {
+		t.Fatal(err)
+	}
+	rd, err := enc.Reader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := io.ReadAll(rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshPub, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := signature.VerifySSHSignature(c.PGPSignature, payload, string(ssh.MarshalAuthorizedKey(sshPub))); err != nil {
+		t.Errorf("the commit's signature does not verify: %v", err)
+	}
+}
+
+func TestInvalidPathsAreRefused(t *testing.T) {
+	t.Parallel()
+	w, err := gitrepo.New(gitrepo.Options{URL: "https://git.invalid/x.git", Author: git.Signature{Name: "a", Email: "a@b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"../escape", "/abs", "a/../../b", ".git/config", "a//b", ""} {
+		_, err := w.Apply(context.Background(), gitrepo.Change{Files: map[string][]byte{p: []byte("x")}, Message: "m"})
+		if !errors.Is(err, gitrepo.ErrInvalidPath) {
+			t.Errorf("path %q: err = %v, want ErrInvalidPath", p, err)
+		}
+	}
+	if _, err := gitrepo.NewAuth("https://bot:tok@git.invalid/x.git", nil); err == nil || strings.Contains(err.Error(), "tok") {
+		t.Errorf("a URL with a password: err = %v, want a refusal that does not echo it", err)
+	}
+}

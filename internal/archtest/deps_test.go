@@ -54,6 +54,9 @@ var rules = []struct{ from, to, why string }{
 	{"agent", "internal/testrig", "the rig is for tests only"},
 	{"gitops", "internal/testrig", "the rig is for tests only"},
 	{"cmd", "internal/testrig", "the rig is for tests only"},
+	{"agent", "internal/golden", "golden files are for tests only"},
+	{"gitops", "internal/golden", "golden files are for tests only"},
+	{"cmd", "internal/golden", "golden files are for tests only"},
 }
 
 func TestDependencyDirection(t *testing.T) {

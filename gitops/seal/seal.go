@@ -1,0 +1,180 @@
+// Package seal turns a Kubernetes Secret and the peer cluster's sealed-secrets certificate into
+// the SealedSecret mpha commits (architecture.md §4), with sealed-secrets' own code and strict
+// scope, and decides whether a secret changed without looking at the random ciphertext: the
+// SealedSecret carries a keyed HMAC-SHA256 of the data (the key only the agents hold) and the
+// fingerprint of the certificate it was sealed for. Git never sees plaintext or an unkeyed hash.
+// No network, no clients: the caller passes the Secret, the certificate and the key.
+package seal
+
+import (
+	"crypto/hmac"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	ssv1alpha1 "github.com/bitnami-labs/sealed-secrets/pkg/apis/sealedsecrets/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	certutil "k8s.io/client-go/util/cert"
+	"sigs.k8s.io/yaml"
+
+	"github.com/mpha-dev/mpha/gitops"
+)
+
+// Annotations mpha sets on the SealedSecret (not on the Secret it unseals to).
+const (
+	// DigestAnnotation holds "hmac-sha256:<hex>" of the Secret's type and data under the agents' key.
+	DigestAnnotation = "mpha.dev/data-hmac"
+	// CertAnnotation holds the SHA-256 fingerprint of the certificate the data is sealed for.
+	CertAnnotation = "mpha.dev/sealed-for"
+)
+
+// MinKeyLen is the shortest HMAC key accepted (bytes).
+const MinKeyLen = 32
+
+// ErrShortKey reports an HMAC key too short to resist guessing.
+var ErrShortKey = fmt.Errorf("the HMAC key must be at least %d bytes", MinKeyLen)
+
+// Cert is a parsed sealing certificate.
+type Cert struct {
+	Key *rsa.PublicKey
+	// Fingerprint is the SHA-256 of the certificate's DER, hex: public, it names the certificate.
+	Fingerprint string
+}
+
+// ParseCert reads the PEM certificate the sealed-secrets controller serves at /v1/cert.pem.
+func ParseCert(pemBytes []byte) (Cert, error) {
+	certs, err := certutil.ParseCertsPEM(pemBytes)
+	if err != nil {
+		return Cert{}, fmt.Errorf("parsing sealing certificate: %w", err)
+	}
+	pub, ok := certs[0].PublicKey.(*rsa.PublicKey)
+	if !ok {
+		return Cert{}, fmt.Errorf("parsing sealing certificate: it holds a %T, want an RSA key", certs[0].PublicKey)
+	}
+	sum := sha256.Sum256(certs[0].Raw)
+	return Cert{Key: pub, Fingerprint: hex.EncodeToString(sum[:])}, nil
+}
+
+// Digest returns the keyed digest of s's type and data (StringData folded in, as the API server
+// would), in the DigestAnnotation's format. Map order does not matter.
+func Digest(key []byte, s *corev1.Secret) (string, error) {
+	if len(key) < MinKeyLen {
+		return "", ErrShortKey
+	}
+	data := maps.Clone(s.Data)
+	if data == nil {
+		data = map[string][]byte{}
+	}
+	for k, v := range s.StringData {
+		data[k] = []byte(v)
+	}
+	m := hmac.New(sha256.New, key)
+	field := func(b []byte) { // length-prefixed: no two inputs encode alike
+		_ = binary.Write(m, binary.BigEndian, uint64(len(b)))
+		m.Write(b)
+	}
+	field([]byte(s.Type))
+	for _, k := range slices.Sorted(maps.Keys(data)) {
+		field([]byte(k))
+		field(data[k])
+	}
+	return "hmac-sha256:" + hex.EncodeToString(m.Sum(nil)), nil
+}
+
+// Seal seals s for cert with strict scope (it unseals only as s's name in s's namespace). The
+// template keeps s's type, labels and annotations (less kubectl's last-applied copy and any scope
+// annotation); the SealedSecret carries the digest, the certificate's fingerprint and mpha's
+// managed-by label.
+func Seal(cert Cert, key []byte, s *corev1.Secret) (*ssv1alpha1.SealedSecret, error) {
+	digest, err := Digest(key, s)
+	if err != nil {
+		return nil, err
+	}
+	clean := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: s.Name, Namespace: s.Namespace,
+			Labels: maps.Clone(s.Labels), Annotations: maps.Clone(s.Annotations),
+		},
+		Type: s.Type, Data: s.Data, StringData: s.StringData,
+	}
+	for _, a := range []string{ssv1alpha1.SealedSecretClusterWideAnnotation, ssv1alpha1.SealedSecretNamespaceWideAnnotation} {
+		delete(clean.Annotations, a)
+	}
+	ss, err := ssv1alpha1.NewSealedSecret(serializer.NewCodecFactory(runtime.NewScheme()), cert.Key, clean)
+	if err != nil {
+		return nil, fmt.Errorf("sealing %s/%s: %w", s.Namespace, s.Name, err)
+	}
+	ss.TypeMeta = metav1.TypeMeta{APIVersion: ssv1alpha1.SchemeGroupVersion.String(), Kind: "SealedSecret"}
+	if ss.Annotations == nil {
+		ss.Annotations = map[string]string{}
+	}
+	ss.Annotations[DigestAnnotation] = digest
+	ss.Annotations[CertAnnotation] = cert.Fingerprint
+	ss.Labels = map[string]string{gitops.ManagedByLabel: gitops.ManagedByValue}
+	return ss, nil
+}
+
+// Marshal renders a SealedSecret as the file mpha commits: the ownership header, then YAML with
+// sorted keys.
+func Marshal(ss *ssv1alpha1.SealedSecret) ([]byte, error) {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(ss)
+	if err != nil {
+		return nil, fmt.Errorf("rendering SealedSecret %s: %w", ss.Name, err)
+	}
+	// An unset creationTimestamp renders as null: noise in Git.
+	unstructured.RemoveNestedField(m, "metadata", "creationTimestamp")
+	unstructured.RemoveNestedField(m, "spec", "template", "metadata", "creationTimestamp")
+	b, err := yaml.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("rendering SealedSecret %s: %w", ss.Name, err)
+	}
+	return append([]byte(gitops.Header), b...), nil
+}
+
+// Stamp is what a committed SealedSecret says it holds.
+type Stamp struct {
+	Digest, CertFingerprint string
+}
+
+// ReadStamp reads the digest and certificate annotations of a committed SealedSecret file.
+func ReadStamp(file []byte) (Stamp, error) {
+	var ss ssv1alpha1.SealedSecret
+	if err := yaml.Unmarshal(file, &ss); err != nil {
+		return Stamp{}, fmt.Errorf("reading SealedSecret: %w", err)
+	}
+	if ss.Kind != "SealedSecret" {
+		return Stamp{}, fmt.Errorf("reading SealedSecret: kind %q", ss.Kind)
+	}
+	st := Stamp{Digest: ss.Annotations[DigestAnnotation], CertFingerprint: ss.Annotations[CertAnnotation]}
+	if !strings.HasPrefix(st.Digest, "hmac-sha256:") || st.CertFingerprint == "" {
+		return Stamp{}, errors.New("reading SealedSecret: no mpha digest or certificate annotation")
+	}
+	return st, nil
+}
+
+// NeedsSealing reports whether s must be (re)sealed for cert given the committed file (nil when
+// there is none): when the data or the certificate changed, or the file is not readable as ours.
+func NeedsSealing(file []byte, cert Cert, key []byte, s *corev1.Secret) (bool, error) {
+	digest, err := Digest(key, s)
+	if err != nil {
+		return false, err
+	}
+	if file == nil {
+		return true, nil
+	}
+	st, err := ReadStamp(file)
+	if err != nil {
+		return true, nil // a file we cannot read as ours is re-sealed, not an error
+	}
+	return st.Digest != digest || st.CertFingerprint != cert.Fingerprint, nil
+}

@@ -1,0 +1,262 @@
+package seal_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"regexp"
+	"testing"
+	"time"
+
+	ssv1alpha1 "github.com/bitnami-labs/sealed-secrets/pkg/apis/sealedsecrets/v1alpha1"
+	sscrypto "github.com/bitnami-labs/sealed-secrets/pkg/crypto"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	certutil "k8s.io/client-go/util/cert"
+	"sigs.k8s.io/yaml"
+
+	"github.com/mpha-dev/mpha/gitops"
+	"github.com/mpha-dev/mpha/gitops/seal"
+	"github.com/mpha-dev/mpha/internal/golden"
+)
+
+// hmacKey is a fixed test key, so digests in golden files are stable.
+var hmacKey = bytes.Repeat([]byte("k"), seal.MinKeyLen)
+
+type peer struct {
+	cert seal.Cert
+	priv *rsa.PrivateKey
+}
+
+func newPeer(t testing.TB) peer {
+	t.Helper()
+	priv, cert, err := sscrypto.GeneratePrivateKeyAndCert(2048, time.Hour, "west")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := seal.ParseCert(pemOf(t, cert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return peer{cert: c, priv: priv}
+}
+
+func (p peer) unseal(t *testing.T, file []byte) (*corev1.Secret, error) {
+	t.Helper()
+	var ss ssv1alpha1.SealedSecret
+	if err := yaml.Unmarshal(file, &ss); err != nil {
+		t.Fatal(err)
+	}
+	fp, err := sscrypto.PublicKeyFingerprint(&p.priv.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ss.Unseal(serializer.NewCodecFactory(runtime.NewScheme()), map[string]*rsa.PrivateKey{fp: p.priv})
+}
+
+func randomValue(t testing.TB) []byte {
+	t.Helper()
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return []byte("plain-" + hex.EncodeToString(b))
+}
+
+func signingKey(t testing.TB) *corev1.Secret {
+	t.Helper()
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "iam-signing-key", Namespace: "tsb", UID: "u-1", ResourceVersion: "42",
+			Labels: map[string]string{"app": "iam"},
+			Annotations: map[string]string{
+				"kubectl.kubernetes.io/last-applied-configuration": `{"data":{"private.key":"leak"}}`,
+				ssv1alpha1.SealedSecretNamespaceWideAnnotation:     "true",
+				"tsb.tetrate.io/note":                              "kept",
+			},
+		},
+		Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{"private.key": randomValue(t), "kid": []byte("kid-2026-11")},
+	}
+}
+
+func TestSealUnsealsToTheSameSecret(t *testing.T) {
+	t.Parallel()
+	p := newPeer(t)
+	s := signingKey(t)
+	ss, err := seal.Seal(p.cert, hmacKey, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := seal.Marshal(ss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(file, []byte(gitops.Header)) {
+		t.Error("the file lacks mpha's ownership header")
+	}
+	got, err := p.unseal(t, file)
+	if err != nil {
+		t.Fatalf("unsealing with the peer's key: %v", err)
+	}
+	for k, v := range s.Data {
+		if !bytes.Equal(got.Data[k], v) {
+			t.Errorf("key %s: unsealed value differs", k)
+		}
+	}
+	if got.Type != corev1.SecretTypeOpaque || got.Labels["app"] != "iam" || got.Annotations["tsb.tetrate.io/note"] != "kept" {
+		t.Errorf("type, labels or annotations lost: %v %v %v", got.Type, got.Labels, got.Annotations)
+	}
+	if _, ok := got.Annotations["kubectl.kubernetes.io/last-applied-configuration"]; ok {
+		t.Error("kubectl's last-applied copy (which holds the plaintext) was kept")
+	}
+	if got.UID != "" || got.ResourceVersion != "" {
+		t.Errorf("server fields copied into the template: uid %q rv %q", got.UID, got.ResourceVersion)
+	}
+
+	// Strict scope: the same ciphertext under another name does not unseal.
+	renamed := bytes.Replace(file, []byte("name: iam-signing-key"), []byte("name: stolen"), -1)
+	if _, err := p.unseal(t, renamed); err == nil {
+		t.Error("a renamed SealedSecret unsealed: the scope is not strict")
+	}
+}
+
+// The committed file holds neither a plaintext value, nor its base64, nor an unkeyed hash of it.
+func TestSealedFileLeaksNothing(t *testing.T) {
+	t.Parallel()
+	p := newPeer(t)
+	s := signingKey(t)
+	ss, err := seal.Seal(p.cert, hmacKey, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := seal.Marshal(ss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range s.Data {
+		sum := sha256.Sum256(v)
+		for _, form := range [][]byte{v, []byte(base64.StdEncoding.EncodeToString(v)), []byte(hex.EncodeToString(sum[:]))} {
+			if bytes.Contains(file, form) {
+				t.Errorf("the sealed file holds %s in a recoverable form", k)
+			}
+		}
+	}
+	if bytes.Contains(file, []byte("leak")) {
+		t.Error("the last-applied annotation's content reached the file")
+	}
+}
+
+func TestDigest(t *testing.T) {
+	t.Parallel()
+	s := &corev1.Secret{Type: "Opaque", Data: map[string][]byte{"a": []byte("1"), "b": []byte("2")}}
+	d1, err := seal.Digest(hmacKey, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := &corev1.Secret{Type: "Opaque", Data: map[string][]byte{"b": []byte("2")}, StringData: map[string]string{"a": "1"}}
+	if d2, _ := seal.Digest(hmacKey, same); d2 != d1 {
+		t.Error("StringData is not folded into Data as the API server would")
+	}
+	for name, other := range map[string]*corev1.Secret{
+		"value":    {Type: "Opaque", Data: map[string][]byte{"a": []byte("1"), "b": []byte("3")}},
+		"type":     {Type: "kubernetes.io/tls", Data: s.Data},
+		"boundary": {Type: "Opaque", Data: map[string][]byte{"a": []byte("1b"), "": []byte("2")}},
+	} {
+		if d, _ := seal.Digest(hmacKey, other); d == d1 {
+			t.Errorf("a different %s gives the same digest", name)
+		}
+	}
+	if d, _ := seal.Digest(bytes.Repeat([]byte("x"), seal.MinKeyLen), s); d == d1 {
+		t.Error("the digest does not depend on the key")
+	}
+	if _, err := seal.Digest([]byte("short"), s); !errors.Is(err, seal.ErrShortKey) {
+		t.Errorf("a short key: err = %v, want ErrShortKey", err)
+	}
+}
+
+func TestNeedsSealing(t *testing.T) {
+	t.Parallel()
+	p := newPeer(t)
+	s := signingKey(t)
+	ss, err := seal.Seal(p.cert, hmacKey, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, _ := seal.Marshal(ss)
+	rotated := s.DeepCopy()
+	rotated.Data["kid"] = []byte("kid-2026-12")
+	tests := []struct {
+		name   string
+		file   []byte
+		cert   seal.Cert
+		secret *corev1.Secret
+		want   bool
+	}{
+		{"no file yet", nil, p.cert, s, true},
+		{"unchanged", file, p.cert, s, false},
+		{"unchanged but other metadata", file, p.cert, func() *corev1.Secret { c := s.DeepCopy(); c.ResourceVersion = "43"; return c }(), false},
+		{"rotated", file, p.cert, rotated, true},
+		{"new peer certificate", file, newPeer(t).cert, s, true},
+		{"not ours", []byte("kind: ConfigMap\n"), p.cert, s, true},
+	}
+	for _, tc := range tests {
+		got, err := seal.NeedsSealing(tc.file, tc.cert, hmacKey, tc.secret)
+		if err != nil || got != tc.want {
+			t.Errorf("%s: NeedsSealing = %v, %v; want %v", tc.name, got, err, tc.want)
+		}
+	}
+}
+
+// The committed form, with what is random (ciphertext, certificate) masked.
+func TestMarshalGolden(t *testing.T) {
+	t.Parallel()
+	p := newPeer(t)
+	s := signingKey(t)
+	s.Data = map[string][]byte{"private.key": []byte("fixed-for-the-digest"), "kid": []byte("kid-1")}
+	ss, err := seal.Seal(p.cert, hmacKey, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := seal.Marshal(ss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	masked := regexp.MustCompile(`(?m)^(    (?:kid|private\.key): ).*$`).ReplaceAll(file, []byte("${1}<sealed>"))
+	masked = bytes.ReplaceAll(masked, []byte(p.cert.Fingerprint), []byte("<cert-fingerprint>"))
+	golden.Assert(t, "testdata/iam-signing-key.golden.yaml", masked)
+}
+
+func FuzzReadStamp(f *testing.F) {
+	p := newPeer(f)
+	ss, err := seal.Seal(p.cert, hmacKey, signingKey(f))
+	if err != nil {
+		f.Fatal(err)
+	}
+	file, _ := seal.Marshal(ss)
+	f.Add(file)
+	f.Add([]byte("kind: SealedSecret\nmetadata: {annotations: {mpha.dev/data-hmac: 'hmac-sha256:00'}}\n"))
+	f.Add([]byte("{"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		st, err := seal.ReadStamp(b)
+		if err == nil && (st.Digest == "" || st.CertFingerprint == "") {
+			t.Errorf("an accepted stamp is incomplete: %+v", st)
+		}
+	})
+}
+
+func pemOf(t testing.TB, c *x509.Certificate) []byte {
+	t.Helper()
+	b, err := certutil.EncodeCertificates(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

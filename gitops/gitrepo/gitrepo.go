@@ -11,9 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"os"
 	"path"
-	"path/filepath"
 	"slices"
 	"time"
 
@@ -21,8 +19,12 @@ import (
 	"github.com/fluxcd/pkg/git/gogit"
 	"github.com/fluxcd/pkg/git/repository"
 	"github.com/fluxcd/pkg/git/signature"
+	"github.com/go-git/go-billy/v5"
+	"github.com/go-git/go-billy/v5/memfs"
+	"github.com/go-git/go-billy/v5/util"
 	extgogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/storage/memory"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/mpha-dev/mpha/gitops/trailer"
@@ -50,13 +52,11 @@ type Options struct {
 	// Backoff bounds the attempts of one Apply (Steps of them); the zero value means DefaultBackoff.
 	// A Cap ends the attempts early: wait.Backoff stops stepping once the cap is reached.
 	Backoff wait.Backoff
-	// TempDir is where clones are made ("" = the system's).
-	TempDir string
 	Logger  *slog.Logger
 }
 
 // Writer applies Changes to the repository. It is safe for concurrent use: every attempt works in
-// its own clone.
+// its own in-memory clone.
 type Writer struct {
 	opts Options
 	log  *slog.Logger
@@ -190,14 +190,10 @@ func terminal(ctx context.Context, err error) bool {
 		errors.Is(err, transport.ErrAuthenticationRequired) || errors.Is(err, transport.ErrAuthorizationFailed)
 }
 
-// attempt makes one clone, writes the change and pushes it.
+// attempt makes one clone, writes the change and pushes it. The clone lives in memory: on a
+// repository of 10k files a shallow clone to disk takes seconds, in memory a few hundred ms.
 func (w *Writer) attempt(ctx context.Context, branch string, ch Change, msg string) (Result, error) {
-	dir, err := os.MkdirTemp(w.opts.TempDir, "mpha-git-")
-	if err != nil {
-		return Result{}, fmt.Errorf("making a work directory: %w", err)
-	}
-	defer os.RemoveAll(dir)
-	c, wt, err := w.checkout(ctx, dir, branch)
+	c, wt, err := w.checkout(ctx, branch)
 	if err != nil {
 		return Result{}, err
 	}
@@ -222,38 +218,39 @@ func (w *Writer) attempt(ctx context.Context, branch string, ch Change, msg stri
 	return Result{Commit: hash}, nil
 }
 
-// checkout clones branch shallowly into a directory under dir, or, when the branch does not exist
-// yet, the base branch and a new branch from it. It returns the client and its work tree.
-func (w *Writer) checkout(ctx context.Context, dir, branch string) (*gogit.Client, string, error) {
-	c, wt, err := w.clone(ctx, filepath.Join(dir, "branch"), branch)
+// checkout clones branch shallowly, or, when the branch does not exist yet, the base branch and a
+// new branch from it. It returns the client and its work tree.
+func (w *Writer) checkout(ctx context.Context, branch string) (*gogit.Client, billy.Filesystem, error) {
+	c, wt, err := w.clone(ctx, branch)
 	if branchMissing(err) && branch != w.opts.Branch {
-		if c, wt, err = w.clone(ctx, filepath.Join(dir, "base"), w.opts.Branch); err == nil {
+		if c, wt, err = w.clone(ctx, w.opts.Branch); err == nil {
 			if err = c.SwitchBranch(ctx, branch); err != nil {
 				c.Close()
 			}
 		}
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("cloning %s: %w", branch, err)
+		return nil, nil, fmt.Errorf("cloning %s: %w", branch, err)
 	}
 	return c, wt, nil
 }
 
-// clone makes a client in wt and clones branch into it shallowly.
-func (w *Writer) clone(ctx context.Context, wt, branch string) (*gogit.Client, string, error) {
-	copts := []gogit.ClientOption{gogit.WithDiskStorage()}
+// clone makes a client over a fresh in-memory store and work tree and clones branch into it.
+func (w *Writer) clone(ctx context.Context, branch string) (*gogit.Client, billy.Filesystem, error) {
+	wt := memfs.New()
+	copts := []gogit.ClientOption{gogit.WithStorer(memory.NewStorage()), gogit.WithWorkTreeFS(wt)}
 	if w.opts.AllowHTTPCredentials {
 		copts = append(copts, gogit.WithInsecureCredentialsOverHTTP())
 	}
-	c, err := gogit.NewClient(wt, w.opts.Auth, copts...)
+	c, err := gogit.NewClient("", w.opts.Auth, copts...)
 	if err != nil {
-		return nil, "", &permanentError{fmt.Errorf("git client: %w", err)} // configuration: retrying cannot help
+		return nil, nil, &permanentError{fmt.Errorf("git client: %w", err)} // configuration: retrying cannot help
 	}
 	if _, err := c.Clone(ctx, w.opts.URL, repository.CloneConfig{
 		CheckoutStrategy: repository.CheckoutStrategy{Branch: branch}, ShallowClone: true,
 	}); err != nil {
 		c.Close()
-		return nil, "", err
+		return nil, nil, err
 	}
 	return c, wt, nil
 }
@@ -268,7 +265,7 @@ func branchMissing(err error) bool {
 }
 
 // apply runs the change's Check on every path it touches, then writes and deletes the files.
-func apply(dir string, ch Change) error {
+func apply(wt billy.Filesystem, ch Change) error {
 	paths := make([]string, 0, len(ch.Files)+len(ch.Delete))
 	for p := range ch.Files {
 		paths = append(paths, p)
@@ -276,7 +273,7 @@ func apply(dir string, ch Change) error {
 	paths = append(paths, ch.Delete...)
 	slices.Sort(paths)
 	for _, p := range paths {
-		cur, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(p)))
+		cur, err := util.ReadFile(wt, p)
 		if errors.Is(err, fs.ErrNotExist) {
 			cur, err = nil, nil
 		}
@@ -290,16 +287,15 @@ func apply(dir string, ch Change) error {
 		}
 	}
 	for p, content := range ch.Files {
-		full := filepath.Join(dir, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		if err := wt.MkdirAll(path.Dir(p), 0o755); err != nil {
 			return fmt.Errorf("writing %s: %w", p, err)
 		}
-		if err := os.WriteFile(full, content, 0o644); err != nil {
+		if err := util.WriteFile(wt, p, content, 0o644); err != nil {
 			return fmt.Errorf("writing %s: %w", p, err)
 		}
 	}
 	for _, p := range ch.Delete {
-		if err := os.Remove(filepath.Join(dir, filepath.FromSlash(p))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := wt.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("deleting %s: %w", p, err)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"path"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/fluxcd/pkg/git"
@@ -324,5 +325,74 @@ func validatePaths(ch Change) error {
 			return fmt.Errorf("%w: %q is both written and deleted", ErrInvalidPath, p)
 		}
 	}
+	return nil
+}
+
+// Snapshot is what some paths of a branch held at one commit.
+type Snapshot struct {
+	// Commit is the branch head that was read.
+	Commit string
+	// Files maps each requested path that exists to its content.
+	Files map[string][]byte
+}
+
+// Read returns the current content of paths on the base branch (absent paths are left out).
+// Directories are listed: a path ending in "/" reads every file directly inside it.
+func (w *Writer) Read(ctx context.Context, paths ...string) (Snapshot, error) {
+	var snap Snapshot
+	err := wait.ExponentialBackoffWithContext(ctx, w.opts.Backoff, func(ctx context.Context) (bool, error) {
+		c, wt, err := w.clone(ctx, w.opts.Branch)
+		if err != nil {
+			if terminal(ctx, err) {
+				return false, err
+			}
+			w.log.Warn("git read failed; retrying", "error", redact.String(err.Error()))
+			return false, nil
+		}
+		defer c.Close()
+		head, err := c.Head()
+		if err != nil {
+			return false, fmt.Errorf("reading HEAD: %w", err)
+		}
+		snap = Snapshot{Commit: head, Files: map[string][]byte{}}
+		for _, p := range paths {
+			if err := readInto(wt, p, snap.Files); err != nil {
+				return false, err
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return Snapshot{}, redact.Error(fmt.Errorf("reading %s: %w", w.opts.Branch, err))
+	}
+	return snap, nil
+}
+
+func readInto(wt billy.Filesystem, p string, into map[string][]byte) error {
+	if dir, ok := strings.CutSuffix(p, "/"); ok {
+		infos, err := wt.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("listing %s: %w", dir, err)
+		}
+		for _, fi := range infos {
+			if !fi.IsDir() {
+				if err := readInto(wt, path.Join(dir, fi.Name()), into); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	b, err := util.ReadFile(wt, p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", p, err)
+	}
+	into[p] = b
 	return nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/storage/memory"
+	"github.com/google/go-cmp/cmp"
 	"golang.org/x/crypto/ssh"
 	"k8s.io/apimachinery/pkg/util/wait"
 
@@ -373,5 +374,37 @@ func TestInvalidPathsAreRefused(t *testing.T) {
 	}
 	if _, err := gitrepo.NewAuth("https://bot:tok@git.invalid/x.git", nil); err == nil || strings.Contains(err.Error(), "tok") {
 		t.Errorf("a URL with a password: err = %v, want a refusal that does not echo it", err)
+	}
+}
+
+func TestRead(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	w := f.writer(t, f.srv.URL(repo))
+	ctx := context.Background()
+	res, err := w.Apply(ctx, gitrepo.Change{Files: map[string][]byte{
+		"mpha/clusters/west/secrets/a.yaml": owned("a\n"), "mpha/clusters/west/secrets/b.yaml": owned("b\n"),
+		"mpha/clusters/west/sealing-cert.pem": []byte("cert"),
+	}, Message: "seed", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := w.Read(ctx, "mpha/clusters/west/secrets/", "mpha/clusters/west/sealing-cert.pem", "mpha/missing.yaml", "mpha/nodir/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Commit != res.Commit {
+		t.Errorf("read at %s, want the head %s", snap.Commit, res.Commit)
+	}
+	want := map[string]string{
+		"mpha/clusters/west/secrets/a.yaml": string(owned("a\n")), "mpha/clusters/west/secrets/b.yaml": string(owned("b\n")),
+		"mpha/clusters/west/sealing-cert.pem": "cert",
+	}
+	got := map[string]string{}
+	for k, v := range snap.Files {
+		got[k] = string(v)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("snapshot (-want +got):\n%s", diff)
 	}
 }

@@ -1,0 +1,342 @@
+// Package export is the active agent's secret exporter (architecture.md §4): it watches the named
+// TSB Secrets, seals each for the peer cluster with the certificate the peer published in Git,
+// and commits what changed. Informer handlers only signal; a run recomputes the desired files from
+// the cluster and Git, so a burst of changes lands as one commit and a failed run loses nothing
+// (the next one does the same work). It imports gitops, never cmd.
+package export
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/mpha-dev/mpha/gitops"
+	"github.com/mpha-dev/mpha/gitops/gitrepo"
+	"github.com/mpha-dev/mpha/gitops/seal"
+	"github.com/mpha-dev/mpha/gitops/trailer"
+)
+
+// repo is what the exporter needs of the Git writer.
+type repo interface {
+	Read(ctx context.Context, paths ...string) (gitrepo.Snapshot, error)
+	Apply(ctx context.Context, ch gitrepo.Change) (gitrepo.Result, error)
+}
+
+// ErrNoPeerCert means the peer has not published its sealing certificate yet: nothing can be
+// sealed for it, and the exporter waits.
+var ErrNoPeerCert = errors.New("the peer has not published its sealing certificate")
+
+// Options configure an Exporter.
+type Options struct {
+	// Self is this cluster; Peer the cluster the secrets are sealed for.
+	Self, Peer string
+	// Namespace holds the Secrets (the MP namespace, default tsb).
+	Namespace string
+	// Names are the Secrets to export.
+	Names []string
+	// Key is the HMAC key of the change digests (at least seal.MinKeyLen bytes).
+	Key    []byte
+	Layout gitops.Layout
+	// DeleteRemoved deletes a secret's file when the Secret is deleted; by default it stays.
+	DeleteRemoved bool
+	// Debounce is how long a run waits after the first change, to batch a burst (default 2s).
+	Debounce time.Duration
+	// Resync runs the export even without a change: it picks up a new peer certificate in Git
+	// and retries after failures (default 1m).
+	Resync time.Duration
+	Logger *slog.Logger
+}
+
+// Exporter exports the configured Secrets of one cluster for its peer.
+type Exporter struct {
+	opts    Options
+	cs      kubernetes.Interface
+	repo    repo
+	log     *slog.Logger
+	trigger chan struct{}
+}
+
+// New validates opts and returns an Exporter reading Secrets through cs and writing through repo.
+func New(cs kubernetes.Interface, repo repo, opts Options) (*Exporter, error) {
+	var errs []error
+	for _, c := range []string{opts.Self, opts.Peer} {
+		if err := gitops.ValidateClusterName(c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if opts.Self == opts.Peer {
+		errs = append(errs, fmt.Errorf("self and peer are both %q", opts.Self))
+	}
+	for _, n := range opts.Names {
+		if err := gitops.ValidateSecretName(n); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(opts.Key) < seal.MinKeyLen {
+		errs = append(errs, seal.ErrShortKey)
+	}
+	if opts.Layout == (gitops.Layout{}) {
+		errs = append(errs, errors.New("a repository layout is required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("secret exporter: %w", err)
+	}
+	if opts.Namespace == "" {
+		opts.Namespace = "tsb"
+	}
+	if opts.Debounce <= 0 {
+		opts.Debounce = 2 * time.Second
+	}
+	if opts.Resync <= 0 {
+		opts.Resync = time.Minute
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Exporter{opts: opts, cs: cs, repo: repo, log: log.With("cluster", opts.Self, "peer", opts.Peer),
+		trigger: make(chan struct{}, 1)}, nil
+}
+
+// Outcome is what a run did with one secret.
+type Outcome string
+
+// Outcomes of a run, per secret.
+const (
+	Sealed    Outcome = "sealed"    // new or changed data: sealed and committed
+	Resealed  Outcome = "resealed"  // same data, sealed again for the peer's new certificate
+	Unchanged Outcome = "unchanged" // nothing to do
+	Removed   Outcome = "removed"   // deleted in the cluster; its sealed copy stays in Git
+	Deleted   Outcome = "deleted"   // deleted in the cluster and, as configured, from Git
+	Absent    Outcome = "absent"    // never present in the cluster (reported, not an error)
+)
+
+// Report says what one run did.
+type Report struct {
+	// Secrets maps each configured name to its outcome.
+	Secrets map[string]Outcome
+	// Commit is the pushed commit, "" when nothing was committed.
+	Commit string
+	// CertFingerprint names the peer certificate the secrets are sealed for.
+	CertFingerprint string
+}
+
+// Count returns how many secrets had outcome o.
+func (r Report) Count(o Outcome) int {
+	n := 0
+	for _, got := range r.Secrets {
+		if got == o {
+			n++
+		}
+	}
+	return n
+}
+
+// getter returns a Secret, found=false when it does not exist.
+type getter func(ctx context.Context, name string) (s *corev1.Secret, found bool, err error)
+
+// RunOnce exports every configured Secret once, reading them from the API server.
+func (e *Exporter) RunOnce(ctx context.Context) (Report, error) {
+	return e.run(ctx, func(ctx context.Context, name string) (*corev1.Secret, bool, error) {
+		s, err := e.cs.CoreV1().Secrets(e.opts.Namespace).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("reading secret %s/%s: %w", e.opts.Namespace, name, err)
+		}
+		return s, true, nil
+	})
+}
+
+func (e *Exporter) run(ctx context.Context, get getter) (Report, error) {
+	l := e.opts.Layout
+	certPath := l.SealingCert(e.opts.Peer)
+	snap, err := e.repo.Read(ctx, certPath, l.SecretsDir(e.opts.Peer)+"/")
+	if err != nil {
+		return Report{}, err
+	}
+	certPEM, ok := snap.Files[certPath]
+	if !ok {
+		return Report{}, fmt.Errorf("%w: %s is missing", ErrNoPeerCert, certPath)
+	}
+	cert, err := seal.ParseCert(certPEM)
+	if err != nil {
+		return Report{}, fmt.Errorf("%s: %w", certPath, err)
+	}
+	rep := Report{Secrets: map[string]Outcome{}, CertFingerprint: cert.Fingerprint}
+	ch := gitrepo.Change{Files: map[string][]byte{}, Check: gitops.CheckOwned}
+	for _, name := range e.opts.Names {
+		out, file, err := e.plan(ctx, get, cert, name, snap.Files[l.Secret(e.opts.Peer, name)])
+		if err != nil {
+			return Report{}, err
+		}
+		rep.Secrets[name] = out
+		switch out {
+		case Sealed, Resealed:
+			ch.Files[l.Secret(e.opts.Peer, name)] = file
+		case Deleted:
+			ch.Delete = append(ch.Delete, l.Secret(e.opts.Peer, name))
+		}
+	}
+	if len(ch.Files) == 0 && len(ch.Delete) == 0 {
+		e.log.Debug("secrets export: nothing changed", "secrets", len(rep.Secrets))
+		return rep, nil
+	}
+	ch.Message = e.message(rep)
+	ch.Trailers = []trailer.Trailer{{Key: trailer.Kind, Value: "secrets"}, {Key: trailer.Cluster, Value: e.opts.Self}, {Key: trailer.To, Value: e.opts.Peer}}
+	res, err := e.repo.Apply(ctx, ch)
+	if err != nil {
+		return Report{}, fmt.Errorf("committing secrets for %s: %w", e.opts.Peer, err)
+	}
+	if !res.NoChange {
+		rep.Commit = res.Commit
+	}
+	e.log.Info("secrets exported", "commit", rep.Commit, "sealed", rep.Count(Sealed), "resealed", rep.Count(Resealed), "deleted", rep.Count(Deleted))
+	return rep, nil
+}
+
+// plan decides one secret's outcome and, when it must be committed, its file.
+func (e *Exporter) plan(ctx context.Context, get getter, cert seal.Cert, name string, existing []byte) (Outcome, []byte, error) {
+	s, found, err := get(ctx, name)
+	if err != nil {
+		return "", nil, err
+	}
+	if !found {
+		switch {
+		case existing == nil:
+			e.log.Info("secret absent from the cluster; nothing to export", "secret", name)
+			return Absent, nil, nil
+		case e.opts.DeleteRemoved:
+			return Deleted, nil, nil
+		default:
+			e.log.Warn("secret deleted in the cluster; its sealed copy stays in Git (secrets.deleteRemoved: false)", "secret", name)
+			return Removed, nil, nil
+		}
+	}
+	need, err := seal.NeedsSealing(existing, cert, e.opts.Key, s)
+	if err != nil || !need {
+		return Unchanged, nil, err
+	}
+	out := Sealed
+	if st, err := seal.ReadStamp(existing); err == nil && st.CertFingerprint != cert.Fingerprint {
+		if d, _ := seal.Digest(e.opts.Key, s); d == st.Digest {
+			out = Resealed
+		}
+	}
+	ss, err := seal.Seal(cert, e.opts.Key, s)
+	if err != nil {
+		return "", nil, err
+	}
+	file, err := seal.Marshal(ss)
+	return out, file, err
+}
+
+func (e *Exporter) message(rep Report) string {
+	var lines []string
+	for _, name := range slices.Sorted(maps.Keys(rep.Secrets)) {
+		if o := rep.Secrets[name]; o == Sealed || o == Resealed || o == Deleted {
+			lines = append(lines, fmt.Sprintf("- %s: %s", name, o))
+		}
+	}
+	subject := fmt.Sprintf("Export %d secret(s) from %s for %s", len(lines), e.opts.Self, e.opts.Peer)
+	if rep.Count(Resealed) == len(lines) {
+		subject = fmt.Sprintf("Re-seal %d secret(s) for %s's new certificate", len(lines), e.opts.Peer)
+	}
+	return subject + "\n\nSealed for certificate " + rep.CertFingerprint[:16] + "…\n" + strings.Join(lines, "\n") + "\n"
+}
+
+// Run watches the Secrets and exports until ctx ends. Each change schedules a run after Debounce
+// (changes meanwhile join it); Resync schedules one regardless. A failed run is logged and retried
+// at the next trigger or resync: the agent never stops for it.
+func (e *Exporter) Run(ctx context.Context) error {
+	listers := map[string]cache.GenericLister{}
+	for _, name := range e.opts.Names {
+		// One informer per name: a field selector on metadata.name is what RBAC resourceNames can
+		// grant list and watch for, so the agent needs no access to other Secrets.
+		f := informers.NewSharedInformerFactoryWithOptions(e.cs, 0, informers.WithNamespace(e.opts.Namespace),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+				o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
+			}))
+		inf := f.Core().V1().Secrets()
+		if _, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { e.signal() },
+			UpdateFunc: func(any, any) { e.signal() },
+			DeleteFunc: func(any) { e.signal() },
+		}); err != nil {
+			return fmt.Errorf("watching secret %s: %w", name, err)
+		}
+		listers[name] = cache.NewGenericLister(inf.Informer().GetIndexer(), corev1.Resource("secrets"))
+		f.Start(ctx.Done())
+		defer f.Shutdown()
+		if !cache.WaitForCacheSync(ctx.Done(), inf.Informer().HasSynced) {
+			return ctx.Err()
+		}
+	}
+	get := func(_ context.Context, name string) (*corev1.Secret, bool, error) {
+		o, err := listers[name].ByNamespace(e.opts.Namespace).Get(name)
+		if apierrors.IsNotFound(err) {
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("reading secret %s from the cache: %w", name, err)
+		}
+		return o.(*corev1.Secret), true, nil
+	}
+	e.signal() // an initial run
+	resync := time.NewTicker(e.opts.Resync)
+	defer resync.Stop()
+	retry := e.opts.Debounce
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-resync.C:
+		case <-e.trigger:
+			// Let the rest of a burst arrive.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(e.opts.Debounce):
+			}
+		}
+		select { // what arrived during the wait joins this run
+		case <-e.trigger:
+		default:
+		}
+		_, err := e.run(ctx, get)
+		switch {
+		case err == nil || ctx.Err() != nil:
+			retry = e.opts.Debounce
+			continue
+		case errors.Is(err, ErrNoPeerCert):
+			e.log.Info("secrets export waits for the peer's sealing certificate", "error", err)
+		default:
+			e.log.Warn("secrets export failed; retrying", "error", err, "in", retry)
+		}
+		// A failed run is tried again after a growing delay, up to the resync interval.
+		time.AfterFunc(retry, e.signal)
+		retry = min(2*retry, e.opts.Resync)
+	}
+}
+
+// signal schedules a run without blocking: one pending signal is enough.
+func (e *Exporter) signal() {
+	select {
+	case e.trigger <- struct{}{}:
+	default:
+	}
+}

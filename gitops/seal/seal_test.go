@@ -91,14 +91,7 @@ func TestSealUnsealsToTheSameSecret(t *testing.T) {
 	t.Parallel()
 	p := newPeer(t)
 	s := signingKey(t)
-	ss, err := seal.Seal(p.cert, hmacKey, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file, err := seal.Marshal(ss)
-	if err != nil {
-		t.Fatal(err)
-	}
+	file := sealFile(t, p, s)
 	if !bytes.HasPrefix(file, []byte(gitops.Header)) {
 		t.Error("the file lacks mpha's ownership header")
 	}
@@ -133,14 +126,7 @@ func TestSealedFileLeaksNothing(t *testing.T) {
 	t.Parallel()
 	p := newPeer(t)
 	s := signingKey(t)
-	ss, err := seal.Seal(p.cert, hmacKey, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file, err := seal.Marshal(ss)
-	if err != nil {
-		t.Fatal(err)
-	}
+	file := sealFile(t, p, s)
 	for k, v := range s.Data {
 		sum := sha256.Sum256(v)
 		for _, form := range [][]byte{v, []byte(base64.StdEncoding.EncodeToString(v)), []byte(hex.EncodeToString(sum[:]))} {
@@ -186,11 +172,7 @@ func TestNeedsSealing(t *testing.T) {
 	t.Parallel()
 	p := newPeer(t)
 	s := signingKey(t)
-	ss, err := seal.Seal(p.cert, hmacKey, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file, _ := seal.Marshal(ss)
+	file := sealFile(t, p, s)
 	rotated := s.DeepCopy()
 	rotated.Data["kid"] = []byte("kid-2026-12")
 	tests := []struct {
@@ -221,14 +203,7 @@ func TestMarshalGolden(t *testing.T) {
 	p := newPeer(t)
 	s := signingKey(t)
 	s.Data = map[string][]byte{"private.key": []byte("fixed-for-the-digest"), "kid": []byte("kid-1")}
-	ss, err := seal.Seal(p.cert, hmacKey, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file, err := seal.Marshal(ss)
-	if err != nil {
-		t.Fatal(err)
-	}
+	file := sealFile(t, p, s)
 	masked := regexp.MustCompile(`(?m)^(    (?:kid|private\.key): ).*$`).ReplaceAll(file, []byte("${1}<sealed>"))
 	masked = bytes.ReplaceAll(masked, []byte(p.cert.Fingerprint), []byte("<cert-fingerprint>"))
 	golden.Assert(t, "testdata/iam-signing-key.golden.yaml", masked)
@@ -259,4 +234,18 @@ func pemOf(t testing.TB, c *x509.Certificate) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// sealFile seals s for p and renders the file mpha would commit.
+func sealFile(t testing.TB, p peer, s *corev1.Secret) []byte {
+	t.Helper()
+	ss, err := seal.Seal(p.cert, hmacKey, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := seal.Marshal(ss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return file
 }

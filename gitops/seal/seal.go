@@ -94,11 +94,16 @@ func Digest(key []byte, s *corev1.Secret) (string, error) {
 // Seal seals s for cert with strict scope (it unseals only as s's name in s's namespace). The
 // template keeps s's type, labels and annotations (less kubectl's last-applied copy and any scope
 // annotation); the SealedSecret carries the digest, the certificate's fingerprint and mpha's
-// managed-by label.
+// managed-by label. A nil key (offline sealing by hand) leaves the digest out: the agent then
+// re-seals the secret on its next pass.
 func Seal(cert Cert, key []byte, s *corev1.Secret) (*ssv1alpha1.SealedSecret, error) {
-	digest, err := Digest(key, s)
-	if err != nil {
-		return nil, err
+	var digest string
+	if key != nil {
+		d, err := Digest(key, s)
+		if err != nil {
+			return nil, err
+		}
+		digest = d
 	}
 	clean := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
@@ -118,7 +123,9 @@ func Seal(cert Cert, key []byte, s *corev1.Secret) (*ssv1alpha1.SealedSecret, er
 	if ss.Annotations == nil {
 		ss.Annotations = map[string]string{}
 	}
-	ss.Annotations[DigestAnnotation] = digest
+	if digest != "" {
+		ss.Annotations[DigestAnnotation] = digest
+	}
 	ss.Annotations[CertAnnotation] = cert.Fingerprint
 	ss.Labels = map[string]string{gitops.ManagedByLabel: gitops.ManagedByValue}
 	return ss, nil

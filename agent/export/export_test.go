@@ -207,7 +207,7 @@ func TestExporter(t *testing.T) {
 	publishCert(ctx, t, r, ctl.Cert(t))
 
 	logs := &lockedBuffer{}
-	key := random(t, "hmac-key-32-bytes-at-least")
+	key := loadKey(ctx, t, r.east)
 	exp, err := export.New(r.east.Clientset, r.writer, export.Options{
 		Self: "east", Peer: "west", Names: agent.DefaultSecretNames("generic"), Key: key, Layout: r.layout,
 		Debounce: time.Second, Resync: time.Hour, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -408,4 +408,32 @@ func scanForLeaks(t *testing.T, r *rig, logs string) {
 	if !strings.Contains(logs, "secrets exported") {
 		t.Error("the captured logs are not the exporter's: the scan proves nothing")
 	}
+}
+
+// loadKey stores an HMAC key in a Secret the way an operator would, checks LoadKey's refusals,
+// and returns the key LoadKey read.
+func loadKey(ctx context.Context, t *testing.T, c *testrig.Cluster) []byte {
+	t.Helper()
+	c.Apply(t, []byte("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: mpha\n"))
+	want := random(t, "hmac-key-32-bytes-at-least")
+	for name, data := range map[string]map[string][]byte{
+		"mpha-hmac":  {export.KeyField: want},
+		"short":      {export.KeyField: []byte("short")},
+		"wrong-keys": {"a": want, "b": want},
+	} {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "mpha"}, Data: data}
+		if _, err := c.Clientset.CoreV1().Secrets("mpha").Create(ctx, s, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, wantErr := range map[string]string{"short": "at least 32 bytes", "wrong-keys": `no "key" key (it has a, b)`, "absent": "not found"} {
+		if _, err := export.LoadKey(ctx, c.Clientset, "mpha", name); err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Errorf("LoadKey(%s): err = %v, want %q", name, err, wantErr)
+		}
+	}
+	got, err := export.LoadKey(ctx, c.Clientset, "mpha", "mpha-hmac")
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("LoadKey: %v", err)
+	}
+	return got
 }

@@ -64,7 +64,7 @@ type rig struct {
 	values     map[string]map[string][]byte // secret → key → plaintext, to scan for
 }
 
-func random(t *testing.T, prefix string) []byte {
+func random(t testing.TB, prefix string) []byte {
 	t.Helper()
 	b := make([]byte, 16)
 	if _, err := rand.Read(b); err != nil {
@@ -166,7 +166,7 @@ func (r *rig) secretFiles(t *testing.T, c *object.Commit) map[string]string {
 	return out
 }
 
-func newSecret(t *testing.T, name string) *corev1.Secret {
+func newSecret(t testing.TB, name string) *corev1.Secret {
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "tsb", Labels: map[string]string{"platform.tsb.tetrate.io/application": "tsb"}},
 		Type:       corev1.SecretTypeOpaque,

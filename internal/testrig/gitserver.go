@@ -1,7 +1,10 @@
 package testrig
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -96,4 +99,46 @@ func (g *GitServer) CreateRepo(t testing.TB, repo, branch string, files map[stri
 		t.Fatalf("pushing %s: %v", repo, err)
 	}
 	return h.String()
+}
+
+// CreateLargeRepo creates repo on branch main with files files and commits commits (the first adds
+// every file, each later one changes one), through git fast-import: a repository of realistic
+// size for benchmarks, made in seconds.
+func (g *GitServer) CreateLargeRepo(t testing.TB, repo string, files, commits int) {
+	t.Helper()
+	bare := filepath.Join(g.Root(), repo)
+	if out, err := exec.Command("git", "init", "--bare", "--initial-branch=main", bare).CombinedOutput(); err != nil {
+		t.Fatalf("git init: %v\n%s", err, out)
+	}
+	cmd := exec.Command("git", "-C", bare, "fast-import", "--quiet")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriter(in)
+	ts := time.Now().Add(-time.Duration(commits) * time.Minute).Unix()
+	blob := func(path, content string) {
+		fmt.Fprintf(w, "M 644 inline %s\ndata %d\n%s\n", path, len(content), content)
+	}
+	for c := range commits {
+		msg := fmt.Sprintf("commit %d", c)
+		fmt.Fprintf(w, "commit refs/heads/main\ncommitter rig <rig@mpha.invalid> %d +0000\ndata %d\n%s\n", ts+int64(c)*60, len(msg), msg)
+		if c == 0 {
+			for f := range files {
+				blob(fmt.Sprintf("apps/team-%03d/svc-%04d.yaml", f%100, f), fmt.Sprintf("kind: ConfigMap\nname: svc-%d\n", f))
+			}
+			continue
+		}
+		blob(fmt.Sprintf("apps/team-%03d/svc-%04d.yaml", c%100, c%files), fmt.Sprintf("kind: ConfigMap\nrev: %d\n", c))
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	in.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("git fast-import: %v", err)
+	}
 }

@@ -1,0 +1,91 @@
+package gitops_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/mpha-dev/mpha/gitops"
+)
+
+func TestParsePair(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("testdata/pair.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := gitops.ParsePair(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Active != "east" || p.Epoch != 7 || p.LastFailover == nil || p.LastFailover.From != "west" {
+		t.Errorf("parsed %+v", p)
+	}
+	for self, want := range map[string]string{"east": "west", "west": "east"} {
+		if got, err := p.Peer(self); err != nil || got != want {
+			t.Errorf("Peer(%s) = %q, %v; want %q", self, got, err, want)
+		}
+	}
+	if _, err := p.Peer("north"); err == nil {
+		t.Error("Peer of a stranger succeeded")
+	}
+	out, err := p.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := gitops.ParsePair(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(p, again); diff != "" {
+		t.Errorf("marshal → parse (-first +second):\n%s", diff)
+	}
+}
+
+func TestParsePairRefuses(t *testing.T) {
+	t.Parallel()
+	good, _ := os.ReadFile("testdata/pair.yaml")
+	tests := []struct{ name, from, to, want string }{
+		{"unknown key", "epoch: 7", "epoch: 7\ncolour: red", `unknown field "colour"`},
+		{"mis-cased key", "floatingFQDN", "floatingfqdn", `unknown field "floatingfqdn"`},
+		{"stranger active", "active: east", "active: north", `active: "north" is not one of the clusters`},
+		{"negative epoch", "epoch: 7", "epoch: -1", "epoch: must not be negative"},
+		{"same cluster twice", "name: west, mpFQDN", "name: east, mpFQDN", `clusters: both are "east"`},
+		{"wrong kind", "kind: Pair", "kind: Couple", "apiVersion/kind"},
+	}
+	for _, tc := range tests {
+		_, err := gitops.ParsePair([]byte(strings.Replace(string(good), tc.from, tc.to, 1)))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// FuzzParsePair: no input panics; an accepted pair survives marshal → parse.
+func FuzzParsePair(f *testing.F) {
+	good, err := os.ReadFile("testdata/pair.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add([]byte("kind: Pair\nclusters: [{name: a}]"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := gitops.ParsePair(b)
+		if err != nil {
+			return
+		}
+		out, err := p.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := gitops.ParsePair(out)
+		if err != nil {
+			t.Fatalf("marshalled pair does not parse: %v\n%s", err, out)
+		}
+		if diff := cmp.Diff(p, again); diff != "" {
+			t.Errorf("marshal → parse (-first +second):\n%s", diff)
+		}
+	})
+}

@@ -16,7 +16,7 @@ import (
 
 func newSecretsCommand(o *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{Use: "secrets", Short: "Seal and export the TSB secrets"}
-	cmd.AddCommand(newSecretsSealCommand(o))
+	cmd.AddCommand(newSecretsSealCommand(o), newSecretsExportCommand(o))
 	return cmd
 }
 

@@ -178,7 +178,7 @@ func (e *Exporter) run(ctx context.Context, get getter) (Report, error) {
 		return Report{}, fmt.Errorf("%s: %w", certPath, err)
 	}
 	rep := Report{Secrets: map[string]Outcome{}, CertFingerprint: cert.Fingerprint}
-	ch := gitrepo.Change{Files: map[string][]byte{}, Check: gitops.CheckOwned}
+	ch := gitrepo.Change{Files: map[string][]byte{}}
 	for _, name := range e.opts.Names {
 		out, file, err := e.plan(ctx, get, cert, name, snap.Files[l.Secret(e.opts.Peer, name)])
 		if err != nil {
@@ -196,6 +196,8 @@ func (e *Exporter) run(ctx context.Context, get getter) (Report, error) {
 		e.log.Debug("secrets export: nothing changed", "secrets", len(rep.Secrets))
 		return rep, nil
 	}
+	// Planned from snap: a file someone else changed since is a conflict, and the next run re-plans.
+	ch.Check = gitrepo.Since(snap.Files, ch, gitops.CheckOwned)
 	ch.Message = e.message(rep)
 	ch.Trailers = []trailer.Trailer{{Key: trailer.Kind, Value: "secrets"}, {Key: trailer.Cluster, Value: e.opts.Self}, {Key: trailer.To, Value: e.opts.Peer}}
 	res, err := e.repo.Apply(ctx, ch)

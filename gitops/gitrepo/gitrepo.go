@@ -6,6 +6,7 @@
 package gitrepo
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -99,6 +100,31 @@ type ConflictError struct {
 
 func (e *ConflictError) Error() string { return fmt.Sprintf("conflict on %s: %v", e.Path, e.Err) }
 func (e *ConflictError) Unwrap() error { return e.Err }
+
+// Since returns a Check for a change planned from base (paths → content as read; a path absent
+// from base was absent). It refuses, naming the file, a path whose content changed since it was
+// read — another writer got there first — unless it already holds what the change writes; then
+// it applies next (gitops.CheckOwned, say), if any.
+func Since(base map[string][]byte, ch Change, next func(path string, current []byte) error) func(string, []byte) error {
+	return func(p string, current []byte) error {
+		want, writes := ch.Files[p]
+		was, existed := base[p]
+		switch {
+		case writes && bytes.Equal(current, want):
+		case existed && current != nil && bytes.Equal(current, was):
+		case !existed && current == nil:
+		default:
+			return fmt.Errorf("%w: it changed since it was read", ErrChanged)
+		}
+		if next != nil {
+			return next(p, current)
+		}
+		return nil
+	}
+}
+
+// ErrChanged reports a file another writer changed after the change was planned.
+var ErrChanged = errors.New("changed by another writer")
 
 // permanentError marks a failure that another attempt would repeat.
 type permanentError struct{ err error }

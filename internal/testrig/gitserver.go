@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	"github.com/go-git/go-git/v5/storage/memory"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 // GitServer is Flux's gittestserver (git's own upload-pack/receive-pack behind smart HTTP) in the
@@ -141,4 +144,32 @@ func (g *GitServer) CreateLargeRepo(t testing.TB, repo string, files, commits in
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("git fast-import: %v", err)
 	}
+}
+
+// StartSSH serves the repositories over SSH as well (any client key is accepted). It returns the
+// base URL (ssh://git@127.0.0.1:PORT) and a known_hosts line for the server's host key.
+func (g *GitServer) StartSSH(t testing.TB) (string, []byte) {
+	t.Helper()
+	keys := t.TempDir()
+	g.srv.KeyDir(keys)
+	if err := g.srv.ListenSSH(); err != nil {
+		t.Fatalf("git server over SSH: %v", err)
+	}
+	go func() { _ = g.srv.StartSSH() }() // serves until StopSSH
+	t.Cleanup(func() { _ = g.srv.StopSSH() })
+	pubs, _ := filepath.Glob(filepath.Join(keys, "*.pub"))
+	if len(pubs) != 1 {
+		t.Fatalf("git server over SSH: want one host key in %s, found %v", keys, pubs)
+	}
+	b, err := os.ReadFile(pubs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _, _, _, err := ssh.ParseAuthorizedKey(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := g.srv.SSHAddress()
+	host := strings.TrimPrefix(base, "ssh://git@")
+	return base, []byte(knownhosts.Line([]string{knownhosts.Normalize(host)}, pub) + "\n")
 }

@@ -1,0 +1,155 @@
+package gitrepo_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"github.com/fluxcd/pkg/git"
+	"github.com/fluxcd/pkg/git/signature"
+	"github.com/go-git/go-git/v5/plumbing"
+	"golang.org/x/crypto/ssh"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/mpha-dev/mpha/gitops"
+	"github.com/mpha-dev/mpha/gitops/gitrepo"
+	"github.com/mpha-dev/mpha/gitops/trailer"
+)
+
+func sshIdentity(t *testing.T) []byte {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "mpha")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(block)
+}
+
+// Over SSH with a key and known_hosts, the change lands; with the wrong host key, it never does.
+func TestSSHTransport(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	base, knownHosts := f.srv.StartSSH(t)
+	url := base + "/" + repo
+	newWriter := func(hosts []byte) *gitrepo.Writer {
+		auth, err := gitrepo.NewAuth(url, map[string][]byte{"identity": sshIdentity(t), "known_hosts": hosts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := gitrepo.New(gitrepo.Options{URL: url, Auth: auth, Author: git.Signature{Name: "a", Email: "a@b"},
+			Backoff: wait.Backoff{Duration: 10 * time.Millisecond, Factor: 1, Steps: 2}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	res, err := newWriter(knownHosts).Apply(context.Background(), gitrepo.Change{Files: map[string][]byte{"mpha/ssh.yaml": owned("via ssh\n")},
+		Message: "over ssh", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}})
+	if err != nil {
+		t.Fatalf("over SSH: %v", err)
+	}
+	if got, _ := fileAt(t, headCommit(t, f.clone(t, "main")), "mpha/ssh.yaml"); got != string(owned("via ssh\n")) || res.NoChange {
+		t.Errorf("the SSH push did not land: %q", got)
+	}
+	other := bytes.Replace(knownHosts, []byte("ssh-rsa AAAA"), []byte("ssh-rsa AAAB"), 1)
+	_, err = newWriter(other).Apply(context.Background(), gitrepo.Change{Files: map[string][]byte{"mpha/mitm.yaml": owned("x\n")},
+		Message: "to an impostor", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}})
+	if err == nil {
+		t.Error("pushed to a server whose host key is not in known_hosts")
+	}
+}
+
+// Commits are signed with an armored OpenPGP key, verifiably.
+func TestOpenPGPSignedCommits(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	e, err := openpgp.NewEntity("mpha agent", "", "mpha@east.invalid", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	armored := func(typ string, write func(io.Writer) error) []byte {
+		var buf bytes.Buffer
+		w, err := armor.Encode(&buf, typ, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := write(w); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		return buf.Bytes()
+	}
+	priv := armored(openpgp.PrivateKeyType, func(w io.Writer) error { return e.SerializePrivate(w, nil) })
+	pub := armored(openpgp.PublicKeyType, e.Serialize)
+	signer, err := gitrepo.NewSigner(priv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := f.writer(t, f.srv.URL(repo), func(o *gitrepo.Options) { o.Signer = signer })
+	if _, err := w.Apply(context.Background(), gitrepo.Change{Files: map[string][]byte{"mpha/pgp.yaml": owned("p\n")},
+		Message: "pgp", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}}); err != nil {
+		t.Fatal(err)
+	}
+	c := headCommit(t, f.clone(t, "main"))
+	enc := &plumbing.MemoryObject{}
+	if err := c.EncodeWithoutSignature(enc); err != nil {
+		t.Fatal(err)
+	}
+	rd, _ := enc.Reader()
+	payload, _ := io.ReadAll(rd)
+	if _, err := signature.VerifyPGPSignature(c.PGPSignature, payload, string(pub)); err != nil {
+		t.Errorf("the OpenPGP signature does not verify: %v", err)
+	}
+}
+
+// A change planned from an old read refuses a file another writer changed since, naming it; a file
+// that already holds the wanted content is no conflict.
+func TestSinceDetectsContentConflicts(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	a, b := f.writer(t, f.srv.URL(repo)), f.writer(t, f.srv.URL(repo))
+	const path = "mpha/pair.yaml"
+	if _, err := a.Apply(ctx, gitrepo.Change{Files: map[string][]byte{path: owned("epoch: 1\n")}, Message: "seed",
+		Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}}); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := a.Read(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// b moves the epoch on after a read it.
+	if _, err := b.Apply(ctx, gitrepo.Change{Files: map[string][]byte{path: owned("epoch: 2\n")}, Message: "b",
+		Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}}); err != nil {
+		t.Fatal(err)
+	}
+	ch := gitrepo.Change{Files: map[string][]byte{path: owned("epoch: 2\nactive: west\n")}, Message: "a",
+		Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}}
+	ch.Check = gitrepo.Since(snap.Files, ch, gitops.CheckOwned)
+	_, err = a.Apply(ctx, ch)
+	var ce *gitrepo.ConflictError
+	if !errors.As(err, &ce) || ce.Path != path || !errors.Is(err, gitrepo.ErrChanged) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("err = %v, want a conflict on %s", err, path)
+	}
+	// Re-planned from a fresh read, it goes through.
+	if snap, err = a.Read(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	ch.Check = gitrepo.Since(snap.Files, ch, gitops.CheckOwned)
+	if _, err := a.Apply(ctx, ch); err != nil {
+		t.Errorf("after re-reading: %v", err)
+	}
+}

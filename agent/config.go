@@ -12,10 +12,9 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	kjson "sigs.k8s.io/json"
-	"sigs.k8s.io/yaml"
 
 	"github.com/mpha-dev/mpha/gitops"
+	"github.com/mpha-dev/mpha/internal/strictyaml"
 )
 
 // Config is the agent's configuration file. Durations are Go durations ("10s").
@@ -136,18 +135,8 @@ func Load(path string) (*Config, error) {
 
 // Parse decodes, defaults and validates a configuration document.
 func Parse(b []byte) (*Config, error) {
-	// YAML → JSON refuses duplicate keys; sigs.k8s.io/json then refuses unknown keys and, unlike
-	// encoding/json, keys whose case differs ("maxlag" is not maxLag).
-	j, err := yaml.YAMLToJSONStrict(b)
-	if err != nil {
-		return nil, fmt.Errorf("decoding config: %w", err)
-	}
 	var c Config
-	strict, err := kjson.UnmarshalStrict(j, &c, kjson.DisallowUnknownFields)
-	if err != nil {
-		return nil, fmt.Errorf("decoding config: %w", err)
-	}
-	if err := errors.Join(strict...); err != nil {
+	if err := strictyaml.Unmarshal(b, &c); err != nil {
 		return nil, fmt.Errorf("decoding config: %w", err)
 	}
 	c.Default()

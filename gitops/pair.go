@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"time"
 
-	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
+
+	"github.com/mpha-dev/mpha/internal/strictyaml"
 )
 
 // PairAPIVersion and PairKind identify pair.yaml.
@@ -45,16 +46,8 @@ type Failover struct {
 // ParsePair decodes pair.yaml strictly (unknown, duplicate or mis-cased keys are errors) and
 // validates it.
 func ParsePair(b []byte) (*Pair, error) {
-	j, err := yaml.YAMLToJSONStrict(b)
-	if err != nil {
-		return nil, fmt.Errorf("decoding pair.yaml: %w", err)
-	}
 	var p Pair
-	strict, err := kjson.UnmarshalStrict(j, &p, kjson.DisallowUnknownFields)
-	if err != nil {
-		return nil, fmt.Errorf("decoding pair.yaml: %w", err)
-	}
-	if err := errors.Join(strict...); err != nil {
+	if err := strictyaml.Unmarshal(b, &p); err != nil {
 		return nil, fmt.Errorf("decoding pair.yaml: %w", err)
 	}
 	if err := p.Validate(); err != nil {

@@ -339,18 +339,7 @@ func TestSignedCommits(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := headCommit(t, f.clone(t, "main"))
-	enc := &plumbing.MemoryObject{}
-	if err := c.EncodeWithoutSignature(enc); err != nil {
-		t.Fatal(err)
-	}
-	rd, err := enc.Reader()
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, err := io.ReadAll(rd)
-	if err != nil {
-		t.Fatal(err)
-	}
+	payload := signedPayload(t, c)
 	sshPub, err := ssh.NewPublicKey(pub)
 	if err != nil {
 		t.Fatal(err)
@@ -407,4 +396,22 @@ func TestRead(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("snapshot (-want +got):\n%s", diff)
 	}
+}
+
+// signedPayload is what a commit's signature signs: the commit encoded without it.
+func signedPayload(t *testing.T, c *object.Commit) []byte {
+	t.Helper()
+	enc := &plumbing.MemoryObject{}
+	if err := c.EncodeWithoutSignature(enc); err != nil {
+		t.Fatal(err)
+	}
+	rd, err := enc.Reader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := io.ReadAll(rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return payload
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/fluxcd/pkg/git"
 	"github.com/fluxcd/pkg/git/signature"
-	"github.com/go-git/go-git/v5/plumbing"
 	"golang.org/x/crypto/ssh"
 	"k8s.io/apimachinery/pkg/util/wait"
 
@@ -104,12 +103,7 @@ func TestOpenPGPSignedCommits(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := headCommit(t, f.clone(t, "main"))
-	enc := &plumbing.MemoryObject{}
-	if err := c.EncodeWithoutSignature(enc); err != nil {
-		t.Fatal(err)
-	}
-	rd, _ := enc.Reader()
-	payload, _ := io.ReadAll(rd)
+	payload := signedPayload(t, c)
 	if _, err := signature.VerifyPGPSignature(c.PGPSignature, payload, string(pub)); err != nil {
 		t.Errorf("the OpenPGP signature does not verify: %v", err)
 	}

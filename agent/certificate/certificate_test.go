@@ -8,11 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	sscrypto "github.com/bitnami-labs/sealed-secrets/pkg/crypto"
 	"github.com/fluxcd/pkg/git"
-	certutil "k8s.io/client-go/util/cert"
 
 	"github.com/mpha-dev/mpha/agent/certificate"
 	"github.com/mpha-dev/mpha/gitops"
@@ -34,7 +31,7 @@ func TestPublisher(t *testing.T) {
 	ctl := testrig.StartSealedSecrets(t, west)
 	srv := testrig.StartGitServer(t)
 	srv.CreateRepo(t, "org/fleet.git", "main", map[string]string{"README.md": "x\n"})
-	auth, err := gitrepo.NewAuth(srv.URL("org/fleet.git"), map[string][]byte{"username": []byte(srv.Username), "password": []byte(srv.Password)})
+	auth, err := gitrepo.NewAuth(srv.URL("org/fleet.git"), srv.Credentials())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,11 +65,7 @@ func TestPublisher(t *testing.T) {
 	}
 
 	// A renewed certificate (here from a file) is committed.
-	_, renewed, err := sscrypto.GeneratePrivateKeyAndCert(2048, time.Hour, "renewed")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pemBytes, _ := certutil.EncodeCertificates(renewed)
+	pemBytes, _ := testrig.SealingKeyPair(t, "renewed")
 	file := filepath.Join(t.TempDir(), "cert.pem")
 	if err := os.WriteFile(file, pemBytes, 0o600); err != nil {
 		t.Fatal(err)
@@ -108,14 +101,13 @@ func TestPublisherRespectsForeignFile(t *testing.T) {
 	}
 	srv := testrig.StartGitServer(t)
 	srv.CreateRepo(t, "org/fleet.git", "main", map[string]string{"mpha/clusters/west/sealing-cert.pem": "hand-made\n"})
-	auth, _ := gitrepo.NewAuth(srv.URL("org/fleet.git"), map[string][]byte{"username": []byte(srv.Username), "password": []byte(srv.Password)})
+	auth, _ := gitrepo.NewAuth(srv.URL("org/fleet.git"), srv.Credentials())
 	w, err := gitrepo.New(gitrepo.Options{URL: srv.URL("org/fleet.git"), Auth: auth, AllowHTTPCredentials: true,
 		Author: git.Signature{Name: "a", Email: "a@b"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, cert, _ := sscrypto.GeneratePrivateKeyAndCert(2048, time.Hour, "x")
-	pemBytes, _ := certutil.EncodeCertificates(cert)
+	pemBytes, _ := testrig.SealingKeyPair(t, "x")
 	layout, _ := gitops.NewLayout("")
 	p := &certificate.Publisher{Self: "west", Layout: layout, Repo: w,
 		Source: certificate.SourceFunc(func(context.Context) ([]byte, error) { return pemBytes, nil })}

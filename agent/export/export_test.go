@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	sscrypto "github.com/bitnami-labs/sealed-secrets/pkg/crypto"
 	"github.com/fluxcd/pkg/git"
 	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -24,7 +23,6 @@ import (
 	"github.com/go-git/go-git/v5/storage/memory"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	certutil "k8s.io/client-go/util/cert"
 
 	"github.com/mpha-dev/mpha/agent"
 	"github.com/mpha-dev/mpha/agent/export"
@@ -191,7 +189,7 @@ func TestExporter(t *testing.T) {
 	if r.layout, err = gitops.NewLayout(""); err != nil {
 		t.Fatal(err)
 	}
-	auth, err := gitrepo.NewAuth(r.srv.URL(repo), map[string][]byte{"username": []byte(r.srv.Username), "password": []byte(r.srv.Password)})
+	auth, err := gitrepo.NewAuth(r.srv.URL(repo), r.srv.Credentials())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,14 +312,7 @@ func TestExporter(t *testing.T) {
 	if err := <-runErr; err != nil {
 		t.Errorf("Run returned %v", err)
 	}
-	_, newCert, err := sscrypto.GeneratePrivateKeyAndCert(2048, time.Hour, "west-renewed")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM, err := certutil.EncodeCertificates(newCert)
-	if err != nil {
-		t.Fatal(err)
-	}
+	certPEM, _ := testrig.SealingKeyPair(t, "west-renewed")
 	publishCert(ctx, t, r, certPEM)
 	base = r.head(t).Hash
 	rep, err = exp.RunOnce(ctx)

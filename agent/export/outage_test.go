@@ -9,14 +9,12 @@ import (
 	"testing"
 	"time"
 
-	sscrypto "github.com/bitnami-labs/sealed-secrets/pkg/crypto"
 	"github.com/fluxcd/pkg/git"
 	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/storage/memory"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	certutil "k8s.io/client-go/util/cert"
 
 	"github.com/mpha-dev/mpha/agent/export"
 	"github.com/mpha-dev/mpha/gitops"
@@ -45,7 +43,7 @@ func newExportRig(t testing.TB, large bool, backoff wait.Backoff) *exportRig {
 	}
 	r.proxy = testrig.StartProxy(t, r.srv.HostPort())
 	url := "http://" + r.proxy.Addr + "/" + repo
-	auth, err := gitrepo.NewAuth(url, map[string][]byte{"username": []byte(r.srv.Username), "password": []byte(r.srv.Password)})
+	auth, err := gitrepo.NewAuth(url, r.srv.Credentials())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,11 +52,7 @@ func newExportRig(t testing.TB, large bool, backoff wait.Backoff) *exportRig {
 		t.Fatal(err)
 	}
 	r.layout, _ = gitops.NewLayout("")
-	_, cert, err := sscrypto.GeneratePrivateKeyAndCert(2048, time.Hour, "west")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pem, _ := certutil.EncodeCertificates(cert)
+	pem, _ := testrig.SealingKeyPair(t, "west")
 	if _, err := r.writer.Apply(context.Background(), gitrepo.Change{Files: map[string][]byte{r.layout.SealingCert("west"): pem},
 		Message: "west's certificate", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "cert"}}}); err != nil {
 		t.Fatal(err)

@@ -7,12 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	sscrypto "github.com/bitnami-labs/sealed-secrets/pkg/crypto"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	certutil "k8s.io/client-go/util/cert"
 
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
@@ -28,11 +25,7 @@ func TestSecretsExportOnce(t *testing.T) {
 	ctx := context.Background()
 	east := testrig.StartCluster(t, "east")
 	srv := testrig.StartGitServer(t)
-	_, cert, err := sscrypto.GeneratePrivateKeyAndCert(2048, time.Hour, "west")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM, _ := certutil.EncodeCertificates(cert)
+	certPEM, _ := testrig.SealingKeyPair(t, "west")
 	srv.CreateRepo(t, "org/fleet.git", "main", map[string]string{
 		"mpha/pair.yaml": `apiVersion: mpha.dev/v1alpha1
 kind: Pair
@@ -49,7 +42,7 @@ epoch: 1
 	}
 	for _, s := range []*corev1.Secret{
 		{ObjectMeta: metav1.ObjectMeta{Name: "mpha-hmac", Namespace: "mpha"}, Data: map[string][]byte{"key": bytes.Repeat([]byte("h"), 32)}},
-		{ObjectMeta: metav1.ObjectMeta{Name: "mpha-git", Namespace: "mpha"}, Data: map[string][]byte{"username": []byte(srv.Username), "password": []byte(srv.Password)}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "mpha-git", Namespace: "mpha"}, Data: srv.Credentials()},
 		{ObjectMeta: metav1.ObjectMeta{Name: "iam-signing-key", Namespace: "tsb"}, Data: map[string][]byte{"kid": []byte("k1"), "private.key": []byte("plain-export-once-value")}},
 	} {
 		if _, err := east.Clientset.CoreV1().Secrets(s.Namespace).Create(ctx, s, metav1.CreateOptions{}); err != nil {

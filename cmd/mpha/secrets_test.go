@@ -8,27 +8,22 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	ssv1alpha1 "github.com/bitnami-labs/sealed-secrets/pkg/apis/sealedsecrets/v1alpha1"
 	sscrypto "github.com/bitnami-labs/sealed-secrets/pkg/crypto"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
-	certutil "k8s.io/client-go/util/cert"
 	"sigs.k8s.io/yaml"
 
 	"github.com/mpha-dev/mpha/gitops/seal"
+	"github.com/mpha-dev/mpha/internal/testrig"
 )
 
 // `mpha secrets seal` writes a SealedSecret that the certificate's private key unseals to the
 // input, with no plaintext in the output.
 func TestSecretsSeal(t *testing.T) {
-	priv, cert, err := sscrypto.GeneratePrivateKeyAndCert(2048, time.Hour, "west")
-	if err != nil {
-		t.Fatal(err)
-	}
+	certPEM, priv := testrig.SealingKeyPair(t, "west")
 	dir := t.TempDir()
-	certPEM, _ := certutil.EncodeCertificates(cert)
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "hmac")
 	const plain = "c2VjcmV0LXNpZ25pbmcta2V5LXZhbHVl" // base64 in the manifest, as kubectl writes it
 	manifest := "apiVersion: v1\nkind: Secret\nmetadata:\n  name: iam-signing-key\n  namespace: tsb\ntype: Opaque\ndata:\n  private.key: " + plain + "\n"

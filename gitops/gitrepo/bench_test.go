@@ -22,7 +22,7 @@ func BenchmarkApplyLargeRepo(b *testing.B) {
 	}
 	srv := testrig.StartGitServer(b)
 	srv.CreateLargeRepo(b, repo, 10_000, 1_000)
-	auth, err := gitrepo.NewAuth(srv.URL(repo), map[string][]byte{"username": []byte(srv.Username), "password": []byte(srv.Password)})
+	auth, err := gitrepo.NewAuth(srv.URL(repo), srv.Credentials())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -53,7 +53,7 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) writer(t *testing.T, url string, mutate ...func(*gitrepo.Options)) *gitrepo.Writer {
 	t.Helper()
-	auth, err := gitrepo.NewAuth(url, map[string][]byte{"username": []byte(f.srv.Username), "password": []byte(f.srv.Password)})
+	auth, err := gitrepo.NewAuth(url, f.srv.Credentials())
 	if err != nil {
 		t.Fatal(err)
 	}

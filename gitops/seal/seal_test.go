@@ -5,13 +5,11 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"regexp"
 	"testing"
-	"time"
 
 	ssv1alpha1 "github.com/bitnami-labs/sealed-secrets/pkg/apis/sealedsecrets/v1alpha1"
 	sscrypto "github.com/bitnami-labs/sealed-secrets/pkg/crypto"
@@ -19,12 +17,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
-	certutil "k8s.io/client-go/util/cert"
 	"sigs.k8s.io/yaml"
 
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/seal"
 	"github.com/mpha-dev/mpha/internal/golden"
+	"github.com/mpha-dev/mpha/internal/testrig"
 )
 
 // hmacKey is a fixed test key, so digests in golden files are stable.
@@ -37,11 +35,8 @@ type peer struct {
 
 func newPeer(t testing.TB) peer {
 	t.Helper()
-	priv, cert, err := sscrypto.GeneratePrivateKeyAndCert(2048, time.Hour, "west")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := seal.ParseCert(pemOf(t, cert))
+	certPEM, priv := testrig.SealingKeyPair(t, "west")
+	c, err := seal.ParseCert(certPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,15 +220,6 @@ func FuzzReadStamp(f *testing.F) {
 			t.Errorf("an accepted stamp is incomplete: %+v", st)
 		}
 	})
-}
-
-func pemOf(t testing.TB, c *x509.Certificate) []byte {
-	t.Helper()
-	b, err := certutil.EncodeCertificates(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // sealFile seals s for p and renders the file mpha would commit.

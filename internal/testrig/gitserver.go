@@ -173,3 +173,9 @@ func (g *GitServer) StartSSH(t testing.TB) (string, []byte) {
 	host := strings.TrimPrefix(base, "ssh://git@")
 	return base, []byte(knownhosts.Line([]string{knownhosts.Normalize(host)}, pub) + "\n")
 }
+
+// Credentials are the server's basic-auth credentials as a Git credentials Secret holds them
+// (Flux's keys: username, password).
+func (g *GitServer) Credentials() map[string][]byte {
+	return map[string][]byte{"username": []byte(g.Username), "password": []byte(g.Password)}
+}

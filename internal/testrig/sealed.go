@@ -2,6 +2,7 @@ package testrig
 
 import (
 	"context"
+	"crypto/rsa"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,6 +10,9 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	sscrypto "github.com/bitnami-labs/sealed-secrets/pkg/crypto"
+	certutil "k8s.io/client-go/util/cert"
 )
 
 // SealedSecretsNamespace is where the rig's controller keeps its keys.
@@ -85,3 +89,18 @@ func (s *SealedSecrets) Cert(t testing.TB) []byte {
 
 // Process is the controller's process (the unshare wrapper execs into it), for fault tests.
 func (s *SealedSecrets) Process() *Process { return s.proc }
+
+// SealingKeyPair makes a sealed-secrets key pair the way the controller does (2048 bits, for
+// speed): the certificate in PEM, as /v1/cert.pem serves it, and the private key that unseals.
+func SealingKeyPair(t testing.TB, cn string) ([]byte, *rsa.PrivateKey) {
+	t.Helper()
+	priv, cert, err := sscrypto.GeneratePrivateKeyAndCert(2048, time.Hour, cn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := certutil.EncodeCertificates(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem, priv
+}

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mpha-dev/mpha/gitops"
+	"github.com/mpha-dev/mpha/gitops/values"
 	"github.com/mpha-dev/mpha/internal/strictyaml"
 )
 
@@ -32,6 +33,7 @@ type Config struct {
 	NATS              NATS            `json:"nats"`
 	Postgres          Postgres        `json:"postgres"`
 	Health            Health          `json:"health"`
+	Standby           Standby         `json:"standby"`
 	// SelfFence lets an agent that finds itself in split brain scale its own MP down.
 	SelfFence bool `json:"selfFence"`
 }
@@ -104,12 +106,34 @@ type Health struct {
 	AutoPropose bool            `json:"autoPropose"`
 }
 
+// Standby is how the active agent writes its peer's management plane into Git: the Flux
+// HelmRelease with the rendered values, and the role manifests (not in architecture §10's list:
+// added with the values issue).
+type Standby struct {
+	// ChartRepository is the TSB chart repository the standby's HelmRepository points at.
+	ChartRepository string `json:"chartRepository"`
+	// ChartRepositorySecret, if set, names a Secret (in the MP namespace) with its credentials.
+	ChartRepositorySecret string `json:"chartRepositorySecret"`
+	// Overrides set per-site values on the standby ("image.registry": "..."); only the paths of
+	// values.AllowedOverrides may be set.
+	Overrides values.Overrides `json:"overrides"`
+	// RoleMode is "manifest" (role.yaml scales the Deployments) or "values" (the replicas live in
+	// the HelmRelease values, spec.components.{apiServer,iamServer}.kubeSpec.deployment.replicaCount).
+	RoleMode string `json:"roleMode"`
+	// Deployments are the MP Deployments a role scales (default tsb and iam).
+	Deployments []string `json:"deployments"`
+	// RestoreCronJob is the job restoring the active's backups on the standby (default
+	// tsb-restore); it is written into role.yaml only where it exists.
+	RestoreCronJob string `json:"restoreCronJob"`
+}
+
 // Install models and the other enumerations of the configuration.
 var (
 	installModels = []string{"helm", "generic"}
 	forgeKinds    = []string{"github", "gitlab", "gitea", "none"}
 	forgeModes    = []string{"pr", "branch", "direct"}
 	topologies    = []string{"auto", "shared", "streaming", "independent", "embedded"}
+	roleModes     = []string{"manifest", "values"}
 )
 
 // DefaultSecretNames lists the TSB secrets a management plane needs on its standby
@@ -169,6 +193,12 @@ func (c *Config) Default() {
 	if c.Health.Failures == 0 {
 		c.Health.Failures = 3
 	}
+	setString(&c.Standby.ChartRepository, values.DefaultChartRepository)
+	setString(&c.Standby.RoleMode, "manifest")
+	if len(c.Standby.Deployments) == 0 {
+		c.Standby.Deployments = []string{"tsb", "iam"}
+	}
+	setString(&c.Standby.RestoreCronJob, "tsb-restore")
 }
 
 func setString(s *string, def string) {
@@ -245,6 +275,13 @@ func (c *Config) Validate() error {
 	if c.Health.ProbeURL != "" {
 		check("health.probeURL", validateURL(c.Health.ProbeURL, "https", "http"))
 	}
+	check("standby.chartRepository", validateURL(c.Standby.ChartRepository, "https", "http", "oci"))
+	check("standby.overrides", c.Standby.Overrides.Validate())
+	oneOf("standby.roleMode", c.Standby.RoleMode, roleModes)
+	for i, d := range c.Standby.Deployments {
+		check(fmt.Sprintf("standby.deployments[%d]", i), gitops.ValidateSecretName(d))
+	}
+	check("standby.restoreCronJob", gitops.ValidateSecretName(c.Standby.RestoreCronJob))
 	return errors.Join(errs...)
 }
 

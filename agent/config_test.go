@@ -38,6 +38,9 @@ func TestLoadExample(t *testing.T) {
 	if diff := cmp.Diff([]string{"iam-signing-key", "tsb-iam-jwks", "tsb-certs"}, c.Secrets.Names); diff != "" {
 		t.Errorf("an explicit secrets list is kept as given (-want +got):\n%s", diff)
 	}
+	if c.Standby.Overrides["image.registry"] != "registry.west.example.com" {
+		t.Errorf("standby.overrides: %v", c.Standby.Overrides)
+	}
 	if !c.NATS.RequireSignedEvents || c.Forge.Kind != "gitea" || !c.SelfFence {
 		t.Errorf("fields lost: %+v", c)
 	}
@@ -59,6 +62,8 @@ func TestDefaults(t *testing.T) {
 		NATS:          agent.NATS{URL: "nats://nats:4222"},
 		Postgres:      agent.Postgres{Topology: "auto"},
 		Health:        agent.Health{Failures: 3},
+		Standby: agent.Standby{ChartRepository: "https://charts.dl.tetrate.io/public/helm/charts/", RoleMode: "manifest",
+			Deployments: []string{"tsb", "iam"}, RestoreCronJob: "tsb-restore"},
 	}
 	want.HeartbeatInterval.Duration = 10 * time.Second
 	want.Postgres.MaxLag.Duration = 30 * time.Second
@@ -94,6 +99,8 @@ func TestValidationNamesTheKey(t *testing.T) {
 		{"forge needs url and token", with("forge", "forge: {kind: github, mode: pr}"), []string{"forge.url: must be set", "forge.tokenSecret"}},
 		{"signed events need keys", with("nats", "nats: {url: nats://n:4222, requireSignedEvents: true}"), []string{"nats.trustedKeys"}},
 		{"root outside repo", with("git", "git: {url: https://g/x.git, root: ../up}"), []string{"git.root"}},
+		{"standby overrides outside the allow-list", minimal + "standby: {overrides: {spec.dataStore.postgres.address: x:5432}, roleMode: magic}\n",
+			[]string{`standby.overrides: override "spec.dataStore.postgres.address": not an allowed path`, `standby.roleMode: "magic"`}},
 		{"wrong scheme", with("git", "git: {url: ftp://g/x.git}"), []string{`git.url: want a [https http ssh] URL`}},
 	}
 	for _, tc := range tests {

@@ -27,6 +27,7 @@ import (
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
 	"github.com/mpha-dev/mpha/gitops/seal"
 	"github.com/mpha-dev/mpha/gitops/trailer"
+	"github.com/mpha-dev/mpha/internal/runloop"
 )
 
 // repo is what the exporter needs of the Git writer.
@@ -62,11 +63,11 @@ type Options struct {
 
 // Exporter exports the configured Secrets of one cluster for its peer.
 type Exporter struct {
-	opts    Options
-	cs      kubernetes.Interface
-	repo    repo
-	log     *slog.Logger
-	trigger chan struct{}
+	opts Options
+	cs   kubernetes.Interface
+	repo repo
+	log  *slog.Logger
+	loop *runloop.Loop
 }
 
 // New validates opts and returns an Exporter reading Secrets through cs and writing through repo.
@@ -107,8 +108,10 @@ func New(cs kubernetes.Interface, repo repo, opts Options) (*Exporter, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Exporter{opts: opts, cs: cs, repo: repo, log: log.With("cluster", opts.Self, "peer", opts.Peer),
-		trigger: make(chan struct{}, 1)}, nil
+	log = log.With("cluster", opts.Self, "peer", opts.Peer)
+	loop := runloop.New(runloop.Options{Name: "secrets export", Debounce: opts.Debounce, Resync: opts.Resync, Logger: log,
+		Waiting: func(err error) bool { return errors.Is(err, ErrNoPeerCert) }})
+	return &Exporter{opts: opts, cs: cs, repo: repo, log: log, loop: loop}, nil
 }
 
 // Outcome is what a run did with one secret.
@@ -275,9 +278,9 @@ func (e *Exporter) Run(ctx context.Context) error {
 			}))
 		inf := f.Core().V1().Secrets()
 		if _, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(any) { e.signal() },
-			UpdateFunc: func(any, any) { e.signal() },
-			DeleteFunc: func(any) { e.signal() },
+			AddFunc:    func(any) { e.loop.Signal() },
+			UpdateFunc: func(any, any) { e.loop.Signal() },
+			DeleteFunc: func(any) { e.loop.Signal() },
 		}); err != nil {
 			return fmt.Errorf("watching secret %s: %w", name, err)
 		}
@@ -298,47 +301,8 @@ func (e *Exporter) Run(ctx context.Context) error {
 		}
 		return o.(*corev1.Secret), true, nil
 	}
-	e.signal() // an initial run
-	resync := time.NewTicker(e.opts.Resync)
-	defer resync.Stop()
-	retry := e.opts.Debounce
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-resync.C:
-		case <-e.trigger:
-			// Let the rest of a burst arrive.
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(e.opts.Debounce):
-			}
-		}
-		select { // what arrived during the wait joins this run
-		case <-e.trigger:
-		default:
-		}
+	return e.loop.Run(ctx, func(ctx context.Context) error {
 		_, err := e.run(ctx, get)
-		switch {
-		case err == nil || ctx.Err() != nil:
-			retry = e.opts.Debounce
-			continue
-		case errors.Is(err, ErrNoPeerCert):
-			e.log.Info("secrets export waits for the peer's sealing certificate", "error", err)
-		default:
-			e.log.Warn("secrets export failed; retrying", "error", err, "in", retry)
-		}
-		// A failed run is tried again after a growing delay, up to the resync interval.
-		time.AfterFunc(retry, e.signal)
-		retry = min(2*retry, e.opts.Resync)
-	}
-}
-
-// signal schedules a run without blocking: one pending signal is enough.
-func (e *Exporter) signal() {
-	select {
-	case e.trigger <- struct{}{}:
-	default:
-	}
+		return err
+	})
 }

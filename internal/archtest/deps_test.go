@@ -57,6 +57,9 @@ var rules = []struct{ from, to, why string }{
 	{"agent", "internal/golden", "golden files are for tests only"},
 	{"gitops", "internal/golden", "golden files are for tests only"},
 	{"cmd", "internal/golden", "golden files are for tests only"},
+	{"agent", "internal/helmtest", "the fixture chart is for tests only"},
+	{"gitops", "internal/helmtest", "the fixture chart is for tests only"},
+	{"cmd", "internal/helmtest", "the fixture chart is for tests only"},
 }
 
 func TestDependencyDirection(t *testing.T) {

@@ -67,6 +67,20 @@ build_gitea() {
 	chmod -R u+w "$1/gitea-static"
 }
 
+# CRDs of objects mpha writes for controllers the rig does not run: Flux's HelmRelease (the
+# standby's MP) and external-dns's DNSEndpoint (the floating FQDN). Stored, never reconciled.
+build_crds() {
+	local m dir
+	mkdir -p "$1/crds"
+	for m in github.com/fluxcd/helm-controller@v1.4.0:config/crd/bases/helm.toolkit.fluxcd.io_helmreleases.yaml \
+		sigs.k8s.io/external-dns@v0.19.0:config/crd/standard/dnsendpoints.externaldns.k8s.io.yaml; do
+		dir=$(cd "$here/flux" && go mod download -json "${m%%:*}" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+		[ -n "$dir" ] || { echo "tools: cannot download ${m%%:*}" >&2 && return 1; }
+		cp "$dir/${m#*:}" "$1/crds/"
+	done
+	chmod -R u+w "$1/crds"
+}
+
 build_lint() { (cd "$here/lint" && go build -o "$1/staticcheck" honnef.co/go/tools/cmd/staticcheck); }
 
 # install NAME: build NAME into the cache unless it is there, then link its files into bin/.
@@ -93,12 +107,12 @@ install() {
 	done
 }
 
-all=(kube etcd nats flux sealed gitea lint)
+all=(kube etcd nats flux sealed gitea crds lint)
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${all[@]}")
 for n in "${names[@]}"; do
 	case $n in
-	kube | etcd | nats | flux | sealed | gitea | lint) install "$n" ;;
+	kube | etcd | nats | flux | sealed | gitea | crds | lint) install "$n" ;;
 	*) echo "tools: unknown tool $n (known: ${all[*]})" >&2 && exit 2 ;;
 	esac
 done

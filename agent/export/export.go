@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/mpha-dev/mpha/agent/readiness"
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
 	"github.com/mpha-dev/mpha/gitops/seal"
@@ -232,12 +233,23 @@ func (e *Exporter) plan(ctx context.Context, get getter, cert seal.Cert, name st
 			return Removed, nil, nil
 		}
 	}
+	// The public facts of the secret (kids, CA fingerprint, DNS names) travel as annotations, so
+	// that the standby's readiness checks can compare without the plaintext.
+	facts, err := readiness.SecretFacts(e.opts.Key, s)
+	if err != nil {
+		return "", nil, fmt.Errorf("secret %s: %w", name, err)
+	}
+	ann := readiness.Annotations(facts)
 	need, err := seal.NeedsSealing(existing, cert, e.opts.Key, s)
-	if err != nil || !need {
-		return Unchanged, nil, err
+	if err != nil {
+		return "", nil, err
+	}
+	stale := existing != nil && !need && !sameFacts(existing, ann)
+	if !need && !stale {
+		return Unchanged, nil, nil
 	}
 	out := Sealed
-	if st, err := seal.ReadStamp(existing); err == nil && st.CertFingerprint != cert.Fingerprint {
+	if st, err := seal.ReadStamp(existing); err == nil && (st.CertFingerprint != cert.Fingerprint || stale) {
 		if d, _ := seal.Digest(e.opts.Key, s); d == st.Digest {
 			out = Resealed
 		}
@@ -246,8 +258,17 @@ func (e *Exporter) plan(ctx context.Context, get getter, cert seal.Cert, name st
 	if err != nil {
 		return "", nil, err
 	}
+	for k, v := range ann {
+		ss.Annotations[k] = v
+	}
 	file, err := seal.Marshal(ss)
 	return out, file, err
+}
+
+// sameFacts reports whether a committed SealedSecret already carries the facts annotations ann.
+func sameFacts(file []byte, ann map[string]string) bool {
+	f, err := readiness.FactsFromSealed(file)
+	return err == nil && maps.Equal(readiness.Annotations(f), ann)
 }
 
 func (e *Exporter) message(rep Report) string {

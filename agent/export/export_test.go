@@ -26,6 +26,7 @@ import (
 
 	"github.com/mpha-dev/mpha/agent"
 	"github.com/mpha-dev/mpha/agent/export"
+	"github.com/mpha-dev/mpha/agent/readiness"
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
 	"github.com/mpha-dev/mpha/gitops/trailer"
@@ -71,12 +72,16 @@ func random(t testing.TB, prefix string) []byte {
 	return []byte(prefix + "-" + hex.EncodeToString(b))
 }
 
-// remember records a secret's values so the leak scan looks for them.
+// remember records a secret's values so the leak scan looks for them. The signing keys' kid is
+// an identifier the exporter publishes (mpha.dev/kid): not scanned for.
 func (r *rig) remember(s *corev1.Secret) {
 	if r.values[s.Name] == nil {
 		r.values[s.Name] = map[string][]byte{}
 	}
 	for k, v := range s.Data {
+		if k == "kid" && (s.Name == readiness.SigningKeySecret || s.Name == readiness.JWKSSecret) {
+			continue
+		}
 		r.values[s.Name][k+"@"+string(v[len(v)-6:])] = v
 	}
 }
@@ -249,6 +254,20 @@ func TestExporter(t *testing.T) {
 
 	// 2. The standby's real controller unseals every committed file to identical data.
 	files := r.secretFiles(t, r.head(t))
+	// The signing keys carry their kid for the standby's readiness checks; the others none.
+	for n, f := range files {
+		facts, err := readiness.FactsFromSealed([]byte(f))
+		if err != nil {
+			t.Fatalf("%s: %v", n, err)
+		}
+		want := ""
+		if n == readiness.SigningKeySecret || n == readiness.JWKSSecret {
+			want = string(secrets[n].Data["kid"])
+		}
+		if strings.Join(facts.Kids, ",") != want {
+			t.Errorf("%s: kids %v, want %q", n, facts.Kids, want)
+		}
+	}
 	for _, n := range names {
 		r.west.Apply(t, []byte(files[n]))
 	}

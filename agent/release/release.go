@@ -44,21 +44,21 @@ func Latest(ctx context.Context, cs kubernetes.Interface, namespace, name string
 	for _, s := range list.Items {
 		rev, err := strconv.Atoi(s.Labels["version"])
 		if err != nil {
-			return nil, fmt.Errorf("Helm release secret %s/%s: label version %q is not a number", namespace, s.Name, s.Labels["version"])
+			return nil, fmt.Errorf("helm release secret %s/%s: label version %q is not a number", namespace, s.Name, s.Labels["version"])
 		}
 		if rev > bestRev {
 			best, bestRev = s.Name, rev
 		}
 	}
 	if best == "" {
-		return nil, fmt.Errorf("Helm release %s/%s: %w", namespace, name, ErrNotFound)
+		return nil, fmt.Errorf("helm release %s/%s: %w", namespace, name, ErrNotFound)
 	}
 	rel, err := decode(cs, namespace, name, best, bestRev)
 	if err != nil {
 		return nil, err
 	}
 	if rel.Chart == nil || rel.Chart.Metadata == nil {
-		return nil, fmt.Errorf("Helm release secret %s/%s: the release has no chart metadata", namespace, best)
+		return nil, fmt.Errorf("helm release secret %s/%s: the release has no chart metadata", namespace, best)
 	}
 	vals := rel.Config
 	if vals == nil {

@@ -267,14 +267,14 @@ func (p *Publisher) render(ctx context.Context, pair *gitops.Pair, peer string, 
 		}
 		return out
 	}
-	restore := func(old *role.Role) *role.Restore {
-		if live.restore != nil {
-			return live.restore
-		}
-		if old != nil && old.Restore != nil {
-			return old.Restore
-		}
-		return nil
+	// The restore job is written where its shape is known: this cluster's live CronJob for the
+	// active's role; for the peer only its earlier role.yaml. Never guess it from this cluster: a
+	// role naming a CronJob the peer lacks makes Flux create a partial one, which fails the
+	// peer's whole Kustomization (measured).
+	selfRestore := live.restore
+	var peerRestore *role.Restore
+	if peerOld != nil {
+		peerRestore = peerOld.Restore
 	}
 	// A standby demoted by the last failover keeps its restore job suspended until it is
 	// re-seeded (architecture §5): the continuous loop must not undo that.
@@ -283,8 +283,8 @@ func (p *Publisher) render(ctx context.Context, pair *gitops.Pair, peer string, 
 		warnings = append(warnings, fmt.Sprintf("%s was demoted by failover %s: its restore job stays suspended until it is re-seeded", peer, pair.LastFailover.Event))
 	}
 	roles := map[string]role.Role{
-		peer:        role.Standby(p.opts.Namespace, deps(peerOld, peer), restore(peerOld), demoted),
-		p.opts.Self: role.Active(p.opts.Namespace, live.replicas, deps(selfOld, p.opts.Self), restore(selfOld)),
+		peer:        role.Standby(p.opts.Namespace, deps(peerOld, peer), peerRestore, demoted),
+		p.opts.Self: role.Active(p.opts.Namespace, live.replicas, deps(selfOld, p.opts.Self), selfRestore),
 	}
 	for cluster, r := range roles {
 		entries := []string{}

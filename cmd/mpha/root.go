@@ -73,7 +73,7 @@ func newRoot(o *globalOptions) *cobra.Command {
 	root.SetOut(o.stdout)
 	root.SetErr(o.stderr)
 	o.bindFlags(root.PersistentFlags())
-	root.AddCommand(newVersionCommand(o), newConfigCommand(o), newSecretsCommand(o), newValuesCommand(o))
+	root.AddCommand(newVersionCommand(o), newConfigCommand(o), newSecretsCommand(o), newValuesCommand(o), newDoctorCommand(o))
 	return root
 }
 

@@ -60,6 +60,7 @@ var rules = []struct{ from, to, why string }{
 	{"agent", "internal/helmtest", "the fixture chart is for tests only"},
 	{"gitops", "internal/helmtest", "the fixture chart is for tests only"},
 	{"cmd", "internal/helmtest", "the fixture chart is for tests only"},
+	{"cmd", "agent/readiness/readinesstest", "certificate fixtures are for tests only"},
 }
 
 func TestDependencyDirection(t *testing.T) {

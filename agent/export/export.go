@@ -31,12 +31,6 @@ import (
 	"github.com/mpha-dev/mpha/internal/runloop"
 )
 
-// repo is what the exporter needs of the Git writer.
-type repo interface {
-	Read(ctx context.Context, paths ...string) (gitrepo.Snapshot, error)
-	Apply(ctx context.Context, ch gitrepo.Change) (gitrepo.Result, error)
-}
-
 // ErrNoPeerCert means the peer has not published its sealing certificate yet: nothing can be
 // sealed for it, and the exporter waits.
 var ErrNoPeerCert = errors.New("the peer has not published its sealing certificate")
@@ -66,13 +60,13 @@ type Options struct {
 type Exporter struct {
 	opts Options
 	cs   kubernetes.Interface
-	repo repo
+	repo gitrepo.Repository
 	log  *slog.Logger
 	loop *runloop.Loop
 }
 
 // New validates opts and returns an Exporter reading Secrets through cs and writing through repo.
-func New(cs kubernetes.Interface, repo repo, opts Options) (*Exporter, error) {
+func New(cs kubernetes.Interface, repo gitrepo.Repository, opts Options) (*Exporter, error) {
 	var errs []error
 	for _, c := range []string{opts.Self, opts.Peer} {
 		if err := gitops.ValidateClusterName(c); err != nil {

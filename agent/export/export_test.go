@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -36,24 +35,6 @@ import (
 func TestMain(m *testing.M) { os.Exit(testrig.Main(m)) }
 
 const repo = "org/fleet.git"
-
-// lockedBuffer collects the exporter's logs from its goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 type rig struct {
 	east, west *testrig.Cluster
@@ -209,7 +190,7 @@ func TestExporter(t *testing.T) {
 	// West publishes its sealing certificate (the cert publisher's job).
 	publishCert(ctx, t, r, ctl.Cert(t))
 
-	logs := &lockedBuffer{}
+	logs := &testrig.LogBuffer{}
 	key := loadKey(ctx, t, r.east)
 	exp, err := export.New(r.east.Clientset, r.writer, export.Options{
 		Self: "east", Peer: "west", Names: agent.DefaultSecretNames("generic"), Key: key, Layout: r.layout,

@@ -85,7 +85,7 @@ func TestExporterRidesOutGitOutage(t *testing.T) {
 		t.Skip("starts a cluster and a Git server")
 	}
 	r := newExportRig(t, false, wait.Backoff{Duration: 50 * time.Millisecond, Factor: 1.5, Steps: 3})
-	logs := &lockedBuffer{}
+	logs := &testrig.LogBuffer{}
 	exp, err := export.New(r.east.Clientset, r.writer, export.Options{Self: "east", Peer: "west", Names: []string{"iam-signing-key"},
 		Key: random(t, "hmac-key-32-bytes-at-least"), Layout: r.layout, Debounce: 200 * time.Millisecond, Resync: time.Hour,
 		Logger: slog.New(slog.NewTextHandler(logs, nil))})

@@ -1,7 +1,6 @@
 package readiness_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -41,24 +39,6 @@ clusters: [{name: east, mpFQDN: mp1.tsb.example.com}, {name: west, mpFQDN: mp2.t
 active: east
 epoch: 3
 `
-
-// lockedBuffer collects logs written from Run's goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // monitorRig is the standby "west": a real API server with the TSB secrets and a Helm release, and
 // a Git repository holding what the active "east" committed for it.
@@ -224,7 +204,7 @@ func TestMonitor(t *testing.T) {
 // metrics follow; nothing secret leaks.
 func testMonitorStandby(t *testing.T, ctx context.Context, r *monitorRig) {
 	reg := prometheus.NewRegistry()
-	logs := &lockedBuffer{}
+	logs := &testrig.LogBuffer{}
 	m, err := readiness.New(r.west.Clientset, r.writer, readiness.Options{
 		Self: "west", StatusNamespace: "mpha", Names: []string{"iam-signing-key", "tsb-iam-jwks", "postgres-credentials"},
 		Key: key, Layout: r.layout, Registerer: reg,
@@ -381,7 +361,7 @@ func testMonitorRun(t *testing.T, ctx context.Context, r *monitorRig) {
 	repo := &flakyRepo{Writer: r.writer}
 	repo.failures.Store(2)
 	reg := prometheus.NewRegistry()
-	logs := &lockedBuffer{}
+	logs := &testrig.LogBuffer{}
 	m, err := readiness.New(r.west.Clientset, repo, readiness.Options{
 		Self: "west", StatusNamespace: "mpha-run", Names: []string{"iam-signing-key"}, Key: key, Layout: r.layout,
 		Interval: 100 * time.Millisecond, Registerer: reg, Logger: slog.New(slog.NewTextHandler(logs, nil)),

@@ -32,12 +32,6 @@ import (
 	"github.com/mpha-dev/mpha/internal/runloop"
 )
 
-// repo is what the loop needs of the Git writer.
-type repo interface {
-	Read(ctx context.Context, paths ...string) (gitrepo.Snapshot, error)
-	Apply(ctx context.Context, ch gitrepo.Change) (gitrepo.Result, error)
-}
-
 // Errors that mean "not yet": the loop waits for them quietly.
 var (
 	// ErrNoPair: pair.yaml is not in the repository yet.
@@ -77,13 +71,13 @@ type Options struct {
 type Publisher struct {
 	opts Options
 	cs   kubernetes.Interface
-	repo repo
+	repo gitrepo.Repository
 	log  *slog.Logger
 	loop *runloop.Loop
 }
 
 // New validates opts and returns a Publisher reading the cluster through cs.
-func New(cs kubernetes.Interface, repo repo, opts Options) (*Publisher, error) {
+func New(cs kubernetes.Interface, repo gitrepo.Repository, opts Options) (*Publisher, error) {
 	var errs []error
 	if err := gitops.ValidateClusterName(opts.Self); err != nil {
 		errs = append(errs, err)

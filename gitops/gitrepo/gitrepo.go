@@ -64,6 +64,12 @@ type Writer struct {
 	log  *slog.Logger
 }
 
+// Repository is what the agent's loops need of a Writer (an interface, so tests can wrap it).
+type Repository interface {
+	Read(ctx context.Context, paths ...string) (Snapshot, error)
+	Apply(ctx context.Context, ch Change) (Result, error)
+}
+
 // Change is one commit.
 type Change struct {
 	// Branch receives the commit ("" = Options.Branch). A branch that does not exist yet starts

@@ -134,7 +134,9 @@ func TestBuildRefuses(t *testing.T) {
 		{"bad mode", func(r *plan.Request, _ map[string][]byte) { r.Mode = "yolo" }, `mode "yolo"`, nil},
 		{"bad preflight", func(r *plan.Request, _ map[string][]byte) { r.Preflight = "" }, `preflight ""`, nil},
 		{"no pair.yaml", func(_ *plan.Request, c map[string][]byte) { delete(c, "mpha/pair.yaml") }, "mpha/pair.yaml is not in the repository", nil},
-		{"hand-edited role", func(_ *plan.Request, c map[string][]byte) { c["mpha/clusters/east/mp/role.yaml"] = []byte("kind: Deployment\n") }, "mpha/clusters/east/mp/role.yaml", gitops.ErrNotOwned},
+		{"hand-edited role", func(_ *plan.Request, c map[string][]byte) {
+			c["mpha/clusters/east/mp/role.yaml"] = []byte("kind: Deployment\n")
+		}, "mpha/clusters/east/mp/role.yaml", gitops.ErrNotOwned},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -139,7 +139,8 @@ type Report struct {
 // RunOnce renders and commits once.
 func (p *Publisher) RunOnce(ctx context.Context) (Report, error) {
 	l := p.opts.Layout
-	snap, err := p.repo.Read(ctx, l.Pair())
+	// One clone per run: pair.yaml and every cluster's mp/ folder (the peer comes from pair.yaml).
+	snap, err := p.repo.Read(ctx, l.Pair(), path(l.Root(), "clusters/**"))
 	if err != nil {
 		return Report{}, err
 	}
@@ -159,11 +160,6 @@ func (p *Publisher) RunOnce(ctx context.Context) (Report, error) {
 	if !rep.Active {
 		p.log.Debug("standby values: this cluster is the standby; the active writes them")
 		return rep, nil
-	}
-	selfMP, peerMP := dir(l.Role(p.opts.Self)), dir(l.Role(peer))
-	snap, err = p.repo.Read(ctx, l.Pair(), selfMP+"/", peerMP+"/")
-	if err != nil {
-		return Report{}, err
 	}
 	rel, err := release.Latest(ctx, p.cs, p.opts.Namespace, p.opts.Release)
 	if errors.Is(err, release.ErrNotFound) {

@@ -369,7 +369,8 @@ type Snapshot struct {
 }
 
 // Read returns the current content of paths on the base branch (absent paths are left out).
-// Directories are listed: a path ending in "/" reads every file directly inside it.
+// Directories are listed: a path ending in "/" reads every file directly inside it, one ending
+// in "/**" every file below it.
 func (w *Writer) Read(ctx context.Context, paths ...string) (Snapshot, error) {
 	var snap Snapshot
 	err := wait.ExponentialBackoffWithContext(ctx, w.opts.Backoff, func(ctx context.Context) (bool, error) {
@@ -401,6 +402,25 @@ func (w *Writer) Read(ctx context.Context, paths ...string) (Snapshot, error) {
 }
 
 func readInto(wt billy.Filesystem, p string, into map[string][]byte) error {
+	if dir, ok := strings.CutSuffix(p, "/**"); ok {
+		infos, err := wt.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("listing %s: %w", dir, err)
+		}
+		for _, fi := range infos {
+			sub := path.Join(dir, fi.Name())
+			if fi.IsDir() {
+				sub += "/**"
+			}
+			if err := readInto(wt, sub, into); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	if dir, ok := strings.CutSuffix(p, "/"); ok {
 		infos, err := wt.ReadDir(dir)
 		if errors.Is(err, fs.ErrNotExist) {

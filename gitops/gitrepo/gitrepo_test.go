@@ -396,6 +396,14 @@ func TestRead(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("snapshot (-want +got):\n%s", diff)
 	}
+	// "/**" reads the whole tree below a folder.
+	deep, err := w.Read(ctx, "mpha/**", "mpha/nodir/**")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(deep.Files) != 3 || string(deep.Files["mpha/clusters/west/secrets/b.yaml"]) != string(owned("b\n")) {
+		t.Errorf("recursive read: %v", deep.Files)
+	}
 }
 
 // signedPayload is what a commit's signature signs: the commit encoded without it.

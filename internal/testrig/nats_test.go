@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
@@ -72,5 +74,75 @@ func TestNATSJetStreamSurvivesRestart(t *testing.T) {
 	}
 	if want := []string{"m0", "m1", "m2"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("after restart consumed %q, want %q", got, want)
+	}
+}
+
+// StartNATSWith's authentication and TLS: the right credentials connect (and reach JetStream),
+// none are refused.
+func TestNATSWithAuthAndTLS(t *testing.T) {
+	integration(t)
+	nk, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nkPub, _ := nk.PublicKey()
+	tests := []struct {
+		name string
+		opts testrig.NATSOptions
+		good func(n *testrig.NATS) []nats.Option
+	}{
+		{"user", testrig.NATSOptions{Users: []*server.User{{Username: "agent", Password: "s3cret"}}},
+			func(*testrig.NATS) []nats.Option { return []nats.Option{nats.UserInfo("agent", "s3cret")} }},
+		{"nkey", testrig.NATSOptions{Nkeys: []*server.NkeyUser{{Nkey: nkPub}}},
+			func(*testrig.NATS) []nats.Option {
+				return []nats.Option{nats.Nkey(nkPub, func(nonce []byte) ([]byte, error) { return nk.Sign(nonce) })}
+			}},
+		{"token", testrig.NATSOptions{Token: "t0ken"},
+			func(*testrig.NATS) []nats.Option { return []nats.Option{nats.Token("t0ken")} }},
+		{"operator", testrig.NATSOptions{Operator: true},
+			func(n *testrig.NATS) []nats.Option { return []nats.Option{nats.UserCredentials(n.CredsFile)} }},
+		{"tls", testrig.NATSOptions{TLS: true},
+			func(n *testrig.NATS) []nats.Option { return []nats.Option{nats.RootCAs(n.CAFile)} }},
+		{"mutual tls", testrig.NATSOptions{TLS: true, VerifyClients: true},
+			func(n *testrig.NATS) []nats.Option {
+				return []nats.Option{nats.RootCAs(n.CAFile), nats.ClientCert(n.ClientCertFile, n.ClientKeyFile)}
+			}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			n := testrig.StartNATSWith(t, tc.opts)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			nc, err := nats.Connect(n.URL, tc.good(n)...)
+			if err != nil {
+				t.Fatalf("with the right credentials: %v", err)
+			}
+			defer nc.Close()
+			js, err := jetstream.New(nc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "RIG", Subjects: []string{"rig.>"}}); err != nil {
+				t.Fatalf("JetStream: %v", err)
+			}
+			if _, err := js.Publish(ctx, "rig.x", []byte("x")); err != nil {
+				t.Fatalf("JetStream publish: %v", err)
+			}
+			var none []nats.Option
+			if tc.opts.TLS {
+				none = append(none, nats.Timeout(5*time.Second)) // no CA: the rig's certificate is unknown
+			}
+			if nc, err := nats.Connect(n.URL, none...); err == nil {
+				nc.Close()
+				t.Fatal("connected without credentials")
+			}
+			n.Restart(t) // the generated credentials survive a restart
+			nc2, err := nats.Connect(n.URL, tc.good(n)...)
+			if err != nil {
+				t.Fatalf("after a restart: %v", err)
+			}
+			nc2.Close()
+		})
 	}
 }

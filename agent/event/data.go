@@ -67,12 +67,22 @@ type FailoverRequest struct {
 // FailoverStatus is the data of a failover.status event.
 type FailoverStatus struct {
 	// Event is the id of the failover.requested event this reports on.
-	Event   string  `json:"event"`
-	Phase   Phase   `json:"phase"`
-	Epoch   int64   `json:"epoch,omitempty"`
+	Event string `json:"event"`
+	Phase Phase  `json:"phase"`
+	Epoch int64  `json:"epoch,omitempty"`
+	// PR is the pull request's URL; Branch the branch holding the failover commit (in branch
+	// mode the only pointer), Commit that commit, or the merge that brought it in once merged.
 	PR      string  `json:"pr,omitempty"`
+	Branch  string  `json:"branch,omitempty"`
+	Commit  string  `json:"commit,omitempty"`
 	Checks  []Check `json:"checks,omitempty"`
 	Message string  `json:"message,omitempty"`
+	// Reason is the refusal's reason code when Phase is rejected (the DLQ's too).
+	Reason string `json:"reason,omitempty"`
+	// DryRun marks the answer to a dryRun request: Plan and Diff say what would be pushed.
+	DryRun bool     `json:"dryRun,omitempty"`
+	Plan   []string `json:"plan,omitempty"`
+	Diff   string   `json:"diff,omitempty"`
 }
 
 // Check is one preflight check's verdict in a status event.
@@ -98,6 +108,9 @@ type Heartbeat struct {
 	// CAFingerprints are the SHA-256 fingerprints of the root CA certificates in use.
 	CAFingerprints []string        `json:"caFingerprints,omitempty"`
 	Postgres       *PostgresStatus `json:"postgres,omitempty"`
+	// FluxRevision is the revision the cluster's Flux Kustomization last applied
+	// (main@sha1:<hash>): how the peer learns that a merged failover reached this site.
+	FluxRevision string `json:"fluxRevision,omitempty"`
 }
 
 // MPHealth is the management plane's health.

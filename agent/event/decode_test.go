@@ -110,7 +110,7 @@ func TestDecodeRequestRejects(t *testing.T) {
 		})
 	}
 	for _, r := range event.Reasons() {
-		if !seen[r] && r != event.ReasonBadSignature { // bad signatures: TestSignatures
+		if !seen[r] && r != event.ReasonBadSignature && !slices.Contains(event.HandlerReasons(), r) { // bad signatures: TestSignatures
 			t.Errorf("no case for reason %s", r)
 		}
 	}

@@ -30,12 +30,27 @@ const (
 	ReasonUnknownCheck          = "unknown-check"           // force names no check of CheckNames
 )
 
+// Reason codes of the handling agent's refusals, after a request decoded and validated: the
+// pair's state or the preflight checks refuse it.
+const (
+	ReasonAlreadyActive    = "already-active"    // the target is the active cluster already
+	ReasonPreflightFailed  = "preflight-failed"  // a check failed and was not forced
+	ReasonPlanFailed       = "plan-failed"       // the repository's files do not make a failover commit
+	ReasonRetriesExhausted = "retries-exhausted" // every delivery failed for a transient reason
+)
+
+// HandlerReasons lists the handling agent's reason codes.
+func HandlerReasons() []string {
+	return []string{ReasonAlreadyActive, ReasonPreflightFailed, ReasonPlanFailed, ReasonRetriesExhausted}
+}
+
 // Reasons lists the reason codes.
 func Reasons() []string {
 	return []string{
 		ReasonOversized, ReasonNotJSON, ReasonNotCloudEvent, ReasonWrongType, ReasonBadID,
 		ReasonUnsigned, ReasonBadSignature, ReasonMissingField, ReasonBadField, ReasonUnknownTarget,
 		ReasonBadMode, ReasonStaleEpoch, ReasonForceWithoutEmergency, ReasonUnknownCheck,
+		ReasonAlreadyActive, ReasonPreflightFailed, ReasonPlanFailed, ReasonRetriesExhausted,
 	}
 }
 

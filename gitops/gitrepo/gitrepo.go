@@ -269,9 +269,9 @@ func (w *Writer) checkout(ctx context.Context, branch string) (*gogit.Client, bi
 }
 
 // clone makes a client over a fresh in-memory store and work tree and clones branch into it.
-func (w *Writer) clone(ctx context.Context, branch string) (*gogit.Client, billy.Filesystem, error) {
+func (w *Writer) clone(ctx context.Context, branch string, extra ...gogit.ClientOption) (*gogit.Client, billy.Filesystem, error) {
 	wt := memfs.New()
-	copts := []gogit.ClientOption{gogit.WithStorer(memory.NewStorage()), gogit.WithWorkTreeFS(wt)}
+	copts := append([]gogit.ClientOption{gogit.WithStorer(memory.NewStorage()), gogit.WithWorkTreeFS(wt)}, extra...)
 	if w.opts.AllowHTTPCredentials {
 		copts = append(copts, gogit.WithInsecureCredentialsOverHTTP())
 	}

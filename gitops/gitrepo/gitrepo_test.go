@@ -423,3 +423,46 @@ func signedPayload(t *testing.T, c *object.Commit) []byte {
 	}
 	return payload
 }
+
+// Branches lists the branches under a prefix with files read at each head, and nothing else.
+func TestBranches(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	w := f.writer(t, f.srv.URL(repo))
+	ctx := context.Background()
+	write := func(branch, content string) gitrepo.Result {
+		t.Helper()
+		r, err := w.Apply(ctx, gitrepo.Change{Branch: branch, Files: map[string][]byte{"mpha/pair.yaml": owned(content)},
+			Message: "on " + branch, Trailers: []trailer.Trailer{{Key: trailer.Event, Value: "ev"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	write("main", "epoch: 1\n")
+	b1 := write("mpha/failover/ev-1", "epoch: 2\n")
+	b2 := write("mpha/failover/ev-2", "epoch: 3\n")
+	write("mpha/drill/ev-3", "epoch: 9\n")
+	got, err := w.Branches(ctx, "mpha/failover/", "mpha/pair.yaml", "mpha/absent.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("branches: %+v", got)
+	}
+	for i, want := range []struct{ name, commit, pair string }{
+		{"mpha/failover/ev-1", b1.Commit, "epoch: 2\n"}, {"mpha/failover/ev-2", b2.Commit, "epoch: 3\n"},
+	} {
+		b := got[i]
+		if b.Name != want.name || b.Commit != want.commit || string(b.Files["mpha/pair.yaml"]) != string(owned(want.pair)) || len(b.Files) != 1 {
+			t.Errorf("branch %d: %s %s %q, want %s %s %q", i, b.Name, b.Commit, b.Files, want.name, want.commit, want.pair)
+		}
+		if !strings.Contains(b.Message, "Mpha-Event: ev") {
+			t.Errorf("branch %s message %q lacks its trailer", b.Name, b.Message)
+		}
+	}
+	none, err := w.Branches(ctx, "nothing/")
+	if err != nil || len(none) != 0 {
+		t.Errorf("no branch under a prefix: %v, %v", none, err)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
@@ -54,9 +55,16 @@ type Request struct {
 	ExpectedEpoch *int64
 	RequestedBy   string
 	Reason        string
-	// Preflight is the summary of the checks (pass, warn or forced).
+	// Preflight is the summary of the checks (pass, warn or forced); Checks are their verdicts,
+	// written into the commit message (and so into the pull request).
 	Preflight string
+	Checks    []Check
 	At        time.Time
+}
+
+// Check is one preflight check's verdict: Result is pass, warn, fail or forced.
+type Check struct {
+	Name, Result, Evidence string
 }
 
 // Options are the repository's conventions.
@@ -219,6 +227,9 @@ func Build(current map[string][]byte, req Request, opts Options) (*Plan, error) 
 		},
 		Check: fence(l.Pair(), pair.Epoch, files[l.Pair()]),
 	}
+	if forced := forcedChecks(req.Checks); forced != "" {
+		p.Change.Trailers = append(p.Change.Trailers, trailer.Trailer{Key: trailer.Forced, Value: forced})
+	}
 	return p, nil
 }
 
@@ -295,8 +306,44 @@ func message(pairName string, p *Plan, req Request) string {
 	for _, w := range p.Warnings {
 		b.WriteString("- warning: " + w + "\n")
 	}
+	if len(req.Checks) > 0 {
+		fmt.Fprintf(&b, "\nPreflight: %s\n\n| check | result | evidence |\n|---|---|---|\n", req.Preflight)
+		for _, c := range req.Checks {
+			fmt.Fprintf(&b, "| %s | %s | %s |\n", cell(c.Name), cell(c.Result), cell(c.Evidence))
+		}
+		if forced := forcedChecks(req.Checks); forced != "" {
+			fmt.Fprintf(&b, "\nEmergency: the failing checks %s were forced by the requester.\n", forced)
+		}
+	}
 	fmt.Fprintf(&b, "\nRoll back: revert this commit (or fail over back to %s with a new request).\n", p.From)
 	return b.String()
+}
+
+// maxEvidence caps one check's evidence in the commit message.
+const maxEvidence = 300
+
+// cell makes s one Markdown table cell: one line, no pipes, capped.
+func cell(s string) string {
+	s = strings.ReplaceAll(oneLine(s, "-"), "|", "\\|")
+	if len(s) > maxEvidence {
+		cut := maxEvidence
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
+}
+
+// forcedChecks lists the checks an emergency overrode, for the Mpha-Forced trailer.
+func forcedChecks(checks []Check) string {
+	var names []string
+	for _, c := range checks {
+		if c.Result == PreflightForced {
+			names = append(names, c.Name)
+		}
+	}
+	return strings.Join(names, ",")
 }
 
 // dnsEndpoint is external-dns's DNSEndpoint: the floating FQDN as a CNAME to the active MP.

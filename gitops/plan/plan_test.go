@@ -178,3 +178,41 @@ func TestBuildWithoutTheOldActivesRole(t *testing.T) {
 		t.Errorf("drill: branch %s, message %q", p.Branch, p.Change.Message)
 	}
 }
+
+// The checks go into the commit message as a table, and forced ones into the Mpha-Forced trailer.
+func TestBuildWithChecks(t *testing.T) {
+	req := request()
+	req.Mode, req.Preflight = plan.ModeEmergency, plan.PreflightForced
+	req.Checks = []plan.Check{
+		{Name: "signing-key-kid", Result: "pass", Evidence: "kid k1 on both"},
+		{Name: "database", Result: "forced", Evidence: "replica lag 2m | over 30s\nsecond line"},
+		{Name: "root-ca", Result: "forced", Evidence: strings.Repeat("é", 400)},
+	}
+	p, err := plan.Build(current(t), req, plan.Options{Layout: layout(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := trailer.Get(p.Change.Trailers, trailer.Forced); got != "database,root-ca" {
+		t.Errorf("Mpha-Forced: %q", got)
+	}
+	msg := p.Change.Message
+	for _, want := range []string{"Preflight: forced", "| signing-key-kid | pass | kid k1 on both |",
+		"| database | forced | replica lag 2m \\| over 30s second line |", "database,root-ca were forced"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message lacks %q:\n%s", want, msg)
+		}
+	}
+	for _, line := range strings.Split(msg, "\n") {
+		if len(line) > 400 {
+			t.Errorf("line of %d bytes: evidence is not capped", len(line))
+		}
+	}
+	req.Checks, req.Mode, req.Preflight = req.Checks[:1], plan.ModePlanned, plan.PreflightPass
+	p, err = plan.Build(current(t), req, plan.Options{Layout: layout(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := trailer.Get(p.Change.Trailers, trailer.Forced); ok {
+		t.Error("Mpha-Forced on a failover that forced nothing")
+	}
+}

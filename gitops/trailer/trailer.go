@@ -24,7 +24,9 @@ const (
 	RequestedBy = "Mpha-Requested-By"
 	Reason      = "Mpha-Reason"
 	Preflight   = "Mpha-Preflight"
-	Cluster     = "Mpha-Cluster"
+	// Forced names the checks an emergency failover overrode, comma-separated.
+	Forced  = "Mpha-Forced"
+	Cluster = "Mpha-Cluster"
 )
 
 // Trailer is one "Key: value" line.

@@ -1,0 +1,389 @@
+package failover_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"code.gitea.io/sdk/gitea"
+	"github.com/fluxcd/pkg/git"
+	gogit "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	"github.com/go-git/go-git/v5/storage/memory"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/mpha-dev/mpha/agent/event"
+	"github.com/mpha-dev/mpha/agent/failover"
+	"github.com/mpha-dev/mpha/gitops"
+	"github.com/mpha-dev/mpha/gitops/forge"
+	"github.com/mpha-dev/mpha/gitops/gitrepo"
+	"github.com/mpha-dev/mpha/gitops/role"
+	"github.com/mpha-dev/mpha/gitops/trailer"
+	"github.com/mpha-dev/mpha/internal/testrig"
+)
+
+func TestMain(m *testing.M) { os.Exit(testrig.Main(m)) }
+
+const pairName = "tsb-mp"
+
+// rig is a pair's Git repository (on Gitea, or the rig's Git server), NATS with the pair's
+// stream, and what the tests need to drive an agent of west, the standby.
+type rig struct {
+	ctx    context.Context
+	nats   *testrig.NATS
+	js     jetstream.JetStream
+	subj   event.Subjects
+	layout gitops.Layout
+	url    string
+	auth   *git.AuthOptions
+	repo   *gitrepo.Writer
+	gitea  *testrig.Gitea
+	forge  forge.Forge
+	base   string // the seed commit
+	logs   *testrig.LogBuffer
+}
+
+type rigOptions struct {
+	gitea bool
+	// gitAddr, if set, is put in front of the Git server (a testrig.Proxy address).
+	proxy bool
+}
+
+func startRig(t *testing.T, o rigOptions) (*rig, *testrig.Proxy) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts NATS and a Git server")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	r := &rig{ctx: ctx, nats: testrig.StartNATS(t), logs: &testrig.LogBuffer{}}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- agent logs ---\n%s", r.logs)
+		}
+	})
+	nc, err := nats.Connect(r.nats.URL, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if r.js, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := event.EnsureStream(ctx, r.js, pairName); err != nil {
+		t.Fatal(err)
+	}
+	r.subj, _ = event.NewSubjects(pairName)
+	r.layout, _ = gitops.NewLayout("mpha")
+	var creds map[string][]byte
+	var proxy *testrig.Proxy
+	if o.gitea {
+		r.gitea = testrig.StartGitea(t)
+		c, err := gitea.NewClient(r.gitea.URL, gitea.SetToken(r.gitea.Token))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.CreateRepo(gitea.CreateRepoOption{Name: "fleet", AutoInit: true, DefaultBranch: "main", Readme: "Default"}); err != nil {
+			t.Fatal(err)
+		}
+		r.url = r.gitea.CloneURL(r.gitea.Admin, "fleet")
+		creds = map[string][]byte{"username": []byte(r.gitea.Admin), "password": []byte(r.gitea.Token)}
+		r.forge, err = forge.New(ctx, forge.Options{Kind: forge.KindGitea, URL: r.gitea.URL, Token: r.gitea.Token, Repository: r.gitea.Admin + "/fleet"})
+		if err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		srv := testrig.StartGitServer(t)
+		srv.CreateRepo(t, "org/fleet.git", "main", map[string]string{"README.md": "fleet\n"})
+		r.url, creds = srv.URL("org/fleet.git"), srv.Credentials()
+		if o.proxy {
+			proxy = testrig.StartProxy(t, srv.HostPort())
+			r.url = "http://" + proxy.Addr + "/org/fleet.git"
+		}
+	}
+	if r.auth, err = gitrepo.NewAuth(r.url, creds); err != nil {
+		t.Fatal(err)
+	}
+	r.repo = r.writer(t, "mpha agent (west)")
+	res, err := r.repo.Apply(ctx, gitrepo.Change{Files: seed(t, r.layout), Message: "Seed the pair",
+		Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.base = res.Commit
+	return r, proxy
+}
+
+func (r *rig) writer(t *testing.T, name string) *gitrepo.Writer {
+	t.Helper()
+	w, err := gitrepo.New(gitrepo.Options{URL: r.url, Auth: r.auth, AllowHTTPCredentials: true,
+		Author:  git.Signature{Name: name, Email: "mpha@west.invalid"},
+		Backoff: wait.Backoff{Duration: 200 * time.Millisecond, Factor: 1.5, Jitter: 0.2, Steps: 6}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// seed is the pair as the values loop leaves it: east active (2 replicas), west standby.
+func seed(t *testing.T, l gitops.Layout) map[string][]byte {
+	t.Helper()
+	pair, err := os.ReadFile("../../gitops/testdata/pair.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps := []role.Workload{
+		{Name: "tsb", Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "tsb"}}},
+		{Name: "iam", Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "iam"}}},
+	}
+	east, err := role.Active("tsb", 2, deps, nil).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	west, err := role.Standby("tsb", deps, &role.Restore{Name: "tsb-restore", Schedule: "*/15 * * * *"}, false).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string][]byte{l.Pair(): pair, l.Role("east"): east, l.Role("west"): west}
+}
+
+// agent is a running failover handler of west.
+type agent struct {
+	h    *failover.Handler
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// startAgent runs a handler of west with the rig's repository (and forge, if any).
+func (r *rig) startAgent(t *testing.T, edit func(*failover.Options)) *agent {
+	t.Helper()
+	return r.startAgentWithHook(t, edit, nil)
+}
+
+// startAgentWithHook is startAgent with a hook called at the handler's named points; the hook
+// gets the agent's stop function, to kill it there.
+func (r *rig) startAgentWithHook(t *testing.T, edit func(*failover.Options), hook func(point string, stop func())) *agent {
+	t.Helper()
+	o := failover.Options{
+		Cluster: "west", Pair: pairName, Layout: r.layout,
+		Consumer: event.ConsumerOptions{AckWait: 2 * time.Second},
+		Follow:   failover.FollowOptions{Disabled: true},
+		Logger:   slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	if r.forge != nil {
+		o.Forge = r.forge
+	}
+	if edit != nil {
+		edit(&o)
+	}
+	h, err := failover.New(r.js, r.repo, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(r.ctx)
+	a := &agent{h: h, stop: cancel, done: make(chan struct{})}
+	if hook != nil {
+		failover.SetHook(h, func(point string) { hook(point, cancel) })
+	}
+	go func() {
+		defer close(a.done)
+		if err := h.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("agent: %v", err)
+		}
+	}()
+	t.Cleanup(a.kill)
+	return a
+}
+
+// kill stops the agent and waits for it.
+func (a *agent) kill() {
+	a.stop()
+	<-a.done
+}
+
+func epoch(n int64) *int64 { return &n }
+
+func request(t *testing.T, id string, data event.FailoverRequest) event.Event {
+	t.Helper()
+	e, err := event.NewFailoverRequest("mpha://cli/alice", id, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func planned(target string) event.FailoverRequest {
+	return event.FailoverRequest{Target: target, ExpectedEpoch: epoch(7), Mode: event.ModePlanned,
+		Reason: "east region degraded", RequestedBy: "alice@example.com"}
+}
+
+func (r *rig) publish(t *testing.T, e event.Event) {
+	t.Helper()
+	if _, err := event.Publish(r.ctx, r.js, r.subj.Requested(), e); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// messages returns the messages on subject, oldest first.
+func (r *rig) messages(t testing.TB, subject string) []*jetstream.RawStreamMsg {
+	t.Helper()
+	st, err := r.js.Stream(r.ctx, r.subj.Stream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*jetstream.RawStreamMsg
+	for seq := uint64(1); ; {
+		m, err := st.GetMsg(r.ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m)
+		seq = m.Sequence + 1
+	}
+}
+
+// statuses returns the failover.status data published for request id, in order.
+func (r *rig) statuses(t testing.TB, id string) []event.FailoverStatus {
+	t.Helper()
+	var out []event.FailoverStatus
+	for _, m := range r.messages(t, r.subj.Status()) {
+		e, err := event.Decode(m.Data, event.TypeFailoverStatus)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st event.FailoverStatus
+		if err := e.DataAs(&st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Event == id {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// rejections returns the DLQ's rejected events.
+func (r *rig) rejections(t testing.TB) []event.Rejected {
+	t.Helper()
+	var out []event.Rejected
+	for _, m := range r.messages(t, r.subj.DLQ()) {
+		e, err := event.Decode(m.Data, event.TypeRejected)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rj event.Rejected
+		if err := e.DataAs(&rj); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, rj)
+	}
+	return out
+}
+
+// waitPhase waits until request id reached phase and returns its statuses.
+func (r *rig) waitPhase(t *testing.T, id string, phase event.Phase, timeout time.Duration) []event.FailoverStatus {
+	t.Helper()
+	var got []event.FailoverStatus
+	testrig.Eventually(t, "request "+id+" to reach "+string(phase), timeout, func(context.Context) error {
+		got = r.statuses(t, id)
+		for _, st := range got {
+			if st.Phase == phase {
+				return nil
+			}
+			if st.Phase == event.PhaseRejected || st.Phase == event.PhaseFailed {
+				t.Fatalf("request %s ended %s (%s): %s", id, st.Phase, st.Reason, st.Message)
+			}
+		}
+		return errors.New("phases so far: " + phases(got))
+	})
+	return got
+}
+
+func phases(sts []event.FailoverStatus) string {
+	var s []string
+	for _, st := range sts {
+		s = append(s, string(st.Phase))
+	}
+	return strings.Join(s, ",")
+}
+
+// hookOnce calls f the first time point is reached.
+func hookOnce(point string, f func()) func(string) {
+	var once sync.Once
+	return func(p string) {
+		if p == point {
+			once.Do(f)
+		}
+	}
+}
+
+// cloneAll clones every branch of the repository into memory.
+func cloneAll(ctx context.Context, url string, auth *git.AuthOptions) (*gogit.Repository, error) {
+	return gogit.CloneContext(ctx, memory.NewStorage(), nil, &gogit.CloneOptions{
+		URL: url, Auth: &githttp.BasicAuth{Username: auth.Username, Password: auth.Password}, NoCheckout: true,
+	})
+}
+
+func treeOf(t *testing.T, repo *gogit.Repository, commit string) *object.Tree {
+	t.Helper()
+	c, err := repo.CommitObject(plumbing.NewHash(commit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := c.Tree()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree
+}
+
+// testKey is a deterministic ed25519 key.
+func testKey(seed byte) ed25519.PrivateKey {
+	return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize))
+}
+
+func trustedKeys(t *testing.T, keys ...ed25519.PrivateKey) []event.TrustedKey {
+	t.Helper()
+	var out []event.TrustedKey
+	for _, k := range keys {
+		tk, err := event.ParseTrustedKey(event.FormatTrustedKey(k.Public().(ed25519.PublicKey)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, tk)
+	}
+	return out
+}
+
+func mustSigned(t *testing.T, key ed25519.PrivateKey, id string, d event.FailoverRequest) event.Event {
+	t.Helper()
+	e := request(t, id, d)
+	if err := event.Sign(&e, key); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func mustEncode(t *testing.T, e event.Event) []byte {
+	t.Helper()
+	b, err := event.Encode(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -73,7 +73,8 @@ func newRoot(o *globalOptions) *cobra.Command {
 	root.SetOut(o.stdout)
 	root.SetErr(o.stderr)
 	o.bindFlags(root.PersistentFlags())
-	root.AddCommand(newVersionCommand(o), newConfigCommand(o), newSecretsCommand(o), newValuesCommand(o), newDoctorCommand(o))
+	root.AddCommand(newVersionCommand(o), newConfigCommand(o), newSecretsCommand(o), newValuesCommand(o), newDoctorCommand(o), newAuditCommand(o), newStatusCommand(o),
+		newFailoverCommand(o))
 	return root
 }
 

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fluxcd/pkg/git"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/mpha-dev/mpha/agent/event"
+	"github.com/mpha-dev/mpha/agent/failover"
+	"github.com/mpha-dev/mpha/gitops"
+	"github.com/mpha-dev/mpha/gitops/gitrepo"
+	"github.com/mpha-dev/mpha/gitops/role"
+	"github.com/mpha-dev/mpha/internal/testrig"
+)
+
+const failoverPairYAML = gitops.Header + `apiVersion: mpha.dev/v1alpha1
+kind: Pair
+name: tsb-mp
+floatingFQDN: active.tsb.example.com
+clusters:
+  - {name: east, mpFQDN: mp1.tsb.example.com}
+  - {name: west, mpFQDN: mp2.tsb.example.com}
+active: east
+epoch: 7
+`
+
+// failoverFiles is a pair with east active and west standby, as the agents leave it.
+func failoverFiles(t *testing.T) map[string]string {
+	t.Helper()
+	l, _ := gitops.NewLayout("mpha")
+	deps := []role.Workload{{Name: "tsb", Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "tsb"}}}}
+	east, err := role.Active("tsb", 1, deps, nil).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	west, err := role.Standby("tsb", deps, nil, false).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{l.Pair(): failoverPairYAML, l.Role("east"): string(east), l.Role("west"): string(west)}
+}
+
+// writeSigningKey writes a PKCS#8 PEM ed25519 key, as openssl genpkey makes it.
+func writeSigningKey(t *testing.T) (string, ed25519.PublicKey) {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "signer.pem")
+	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file, pub
+}
+
+// `mpha failover request` against west's real failover handler (signatures required): a signed
+// request prints its phases and the branch; asked again with the same id it gets the same answer;
+// an unsigned one and a stale one are refused (exit 3); a dry run prints the plan;
+// without an agent of the pair there is no stream, and without an answer exit 5.
+func TestFailoverRequest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts nats-server and a Git server")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	srv := testrig.StartGitServer(t)
+	srv.CreateRepo(t, "org/fleet.git", "main", failoverFiles(t))
+	n := testrig.StartNATS(t)
+	nc, err := nats.Connect(n.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := gitrepo.NewAuth(srv.URL("org/fleet.git"), srv.Credentials())
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := gitrepo.New(gitrepo.Options{URL: srv.URL("org/fleet.git"), Auth: auth, AllowHTTPCredentials: true,
+		Author: git.Signature{Name: "mpha agent (west)", Email: "mpha@west.invalid"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile, pub := writeSigningKey(t)
+	trusted, err := event.ParseTrustedKey(event.FormatTrustedKey(pub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := gitops.NewLayout("mpha")
+	h, err := failover.New(js, repo, failover.Options{Cluster: "west", Pair: "tsb-mp", Layout: l,
+		RequireSigned: true, TrustedKeys: []event.TrustedKey{trusted}, Follow: failover.FollowOptions{Disabled: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := event.EnsureStream(ctx, js, "tsb-mp"); err != nil { // what the agent does first
+		t.Fatal(err)
+	}
+	agentCtx, stopAgent := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = h.Run(agentCtx) }()
+	defer func() { stopAgent(); <-done }()
+
+	base := []string{"failover", "request", "--nats-url", n.URL, "--sign-key", keyFile, "--requested-by", "alice", "--timeout", "30s"}
+	out, errOut, err := run(t, append(base, "--to", "west", "--reason", "east degraded", "--id", "cli-1", "--expected-epoch", "7", "-o", "json")...)
+	if err != nil {
+		t.Fatalf("request: %v\n%s", err, errOut)
+	}
+	var sts []event.FailoverStatus
+	if err := json.Unmarshal([]byte(out), &sts); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if len(sts) != 3 || sts[0].Phase != event.PhaseAccepted || sts[2].Phase != event.PhaseProposed || sts[2].Branch != "mpha/failover/cli-1" {
+		t.Errorf("statuses %+v", sts)
+	}
+	if bs, err := repo.Branches(ctx, "mpha/failover/"); err != nil || len(bs) != 1 || !strings.Contains(bs[0].Message, "Mpha-Requested-By: alice") {
+		t.Errorf("branches %+v, %v", bs, err)
+	}
+
+	// Asked again with the same id: the same answer, in text.
+	out, _, err = run(t, append(base, "--to", "west", "--reason", "east degraded", "--id", "cli-1")...)
+	if err != nil || !strings.Contains(out, "proposed: branch mpha/failover/cli-1") {
+		t.Errorf("asked again: %v\n%s", err, out)
+	}
+
+	// Refusals exit 3 with the reason.
+	for _, tc := range []struct {
+		args   []string
+		reason string
+	}{
+		{[]string{"failover", "request", "--nats-url", n.URL, "--timeout", "30s", "--to", "west", "--reason", "x", "--id", "cli-unsigned"}, "(unsigned)"},
+		{append(base, "--to", "west", "--reason", "x", "--id", "cli-stale", "--expected-epoch", "3"), "(stale-epoch)"},
+	} {
+		out, _, err := run(t, tc.args...)
+		var ended *requestEndedError
+		if !errors.As(err, &ended) || ended.ExitCode() != exitRefused || !strings.Contains(out, tc.reason) {
+			t.Errorf("%s: %v\n%s", tc.reason, err, out)
+		}
+	}
+
+	// A dry run prints the plan and the diff, and pushes nothing new.
+	out, _, err = run(t, append(base, "--to", "west", "--reason", "x", "--dry-run", "--id", "cli-dry")...)
+	if err != nil || !strings.Contains(out, "dry run: nothing pushed") || !strings.Contains(out, "+active: west") {
+		t.Errorf("dry run: %v\n%s", err, out)
+	}
+	if bs, _ := repo.Branches(ctx, "mpha/"); len(bs) != 1 {
+		t.Errorf("a dry run pushed: %+v", bs)
+	}
+
+	// No agent of this pair ever started: no stream.
+	if _, _, err := run(t, append(base, "--pair", "other", "--to", "west", "--reason", "x")...); err == nil || !strings.Contains(err.Error(), "no agent of pair other") {
+		t.Errorf("unknown pair: %v", err)
+	}
+	// A stream but nobody answering west of this pair: exit 5.
+	if _, err := event.EnsureStream(ctx, js, "quiet"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = run(t, append(base, "--pair", "quiet", "--to", "west", "--reason", "x", "--timeout", "2s")...)
+	var ended *requestEndedError
+	if !errors.As(err, &ended) || ended.ExitCode() != exitNoAnswer {
+		t.Errorf("no answer: %v", err)
+	}
+}
+
+// `mpha failover plan` renders the commit from a local checkout: the four files, the diff and the
+// contract's trailers; an unknown cluster is an error.
+func TestFailoverPlan(t *testing.T) {
+	dir := t.TempDir()
+	for p, s := range failoverFiles(t) {
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, _, err := run(t, "failover", "plan", "--repo", dir, "--to", "west")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Failover east → west (epoch 8)", "mpha/pair.yaml: active east → west, epoch 7 → 8",
+		"+++ b/mpha/dns/floating.yaml", "-active: east", "Mpha-Epoch: 8", "Mpha-To: west", "Mpha-Kind: failover"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plan output lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, err = run(t, "failover", "plan", "--repo", dir, "--to", "west", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v planView
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.Epoch != 8 || v.From != "east" || len(v.Files) != 4 || v.Branch != "mpha/failover/preview" {
+		t.Errorf("plan json: %+v", v)
+	}
+	if _, _, err := run(t, "failover", "plan", "--repo", dir, "--to", "north"); err == nil || !strings.Contains(err.Error(), "north") {
+		t.Errorf("unknown cluster: %v", err)
+	}
+	if _, _, err := run(t, "failover", "plan", "--repo", t.TempDir(), "--to", "west"); err == nil || !strings.Contains(err.Error(), "pair.yaml") {
+		t.Errorf("no pair.yaml: %v", err)
+	}
+}
+
+// Git credentials never travel over plain http unless asked for.
+func TestRepoFlagsRefuseCredentialsOverHTTP(t *testing.T) {
+	t.Setenv("MPHA_GIT_PASSWORD", "s3cret-token")
+	_, _, err := run(t, "failover", "plan", "--repo", "http://127.0.0.1:1/org/fleet.git", "--to", "west")
+	if err == nil || !strings.Contains(err.Error(), "--insecure-http-credentials") || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("credentials over http: %v", err)
+	}
+}

@@ -1,0 +1,319 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/mpha-dev/mpha/agent/event"
+	"github.com/mpha-dev/mpha/agent/heartbeat"
+	"github.com/mpha-dev/mpha/gitops"
+	"github.com/mpha-dev/mpha/internal/natsconn"
+	"github.com/mpha-dev/mpha/internal/redact"
+)
+
+// Status's time limits: Git gets three attempts (about 2 s of backoff), NATS one connection and
+// one lookup per cluster within natsStatusTimeout.
+var statusGitBackoff = wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 3}
+
+const natsStatusTimeout = 10 * time.Second
+
+type statusOptions struct {
+	repo         repoFlags
+	pair, output string
+	nats         natsconn.Options
+}
+
+// newStatusCommand shows a pair at a glance: pair.yaml from Git, each cluster's last heartbeat
+// from NATS.
+func newStatusCommand(o *globalOptions) *cobra.Command {
+	so := &statusOptions{}
+	cmd := &cobra.Command{
+		Use:   "status [--repo URL|PATH] [--nats-url URL]",
+		Short: "Show the pair's state from Git and each cluster's last heartbeat from NATS",
+		Long: `Reads pair.yaml from the GitOps repository (name, active cluster, epoch, floating FQDN, clusters,
+last failover) and, from the pair's JetStream stream MPHA_<PAIR>, the last heartbeat of each
+cluster with its age, the role and epoch it reported and its agent's version. A cluster that never
+sent one shows "never"; a heartbeat whose role or epoch disagrees with Git gets a note.
+
+--repo is a clone URL or a local checkout (default: the current directory). Git credentials come
+from MPHA_GIT_USERNAME and MPHA_GIT_PASSWORD (a token goes in the password; the user defaults to
+"git"); over plain http:// only with --insecure-http-credentials.
+NATS flags are also read from MPHA_NATS_* (MPHA_NATS_PASSWORD, MPHA_NATS_TOKEN, ...).
+
+Exit status: 0 when pair.yaml was read, even if NATS was not configured or unreachable: then the
+heartbeats show "unknown" and a warning goes to stderr (and into the JSON's nats.error). 1 when
+pair.yaml could not be read or the flags are wrong.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := so.validate(); err != nil {
+				return err
+			}
+			return runStatus(cmd.Context(), o, so, time.Now())
+		},
+	}
+	f := cmd.Flags()
+	so.repo.bind(f)
+	so.repo.backoff = statusGitBackoff
+	f.StringVar(&so.pair, "pair", "", "the pair's name in NATS (default: pair.yaml's name)")
+	so.nats.BindFlags(f)
+	f.StringVarP(&so.output, "output", "o", "table", "table|json")
+	return cmd
+}
+
+func (so *statusOptions) validate() error {
+	switch {
+	case so.output != "table" && so.output != "json":
+		return fmt.Errorf("--output %q: want table or json", so.output)
+	}
+	if so.pair != "" {
+		if _, err := event.NewSubjects(so.pair); err != nil {
+			return fmt.Errorf("--pair: %w", err)
+		}
+	}
+	if so.nats.URL != "" || so.nats.Auth() != "none" || so.nats.TLS() {
+		return so.nats.Validate() // NATS is optional, but flags given for it must make sense
+	}
+	return nil
+}
+
+// statusReport is what status prints; -o json prints it as is.
+type statusReport struct {
+	Repo   string       `json:"repo"`
+	Branch string       `json:"branch"`
+	Commit string       `json:"commit"`
+	Pair   *gitops.Pair `json:"pair"`
+	NATS   natsStatus   `json:"nats"`
+	// Clusters follow pair.yaml's order.
+	Clusters []clusterStatus `json:"clusters"`
+}
+
+// natsStatus says whether NATS answered (Reachable) and what went wrong if anything did.
+type natsStatus struct {
+	URL       string `json:"url,omitempty"`
+	Stream    string `json:"stream"`
+	Reachable bool   `json:"reachable"`
+	Error     string `json:"error,omitempty"`
+}
+
+type clusterStatus struct {
+	Name   string `json:"name"`
+	MPFQDN string `json:"mpFQDN"`
+	// Role is the cluster's role as pair.yaml says it.
+	Role string `json:"role"`
+	// Heartbeat is the last one in the stream: absent when the cluster never sent one, or when
+	// NATS could not be read (nats.reachable is then false).
+	Heartbeat *heartbeatStatus `json:"heartbeat,omitempty"`
+	// Notes list where the heartbeat disagrees with Git.
+	Notes []string `json:"notes,omitempty"`
+}
+
+type heartbeatStatus struct {
+	ID string `json:"id,omitempty"`
+	// At is when the stream stored it; AgeSeconds how long before this status.
+	At         time.Time        `json:"at"`
+	AgeSeconds float64          `json:"ageSeconds"`
+	Data       *event.Heartbeat `json:"data,omitempty"`
+	// Error says why the message is not a heartbeat mpha can read.
+	Error string `json:"error,omitempty"`
+}
+
+func runStatus(ctx context.Context, o *globalOptions, so *statusOptions, now time.Time) error {
+	pair, commit, err := readPair(ctx, o, so)
+	if err != nil {
+		return err
+	}
+	rep := statusReport{Repo: redact.String(so.repo.repo), Branch: so.repo.branch, Commit: commit, Pair: pair}
+	name := so.pair
+	if name == "" {
+		name = pair.Name
+	} else if name != pair.Name {
+		fmt.Fprintf(o.stderr, "warning: --pair %s, but pair.yaml names the pair %s\n", name, pair.Name)
+	}
+	subjects, err := event.NewSubjects(name)
+	if err != nil {
+		return err
+	}
+	rep.NATS = natsStatus{URL: redact.String(so.nats.URL), Stream: subjects.Stream()}
+	heartbeats, err := readHeartbeats(ctx, so.nats, subjects, pair)
+	// A missing stream is an answer: no agent ever sent anything, every cluster is "never".
+	rep.NATS.Reachable = heartbeats != nil || errors.Is(err, jetstream.ErrStreamNotFound)
+	if err != nil {
+		rep.NATS.Error = err.Error()
+		if rep.NATS.Reachable {
+			fmt.Fprintf(o.stderr, "warning: %v\n", err)
+		} else {
+			fmt.Fprintf(o.stderr, "warning: heartbeats unknown: %v\n", err)
+		}
+	}
+	for _, c := range pair.Clusters {
+		rep.Clusters = append(rep.Clusters, clusterRow(pair, c, heartbeats[c.Name], now))
+	}
+	if so.output == "json" {
+		enc := json.NewEncoder(o.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	return printPairStatus(o.stdout, rep)
+}
+
+// readPair reads and parses pair.yaml from the branch (or the checkout).
+func readPair(ctx context.Context, o *globalOptions, so *statusOptions) (*gitops.Pair, string, error) {
+	layout, err := so.repo.layout()
+	if err != nil {
+		return nil, "", fmt.Errorf("--root: %w", err)
+	}
+	so.repo.logger = o.logger
+	files, commit, err := so.repo.read(ctx, layout.Pair())
+	if err != nil {
+		return nil, "", err
+	}
+	b, ok := files[layout.Pair()]
+	if !ok {
+		return nil, "", fmt.Errorf("%s is not in %s (%s): is --root right?", layout.Pair(), so.repo.repo, commit)
+	}
+	p, err := gitops.ParsePair(b)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s at %s: %w", layout.Pair(), commit, err)
+	}
+	return p, commit, nil
+}
+
+// readHeartbeats returns the last heartbeat message of each cluster that sent one (an empty,
+// non-nil map when none did), or an error when NATS could not be asked or has no stream for the
+// pair (jetstream.ErrStreamNotFound).
+func readHeartbeats(ctx context.Context, opts natsconn.Options, s event.Subjects, p *gitops.Pair) (map[string]*jetstream.RawStreamMsg, error) {
+	if opts.URL == "" {
+		return nil, errors.New("no NATS URL (--nats-url or MPHA_NATS_URL)")
+	}
+	ctx, cancel := context.WithTimeout(ctx, natsStatusTimeout)
+	defer cancel()
+	opts.Name = "mpha status"
+	nc, err := natsconn.Connect(ctx, opts, nil)
+	if err != nil {
+		return nil, fmt.Errorf("NATS unreachable: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("JetStream: %w", err)
+	}
+	stream, err := js.Stream(ctx, s.Stream())
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("no agent of pair %s has created its stream yet: %w", s.Pair(), err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", s.Stream(), err)
+	}
+	msgs := map[string]*jetstream.RawStreamMsg{}
+	for _, c := range p.Clusters {
+		subject, err := s.Heartbeat(c.Name)
+		if err != nil {
+			return nil, err
+		}
+		m, err := stream.GetLastMsgForSubject(ctx, subject)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil:
+			return nil, fmt.Errorf("last heartbeat of %s: %w", c.Name, err)
+		default:
+			msgs[c.Name] = m
+		}
+	}
+	return msgs, nil
+}
+
+// clusterRow is one cluster's line: its role in Git and its last heartbeat (m, nil if none).
+func clusterRow(p *gitops.Pair, c gitops.ClusterRef, m *jetstream.RawStreamMsg, now time.Time) clusterStatus {
+	role := heartbeat.RoleStandby
+	if p.Active == c.Name {
+		role = heartbeat.RoleActive
+	}
+	row := clusterStatus{Name: c.Name, MPFQDN: c.MPFQDN, Role: role}
+	if m == nil {
+		return row
+	}
+	hs := &heartbeatStatus{At: m.Time.UTC(), AgeSeconds: max(now.Sub(m.Time), 0).Seconds()}
+	row.Heartbeat = hs
+	e, err := event.Decode(m.Data, event.TypeHeartbeat)
+	if err != nil {
+		hs.Error = err.Error()
+		return row
+	}
+	hs.ID = e.ID()
+	var hb event.Heartbeat
+	if err := e.DataAs(&hb); err != nil {
+		hs.Error = fmt.Sprintf("heartbeat data: %v", err)
+		return row
+	}
+	hs.Data = &hb
+	if hb.Role != role {
+		row.Notes = append(row.Notes, fmt.Sprintf("reports %s, Git says %s", hb.Role, role))
+	}
+	if hb.Epoch != p.Epoch {
+		row.Notes = append(row.Notes, fmt.Sprintf("at epoch %d, Git at %d", hb.Epoch, p.Epoch))
+	}
+	return row
+}
+
+func printPairStatus(w io.Writer, rep statusReport) error {
+	p := rep.Pair
+	last := "none"
+	if f := p.LastFailover; f != nil {
+		last = fmt.Sprintf("%s → %s at %s (event %s)", f.From, f.To, f.At.UTC().Format(time.RFC3339), f.Event)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "Pair:\t%s (stream %s)\n", p.Name, rep.NATS.Stream)
+	fmt.Fprintf(tw, "Active:\t%s\n", p.Active)
+	fmt.Fprintf(tw, "Epoch:\t%d\n", p.Epoch)
+	fmt.Fprintf(tw, "Floating FQDN:\t%s\n", p.FloatingFQDN)
+	fmt.Fprintf(tw, "Last failover:\t%s\n", last)
+	fmt.Fprintf(tw, "Git:\t%s %s@%s\n", rep.Repo, rep.Branch, shortCommit(rep.Commit))
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("printing the status: %w", err)
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "CLUSTER\tROLE\tMP FQDN\tLAST HEARTBEAT\tAGE\tREPORTED\tEPOCH\tVERSION\tNOTES\n")
+	for _, c := range rep.Clusters {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, c.Role, c.MPFQDN, heartbeatColumns(c, rep.NATS.Reachable))
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("printing the status: %w", err)
+	}
+	return nil
+}
+
+// heartbeatColumns are a cluster's LAST HEARTBEAT to NOTES columns.
+func heartbeatColumns(c clusterStatus, reachable bool) string {
+	hs := c.Heartbeat
+	switch {
+	case !reachable:
+		return "unknown\t\t\t\t\t"
+	case hs == nil:
+		return "never\t\t\t\t\t"
+	}
+	age := (time.Duration(hs.AgeSeconds * float64(time.Second))).Round(time.Second).String()
+	at := hs.At.Format(time.RFC3339)
+	if hs.Data == nil {
+		return fmt.Sprintf("%s\t%s\t\t\t\tunreadable: %s", at, age, hs.Error)
+	}
+	d := hs.Data
+	return fmt.Sprintf("%s\t%s\t%s\t%d\t%s\t%s", at, age, d.Role, d.Epoch, d.AgentVersion, strings.Join(c.Notes, "; "))
+}
+
+func shortCommit(c string) string {
+	if len(c) > 12 {
+		return c[:12]
+	}
+	return c
+}

@@ -3,6 +3,8 @@ package failover_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -295,13 +297,31 @@ func TestDryRunAndDrill(t *testing.T) {
 	}
 }
 
-// Direct mode commits the failover onto main and answers merged.
+// Direct mode commits the failover onto main and answers merged; the follow-through then counts
+// east, which never sent a heartbeat, as the unreachable failed site, and verifies the new active.
 func TestDirectMode(t *testing.T) {
 	t.Parallel()
 	r, _ := startRig(t, rigOptions{})
-	r.startAgent(t, func(o *failover.Options) { o.Mode = failover.ModeDirect })
+	probe := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	t.Cleanup(probe.Close)
+	// west's Flux is always current here: it applies whatever main holds.
+	current := func(ctx context.Context) (string, error) {
+		snap, err := r.repo.Read(ctx, r.layout.Pair())
+		return "main@sha1:" + snap.Commit, err
+	}
+	r.startAgent(t, func(o *failover.Options) {
+		o.Mode = failover.ModeDirect
+		o.Follow = failover.FollowOptions{Interval: 200 * time.Millisecond, ProbeURL: probe.URL,
+			Revision: failover.Revisions("west", current, failover.HeartbeatRevision(r.js, pairName, time.Minute))}
+	})
 	r.publish(t, request(t, "direct-1", planned("west")))
-	sts := r.waitPhase(t, "direct-1", event.PhaseMerged, time.Minute)
+	sts := r.waitPhase(t, "direct-1", event.PhaseVerified, time.Minute)
+	if p := phases(sts); p != "accepted,preflight,merged,applied,verified" {
+		t.Errorf("phases %s", p)
+	}
+	if !strings.Contains(sts[3].Message, "east unreachable") {
+		t.Errorf("applied: %s", sts[3].Message)
+	}
 	snap, err := r.repo.Read(r.ctx, r.layout.Pair())
 	if err != nil {
 		t.Fatal(err)
@@ -310,8 +330,8 @@ func TestDirectMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Active != "west" || p.Epoch != 8 || sts[len(sts)-1].Commit != snap.Commit {
-		t.Errorf("main after a direct failover: active %s epoch %d at %s; status %+v", p.Active, p.Epoch, snap.Commit, sts[len(sts)-1])
+	if p.Active != "west" || p.Epoch != 8 || sts[2].Commit != snap.Commit {
+		t.Errorf("main after a direct failover: active %s epoch %d at %s; status %+v", p.Active, p.Epoch, snap.Commit, sts[2])
 	}
 	// The same request again (after the stream's duplicate window, say) is answered merged.
 	if _, err := r.js.Publish(r.ctx, r.subj.Requested(), mustEncode(t, request(t, "direct-1", planned("west")))); err != nil {

@@ -126,7 +126,7 @@ func startRig(t *testing.T, o rigOptions) (*rig, *testrig.Proxy) {
 	return r, proxy
 }
 
-func (r *rig) writer(t *testing.T, name string) *gitrepo.Writer {
+func (r *rig) writer(t testing.TB, name string) *gitrepo.Writer {
 	t.Helper()
 	w, err := gitrepo.New(gitrepo.Options{URL: r.url, Auth: r.auth, AllowHTTPCredentials: true,
 		Author:  git.Signature{Name: name, Email: "mpha@west.invalid"},
@@ -138,7 +138,7 @@ func (r *rig) writer(t *testing.T, name string) *gitrepo.Writer {
 }
 
 // seed is the pair as the values loop leaves it: east active (2 replicas), west standby.
-func seed(t *testing.T, l gitops.Layout) map[string][]byte {
+func seed(t testing.TB, l gitops.Layout) map[string][]byte {
 	t.Helper()
 	pair, err := os.ReadFile("../../gitops/testdata/pair.yaml")
 	if err != nil {
@@ -156,7 +156,22 @@ func seed(t *testing.T, l gitops.Layout) map[string][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return map[string][]byte{l.Pair(): pair, l.Role("east"): east, l.Role("west"): west}
+	dns := gitops.Header + `apiVersion: externaldns.k8s.io/v1alpha1
+kind: DNSEndpoint
+metadata:
+  labels:
+    app.kubernetes.io/managed-by: mpha
+  name: mpha-floating
+  namespace: mpha
+spec:
+  endpoints:
+    - dnsName: active.tsb.example.com
+      recordTTL: 60
+      recordType: CNAME
+      targets:
+        - mp1.tsb.example.com
+`
+	return map[string][]byte{l.Pair(): pair, l.Role("east"): east, l.Role("west"): west, l.FloatingDNS(): []byte(dns)}
 }
 
 // agent is a running failover handler of west.
@@ -167,14 +182,14 @@ type agent struct {
 }
 
 // startAgent runs a handler of west with the rig's repository (and forge, if any).
-func (r *rig) startAgent(t *testing.T, edit func(*failover.Options)) *agent {
+func (r *rig) startAgent(t testing.TB, edit func(*failover.Options)) *agent {
 	t.Helper()
 	return r.startAgentWithHook(t, edit, nil)
 }
 
 // startAgentWithHook is startAgent with a hook called at the handler's named points; the hook
 // gets the agent's stop function, to kill it there.
-func (r *rig) startAgentWithHook(t *testing.T, edit func(*failover.Options), hook func(point string, stop func())) *agent {
+func (r *rig) startAgentWithHook(t testing.TB, edit func(*failover.Options), hook func(point string, stop func())) *agent {
 	t.Helper()
 	o := failover.Options{
 		Cluster: "west", Pair: pairName, Layout: r.layout,
@@ -335,7 +350,7 @@ func hookOnce(point string, f func()) func(string) {
 // cloneAll clones every branch of the repository into memory.
 func cloneAll(ctx context.Context, url string, auth *git.AuthOptions) (*gogit.Repository, error) {
 	return gogit.CloneContext(ctx, memory.NewStorage(), nil, &gogit.CloneOptions{
-		URL: url, Auth: &githttp.BasicAuth{Username: auth.Username, Password: auth.Password}, NoCheckout: true,
+		URL: url, Auth: basicAuth(auth), NoCheckout: true,
 	})
 }
 
@@ -386,4 +401,8 @@ func mustEncode(t *testing.T, e event.Event) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+func basicAuth(a *git.AuthOptions) *githttp.BasicAuth {
+	return &githttp.BasicAuth{Username: a.Username, Password: a.Password}
 }

@@ -6,6 +6,13 @@ import (
 	"slices"
 	"strings"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/readiness"
 	"github.com/mpha-dev/mpha/gitops/plan"
@@ -103,4 +110,58 @@ func planChecks(checks []event.Check) []plan.Check {
 		out = append(out, plan.Check{Name: c.Name, Result: c.Result, Evidence: c.Evidence})
 	}
 	return out
+}
+
+var helmReleases = schema.GroupVersionResource{Group: "helm.toolkit.fluxcd.io", Version: "v2", Resource: "helmreleases"}
+
+// StandbyReady is §7's standby-ready check as far as Flux tells it: the target's HelmRelease of
+// the MP is Ready at its current generation. A missing HelmRelease only warns (the MP may be
+// installed another way); one Flux could not reconcile fails.
+func StandbyReady(dyn dynamic.Interface, namespace, name string) Preflight {
+	return PreflightFunc(func(ctx context.Context, _, _ string) ([]event.Check, error) {
+		c := event.Check{Name: "standby-ready"}
+		hr, err := dyn.Resource(helmReleases).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err) || meta.IsNoMatchError(err):
+			c.Result, c.Evidence = string(readiness.Warn), fmt.Sprintf("no HelmRelease %s/%s: the standby MP is not installed by Flux", namespace, name)
+			return []event.Check{c}, nil
+		case err != nil:
+			return nil, fmt.Errorf("reading HelmRelease %s/%s: %w", namespace, name, err)
+		}
+		status, reason, message := "", "", ""
+		conds, _, _ := unstructured.NestedSlice(hr.Object, "status", "conditions")
+		for _, raw := range conds {
+			if m, ok := raw.(map[string]any); ok && m["type"] == "Ready" {
+				status, _ = m["status"].(string)
+				reason, _ = m["reason"].(string)
+				message, _ = m["message"].(string)
+			}
+		}
+		observed, _, _ := unstructured.NestedInt64(hr.Object, "status", "observedGeneration")
+		switch {
+		case status == "True" && observed == hr.GetGeneration():
+			c.Result, c.Evidence = string(readiness.Pass), fmt.Sprintf("HelmRelease %s/%s Ready at generation %d", namespace, name, observed)
+		case status == "False":
+			c.Result, c.Evidence = string(readiness.Fail), fmt.Sprintf("HelmRelease %s/%s not Ready (%s): %s", namespace, name, reason, message)
+		default:
+			c.Result, c.Evidence = string(readiness.Warn), fmt.Sprintf("HelmRelease %s/%s not reconciled at generation %d yet (Ready %q, observed %d)",
+				namespace, name, hr.GetGeneration(), status, observed)
+		}
+		return []event.Check{c}, nil
+	})
+}
+
+// Preflights runs several preflights in order and joins their checks.
+func Preflights(ps ...Preflight) Preflight {
+	return PreflightFunc(func(ctx context.Context, from, to string) ([]event.Check, error) {
+		var all []event.Check
+		for _, p := range ps {
+			checks, err := p.Run(ctx, from, to)
+			if err != nil {
+				return nil, err
+			}
+			all = append(all, checks...)
+		}
+		return all, nil
+	})
 }

@@ -190,7 +190,7 @@ func (h *Handler) waitApplied(ctx context.Context, st event.FailoverStatus, from
 		return len(notes) == len(clusters), nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("Flux did not apply the failover within %s (%v so far)", h.opts.Follow.ApplyTimeout, notes)
+		return nil, fmt.Errorf("not applied by Flux within %s (%v so far)", h.opts.Follow.ApplyTimeout, notes)
 	}
 	msg := make([]string, 0, len(clusters))
 	for _, c := range clusters {

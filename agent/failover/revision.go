@@ -26,7 +26,7 @@ func FluxRevision(dyn dynamic.Interface, namespace, name string) func(ctx contex
 		}
 		rev, _, _ := unstructured.NestedString(k.Object, "status", "lastAppliedRevision")
 		if rev == "" {
-			return "", fmt.Errorf("Kustomization %s/%s has applied nothing yet", namespace, name)
+			return "", fmt.Errorf("the Kustomization %s/%s has applied nothing yet", namespace, name)
 		}
 		return rev, nil
 	}

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -337,15 +336,6 @@ func phases(sts []event.FailoverStatus) string {
 	return strings.Join(s, ",")
 }
 
-// hookOnce calls f the first time point is reached.
-func hookOnce(point string, f func()) func(string) {
-	var once sync.Once
-	return func(p string) {
-		if p == point {
-			once.Do(f)
-		}
-	}
-}
 
 // cloneAll clones every branch of the repository into memory.
 func cloneAll(ctx context.Context, url string, auth *git.AuthOptions) (*gogit.Repository, error) {

@@ -336,7 +336,6 @@ func phases(sts []event.FailoverStatus) string {
 	return strings.Join(s, ",")
 }
 
-
 // cloneAll clones every branch of the repository into memory.
 func cloneAll(ctx context.Context, url string, auth *git.AuthOptions) (*gogit.Repository, error) {
 	return gogit.CloneContext(ctx, memory.NewStorage(), nil, &gogit.CloneOptions{

@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"github.com/fluxcd/pkg/git"
+	gogit "github.com/go-git/go-git/v5"
+	gitconfig "github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/storage/memory"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -166,6 +169,34 @@ func TestFailoverRequest(t *testing.T) {
 	}
 	if bs, _ := repo.Branches(ctx, "mpha/"); len(bs) != 1 {
 		t.Errorf("a dry run pushed: %+v", bs)
+	}
+
+	// Someone merges the branch (a fast-forward); `mpha audit` on a fresh clone lists the failover.
+	head := sts[2].Commit
+	clone, err := gogit.CloneContext(ctx, memory.NewStorage(), nil, &gogit.CloneOptions{URL: srv.URL("org/fleet.git"), Auth: srv.Auth(), NoCheckout: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := clone.PushContext(ctx, &gogit.PushOptions{Auth: srv.Auth(),
+		RefSpecs: []gitconfig.RefSpec{"refs/remotes/origin/mpha/failover/cli-1:refs/heads/main"}}); err != nil {
+		t.Fatalf("merging: %v", err)
+	}
+	t.Setenv("MPHA_GIT_USERNAME", srv.Username)
+	t.Setenv("MPHA_GIT_PASSWORD", srv.Password)
+	out, _, err = run(t, "audit", "--repo", srv.URL("org/fleet.git"), "--insecure-http-credentials", "--kind", "failover", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []struct {
+		Commit, Event, From, To, Mode, RequestedBy, Reason, Preflight string
+		Epoch                                                          int64
+	}
+	if err := json.Unmarshal([]byte(out), &entries); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if len(entries) != 1 || entries[0].Commit != head || entries[0].Event != "cli-1" || entries[0].Epoch != 8 ||
+		entries[0].From != "east" || entries[0].To != "west" || entries[0].RequestedBy != "alice" || entries[0].Reason != "east degraded" {
+		t.Errorf("audit: %s", out)
 	}
 
 	// No agent of this pair ever started: no stream.

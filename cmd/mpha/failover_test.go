@@ -189,7 +189,7 @@ func TestFailoverRequest(t *testing.T) {
 	}
 	var entries []struct {
 		Commit, Event, From, To, Mode, RequestedBy, Reason, Preflight string
-		Epoch                                                          int64
+		Epoch                                                         int64
 	}
 	if err := json.Unmarshal([]byte(out), &entries); err != nil {
 		t.Fatalf("%v\n%s", err, out)

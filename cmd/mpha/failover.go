@@ -47,7 +47,7 @@ func (e *requestEndedError) ExitCode() int { return e.code }
 
 func newFailoverCommand(o *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{Use: "failover", Short: "Ask for a failover, or see what one would change"}
-	cmd.AddCommand(newFailoverRequestCommand(o), newFailoverPlanCommand(o))
+	cmd.AddCommand(newFailoverRequestCommand(o), newFailoverPlanCommand(o), newFailoverKeygenCommand(o))
 	return cmd
 }
 
@@ -406,4 +406,45 @@ func runFailoverPlan(ctx context.Context, o *globalOptions, po *planOptions) err
 	}
 	fmt.Fprintf(o.stdout, "\n%s\n--- commit message ---\n%s", v.Diff, v.Message)
 	return nil
+}
+
+// newFailoverKeygenCommand makes a key pair for signing failover requests.
+func newFailoverKeygenCommand(o *globalOptions) *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "keygen --out FILE",
+		Short: "Make an ed25519 key for signing failover requests; print the line for nats.trustedKeys",
+		Long: `Writes a new ed25519 private key (PKCS#8 PEM, mode 0600) to --out, for
+` + "`mpha failover request --sign-key`" + `, and prints its public half as the agents' configuration lists it
+under nats.trustedKeys. An existing file is never overwritten.`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if out == "" {
+				return errors.New("--out is required")
+			}
+			pub, priv, err := ed25519.GenerateKey(rand.Reader)
+			if err != nil {
+				return err
+			}
+			der, err := x509.MarshalPKCS8PrivateKey(priv)
+			if err != nil {
+				return err
+			}
+			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return fmt.Errorf("writing the key: %w", err)
+			}
+			if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
+				f.Close()
+				return fmt.Errorf("writing the key: %w", err)
+			}
+			if err := f.Close(); err != nil {
+				return fmt.Errorf("writing the key: %w", err)
+			}
+			fmt.Fprintf(o.stdout, "%s\n", event.FormatTrustedKey(pub))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "", "where to write the private key (must not exist)")
+	return cmd
 }

@@ -263,3 +263,42 @@ func TestRepoFlagsRefuseCredentialsOverHTTP(t *testing.T) {
 		t.Errorf("credentials over http: %v", err)
 	}
 }
+
+// keygen writes a key request signs with, and prints the trusted-key line that verifies it; it
+// never overwrites a key.
+func TestFailoverKeygen(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "me.pem")
+	out, _, err := run(t, "failover", "keygen", "--out", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusted, err := event.ParseTrustedKey(strings.TrimSpace(out))
+	if err != nil {
+		t.Fatalf("printed %q: %v", out, err)
+	}
+	key, err := readSigningKey(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !key.Public().(ed25519.PublicKey).Equal(trusted.Key) {
+		t.Error("the printed key is not the written key's public half")
+	}
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode: %v, %v", fi.Mode(), err)
+	}
+	e, err := event.NewFailoverRequest("mpha://cli/me", "ev-1", event.FailoverRequest{Target: "west", Mode: event.ModePlanned, Reason: "r", RequestedBy: "me"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := event.Sign(&e, key); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := event.Encode(e)
+	if req, err := event.DecodeRequest(b, event.Validation{Clusters: []string{"east", "west"}, RequireSigned: true,
+		TrustedKeys: []event.TrustedKey{trusted}}); err != nil || req.SignedBy != trusted.ID {
+		t.Errorf("a request signed with the new key: %v (signed by %q)", err, req.SignedBy)
+	}
+	if _, _, err := run(t, "failover", "keygen", "--out", file); err == nil {
+		t.Error("keygen overwrote an existing key")
+	}
+}

@@ -102,6 +102,26 @@ func TestRequestOpensOnePullRequest(t *testing.T) {
 	if bs, _ := r.repo.Branches(r.ctx, "mpha/"); len(bs) != 1 {
 		t.Errorf("branches after the second request: %+v", bs)
 	}
+	r.noCredentials(t, r.gitea.Token, r.gitea.Password)
+}
+
+// noCredentials scans the agent's logs and every event on the stream for each secret.
+func (r *rig) noCredentials(t *testing.T, secrets ...string) {
+	t.Helper()
+	var texts []string
+	texts = append(texts, r.logs.String())
+	for _, subject := range []string{r.subj.Status(), r.subj.DLQ()} {
+		for _, m := range r.messages(t, subject) {
+			texts = append(texts, string(m.Data))
+		}
+	}
+	for _, s := range secrets {
+		for _, text := range texts {
+			if strings.Contains(text, s) {
+				t.Errorf("a credential leaked into the logs or events")
+			}
+		}
+	}
 }
 
 func (r *rig) pullRequests(t *testing.T) []*gitea.PullRequest {

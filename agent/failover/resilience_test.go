@@ -123,5 +123,6 @@ func TestRequestSurvivesNATSRestartAndGitOutage(t *testing.T) {
 	if err != nil || len(bs) != 1 {
 		t.Fatalf("branches %+v, %v", bs, err)
 	}
+	r.noCredentials(t, r.auth.Password)
 	t.Logf("answered %s after Git went down", time.Since(downAt).Round(time.Second))
 }

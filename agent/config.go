@@ -34,6 +34,7 @@ type Config struct {
 	Postgres          Postgres        `json:"postgres"`
 	Health            Health          `json:"health"`
 	Standby           Standby         `json:"standby"`
+	Flux              Flux            `json:"flux"`
 	// SelfFence lets an agent that finds itself in split brain scale its own MP down.
 	SelfFence bool `json:"selfFence"`
 }
@@ -61,6 +62,17 @@ type Secrets struct {
 type SealedSecrets struct {
 	ControllerNamespace string `json:"controllerNamespace"`
 	ControllerName      string `json:"controllerName"`
+	// CertURL, if set, is where the controller's certificate is fetched instead of through the
+	// API server's service proxy (a controller exposed another way).
+	CertURL string `json:"certURL"`
+}
+
+// Flux locates the Flux Kustomization that applies this cluster's folder (clusters/<cluster>):
+// the follow-through reads the revision it applied (not in architecture §10's list: added with
+// the failover issue).
+type Flux struct {
+	Namespace     string `json:"namespace"`
+	Kustomization string `json:"kustomization"`
 }
 
 // Git is the GitOps repository.
@@ -199,6 +211,8 @@ func (c *Config) Default() {
 		c.Standby.Deployments = []string{"tsb", "iam"}
 	}
 	setString(&c.Standby.RestoreCronJob, "tsb-restore")
+	setString(&c.Flux.Namespace, "flux-system")
+	setString(&c.Flux.Kustomization, "mpha")
 }
 
 func setString(s *string, def string) {
@@ -282,6 +296,11 @@ func (c *Config) Validate() error {
 		check(fmt.Sprintf("standby.deployments[%d]", i), gitops.ValidateSecretName(d))
 	}
 	check("standby.restoreCronJob", gitops.ValidateSecretName(c.Standby.RestoreCronJob))
+	if c.SealedSecrets.CertURL != "" {
+		check("sealedSecrets.certURL", validateURL(c.SealedSecrets.CertURL, "https", "http"))
+	}
+	check("flux.namespace", gitops.ValidateClusterName(c.Flux.Namespace))
+	check("flux.kustomization", gitops.ValidateSecretName(c.Flux.Kustomization))
 	return errors.Join(errs...)
 }
 

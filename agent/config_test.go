@@ -64,6 +64,7 @@ func TestDefaults(t *testing.T) {
 		Health:        agent.Health{Failures: 3},
 		Standby: agent.Standby{ChartRepository: "https://charts.dl.tetrate.io/public/helm/charts/", RoleMode: "manifest",
 			Deployments: []string{"tsb", "iam"}, RestoreCronJob: "tsb-restore"},
+		Flux: agent.Flux{Namespace: "flux-system", Kustomization: "mpha"},
 	}
 	want.HeartbeatInterval.Duration = 10 * time.Second
 	want.Postgres.MaxLag.Duration = 30 * time.Second

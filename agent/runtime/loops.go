@@ -1,0 +1,342 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/fluxcd/pkg/git"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/mpha-dev/mpha/agent/certificate"
+	"github.com/mpha-dev/mpha/agent/event"
+	"github.com/mpha-dev/mpha/agent/export"
+	"github.com/mpha-dev/mpha/agent/failover"
+	"github.com/mpha-dev/mpha/agent/heartbeat"
+	"github.com/mpha-dev/mpha/agent/readiness"
+	"github.com/mpha-dev/mpha/agent/standby"
+	"github.com/mpha-dev/mpha/gitops"
+	"github.com/mpha-dev/mpha/gitops/forge"
+	"github.com/mpha-dev/mpha/gitops/gitrepo"
+	"github.com/mpha-dev/mpha/internal/natsconn"
+	"github.com/mpha-dev/mpha/internal/redact"
+)
+
+// loop is one of the agent's loops: it runs until ctx ends, or fails and is restarted.
+type loop struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// restartDelay is the pause before a failed loop runs again.
+const restartDelay = 5 * time.Second
+
+// roleCheck is how often the active-only loops look at pair.yaml's roles (its cache refreshes
+// at heartbeat.DefaultRefresh).
+const roleCheck = 10 * time.Second
+
+// runLoops builds what the loops share (retrying while a Secret or NATS is missing) and runs
+// them until ctx ends.
+func runLoops(ctx context.Context, o Options, cs kubernetes.Interface, dyn dynamic.Interface, m *metrics) error {
+	var d *deps
+	err := wait.ExponentialBackoffWithContext(ctx, wait.Backoff{Duration: time.Second, Factor: 2, Steps: 1 << 30, Cap: time.Minute},
+		func(ctx context.Context) (bool, error) {
+			var err error
+			if d, err = build(ctx, o, cs); err != nil {
+				o.Logger.Error("agent set-up failed; retrying", "error", redact.String(err.Error()))
+				m.restarts.WithLabelValues("setup").Inc()
+				return false, nil
+			}
+			return true, nil
+		})
+	if err != nil {
+		return nil // ctx ended
+	}
+	defer d.close()
+	loops, err := d.loops(o, cs, dyn)
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	for _, l := range loops {
+		wg.Go(func() { supervise(ctx, o, m, l) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// supervise runs l until ctx ends, restarting it after a failure.
+func supervise(ctx context.Context, o Options, m *metrics, l loop) {
+	log := o.Logger.With("loop", l.name)
+	wait.JitterUntilWithContext(ctx, func(ctx context.Context) {
+		err := l.run(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		m.restarts.WithLabelValues(l.name).Inc()
+		if err == nil {
+			err = errors.New("ended without an error")
+		}
+		log.Error("loop stopped; restarting", "in", restartDelay, "error", redact.String(err.Error()))
+	}, restartDelay, 0.2, true)
+}
+
+// deps are what the loops share: the Git writer, NATS, the pair's state, the keys.
+type deps struct {
+	o      Options
+	layout gitops.Layout
+	repo   *gitrepo.Writer
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	pairs  *heartbeat.GitPair
+	key    []byte
+	forge  forge.Forge
+}
+
+func build(ctx context.Context, o Options, cs kubernetes.Interface) (*deps, error) {
+	cfg := o.Config
+	d := &deps{o: o}
+	var err error
+	if d.layout, err = gitops.NewLayout(cfg.Git.Root); err != nil {
+		return nil, err
+	}
+	if d.repo, err = gitWriter(ctx, o, cs); err != nil {
+		return nil, err
+	}
+	if d.key, err = export.LoadKey(ctx, cs, o.Namespace, cfg.Secrets.HMACKeySecret); err != nil {
+		return nil, err
+	}
+	if cfg.Forge.Kind != "none" {
+		token, err := secretField(ctx, cs, o.Namespace, cfg.Forge.TokenSecret, "token")
+		if err != nil {
+			return nil, err
+		}
+		repo, err := forge.RepositoryFromURL(cfg.Git.URL)
+		if err != nil {
+			return nil, fmt.Errorf("forge repository from git.url: %w", err)
+		}
+		if d.forge, err = forge.New(ctx, forge.Options{Kind: cfg.Forge.Kind, URL: cfg.Forge.URL, Token: string(token), Repository: repo}); err != nil {
+			return nil, err
+		}
+	}
+	natsOpts := natsconn.Options{}
+	if cfg.NATS.CredsSecret != "" {
+		s, err := cs.CoreV1().Secrets(o.Namespace).Get(ctx, cfg.NATS.CredsSecret, metav1.GetOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("reading the NATS credentials secret %s/%s: %w", o.Namespace, cfg.NATS.CredsSecret, err)
+		}
+		if natsOpts, err = natsconn.FromSecret(s.Data); err != nil {
+			return nil, fmt.Errorf("NATS credentials secret %s/%s: %w", o.Namespace, cfg.NATS.CredsSecret, err)
+		}
+	}
+	natsOpts.URL, natsOpts.Name, natsOpts.RetryOnFailedConnect = cfg.NATS.URL, "mpha agent "+cfg.Cluster+" ("+o.Identity+")", true
+	if d.nc, err = natsconn.Connect(ctx, natsOpts, o.Logger); err != nil {
+		return nil, err
+	}
+	if d.js, err = jetstream.New(d.nc); err != nil {
+		d.nc.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	d.pairs = heartbeat.NewGitPair(d.repo, heartbeat.GitPairOptions{Layout: d.layout, Logger: o.Logger})
+	return d, nil
+}
+
+func (d *deps) close() { d.nc.Close() }
+
+// gitWriter is the Git writer with the credentials and the optional commit-signing key.
+func gitWriter(ctx context.Context, o Options, cs kubernetes.Interface) (*gitrepo.Writer, error) {
+	cfg := o.Config
+	var data map[string][]byte
+	if cfg.Git.AuthSecret != "" {
+		s, err := cs.CoreV1().Secrets(o.Namespace).Get(ctx, cfg.Git.AuthSecret, metav1.GetOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("reading the Git credentials secret %s/%s: %w", o.Namespace, cfg.Git.AuthSecret, err)
+		}
+		data = s.Data
+	}
+	if u, _ := url.Parse(cfg.Git.URL); u != nil && u.Scheme == "http" && len(data) > 0 && !o.InsecureHTTPCredentials {
+		return nil, errors.New("git.url is plain http: credentials would travel unencrypted; use https or --insecure-http-credentials")
+	}
+	auth, err := gitrepo.NewAuth(cfg.Git.URL, data)
+	if err != nil {
+		return nil, err
+	}
+	opts := gitrepo.Options{URL: cfg.Git.URL, Auth: auth, Branch: cfg.Git.Branch, AllowHTTPCredentials: o.InsecureHTTPCredentials,
+		Author: git.Signature{Name: "mpha agent (" + cfg.Cluster + ")", Email: "mpha-" + cfg.Cluster + "@mpha.invalid"}, Logger: o.Logger}
+	if cfg.Git.SigningKeySecret != "" {
+		s, err := cs.CoreV1().Secrets(o.Namespace).Get(ctx, cfg.Git.SigningKeySecret, metav1.GetOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("reading the commit signing key secret %s/%s: %w", o.Namespace, cfg.Git.SigningKeySecret, err)
+		}
+		if opts.Signer, err = gitrepo.NewSigner(s.Data["key"], s.Data["passphrase"]); err != nil {
+			return nil, fmt.Errorf("commit signing key %s/%s: %w", o.Namespace, cfg.Git.SigningKeySecret, err)
+		}
+	}
+	return gitrepo.New(opts)
+}
+
+// secretField reads one field of a Secret in the agent's namespace.
+func secretField(ctx context.Context, cs kubernetes.Interface, ns, name, field string) ([]byte, error) {
+	s, err := cs.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading secret %s/%s: %w", ns, name, err)
+	}
+	v, ok := s.Data[field]
+	if !ok || len(v) == 0 {
+		return nil, fmt.Errorf("secret %s/%s has no %q field", ns, name, field)
+	}
+	return v, nil
+}
+
+// loops builds every loop of this cluster's agent.
+func (d *deps) loops(o Options, cs kubernetes.Interface, dyn dynamic.Interface) ([]loop, error) {
+	cfg, log := o.Config, o.Logger
+	subj, err := event.NewSubjects(cfg.Pair)
+	if err != nil {
+		return nil, err
+	}
+	src := certificate.ServiceProxy(cs, cfg.SealedSecrets.ControllerNamespace, cfg.SealedSecrets.ControllerName)
+	if cfg.SealedSecrets.CertURL != "" {
+		src = certificate.URL(&http.Client{Timeout: 30 * time.Second}, cfg.SealedSecrets.CertURL)
+	}
+	cert := &certificate.Publisher{Self: cfg.Cluster, Layout: d.layout, Source: src, Repo: d.repo, Logger: log}
+	hb := &heartbeat.Publisher{Cluster: cfg.Cluster, Subjects: subj, Pair: d.pairs, JS: d.js, Interval: cfg.HeartbeatInterval.Duration,
+		Facts: d.facts(dyn), Logger: log}
+	mon, err := readiness.New(cs, d.repo, readiness.Options{Self: cfg.Cluster, Namespace: cfg.Kubernetes.Namespace,
+		Release: cfg.Kubernetes.HelmRelease, StatusNamespace: o.Namespace, Names: cfg.Secrets.Names, Key: d.key,
+		Layout: d.layout, Registerer: o.Registry, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	sb, err := standby.New(cs, d.repo, standby.Options{Self: cfg.Cluster, Namespace: cfg.Kubernetes.Namespace,
+		Release: cfg.Kubernetes.HelmRelease, Layout: d.layout, ChartRepository: cfg.Standby.ChartRepository,
+		ChartRepositorySecret: cfg.Standby.ChartRepositorySecret, Overrides: cfg.Standby.Overrides, RoleMode: cfg.Standby.RoleMode,
+		Deployments: cfg.Standby.Deployments, RestoreCronJob: cfg.Standby.RestoreCronJob, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	fo, err := d.failoverHandler(o, dyn, mon)
+	if err != nil {
+		return nil, err
+	}
+	return []loop{
+		{"certificate", cert.Run},
+		{"heartbeat", hb.Run},
+		{"readiness", mon.Run},
+		{"standby", sb.Run},
+		{"failover", fo.Run},
+		{"export", func(ctx context.Context) error { return d.exportWhileActive(ctx, cs) }},
+	}, nil
+}
+
+func (d *deps) failoverHandler(o Options, dyn dynamic.Interface, mon *readiness.Monitor) (*failover.Handler, error) {
+	cfg := o.Config
+	keys, err := event.ParseTrustedKeys(cfg.NATS.TrustedKeys)
+	if err != nil {
+		return nil, fmt.Errorf("nats.trustedKeys: %w", err)
+	}
+	opts := failover.Options{
+		Cluster: cfg.Cluster, Pair: cfg.Pair, Layout: d.layout, Namespace: cfg.Kubernetes.Namespace, Base: cfg.Git.Branch,
+		Mode: cfg.Forge.Mode, RequireSigned: cfg.NATS.RequireSignedEvents, TrustedKeys: keys,
+		Preflight: failover.Preflights(failover.Monitor(mon), failover.StandbyReady(dyn, cfg.Kubernetes.Namespace, cfg.Kubernetes.HelmRelease)),
+		Follow: failover.FollowOptions{ProbeURL: cfg.Health.ProbeURL,
+			Revision: failover.Revisions(cfg.Cluster, failover.FluxRevision(dyn, cfg.Flux.Namespace, cfg.Flux.Kustomization),
+				failover.HeartbeatRevision(d.js, cfg.Pair, 3*cfg.HeartbeatInterval.Duration))},
+		Logger: o.Logger,
+	}
+	if d.forge != nil {
+		opts.Forge = d.forge
+	}
+	return failover.New(d.js, d.repo, opts)
+}
+
+// facts are the heartbeat's optional fields this agent knows: what its Flux applied.
+func (d *deps) facts(dyn dynamic.Interface) func(ctx context.Context) (event.Heartbeat, error) {
+	rev := failover.FluxRevision(dyn, d.o.Config.Flux.Namespace, d.o.Config.Flux.Kustomization)
+	return func(ctx context.Context) (event.Heartbeat, error) {
+		r, err := rev(ctx)
+		if err != nil {
+			return event.Heartbeat{}, err
+		}
+		return event.Heartbeat{FluxRevision: r}, nil
+	}
+}
+
+// exportWhileActive runs the secret exporter while pair.yaml says this cluster is active, sealing
+// for the peer; after a failover it stops (the new active exports the other way).
+func (d *deps) exportWhileActive(ctx context.Context, cs kubernetes.Interface) error {
+	cfg, log := d.o.Config, d.o.Logger.With("loop", "export")
+	var running *child
+	defer func() { running.stop() }()
+	t := time.NewTicker(roleCheck)
+	defer t.Stop()
+	for {
+		p, err := d.pairs.Pair(ctx)
+		switch {
+		case err != nil:
+			log.Warn("reading pair.yaml", "error", err) // keep whatever runs: unknown is not standby
+		case p.Active == cfg.Cluster && running == nil:
+			peer, err := p.Peer(cfg.Cluster)
+			if err != nil {
+				return err
+			}
+			exp, err := export.New(cs, d.repo, export.Options{Self: cfg.Cluster, Peer: peer, Namespace: cfg.Kubernetes.Namespace,
+				Names: cfg.Secrets.Names, Key: d.key, Layout: d.layout, DeleteRemoved: cfg.Secrets.DeleteRemoved, Logger: d.o.Logger})
+			if err != nil {
+				return err
+			}
+			running = start(ctx, exp.Run)
+			log.Info("active: exporting the secrets", "peer", peer)
+		case p.Active != cfg.Cluster && running != nil:
+			running.stop()
+			running = nil
+			log.Info("standby: the secret export stopped", "active", p.Active)
+		}
+		var done <-chan error
+		if running != nil {
+			done = running.done
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-done:
+			running.cancel()
+			running = nil
+			if err != nil && ctx.Err() == nil {
+				return fmt.Errorf("exporter: %w", err)
+			}
+		case <-t.C:
+		}
+	}
+}
+
+// child is a loop started under its own context.
+type child struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func start(ctx context.Context, run func(context.Context) error) *child {
+	ctx, cancel := context.WithCancel(ctx)
+	c := &child{cancel: cancel, done: make(chan error, 1)}
+	go func() { c.done <- run(ctx) }()
+	return c
+}
+
+// stop ends the child and waits for it (a nil child is stopped already).
+func (c *child) stop() {
+	if c == nil {
+		return
+	}
+	c.cancel()
+	<-c.done
+}

@@ -1,0 +1,215 @@
+// Package runtime is `mpha agent`: it serves /healthz, /readyz and /metrics, elects one leader
+// among the agent's replicas on a Lease, and while leading runs the agent's loops (architecture
+// §2) built from the configuration and the Secrets it names. A loop that fails is restarted; the
+// loops that only the active cluster runs start and stop as pair.yaml's roles change.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+
+	"github.com/mpha-dev/mpha/agent"
+)
+
+// Options configure the runtime.
+type Options struct {
+	Config *agent.Config
+	// Namespace is the agent's own: its Secrets, its Lease, its ConfigMap and Events.
+	Namespace string
+	// Identity names this replica in the Lease (the pod's name).
+	Identity string
+	Rest     *rest.Config
+	// Listen is the address of /healthz, /readyz and /metrics (default :8080).
+	Listen string
+	// LeaderElection off runs the loops at once (one replica, or a workstation).
+	LeaderElection bool
+	// Lease timings (defaults 15s, 10s, 2s, client-go's usual).
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// InsecureHTTPCredentials allows Git and forge credentials over plain http://.
+	InsecureHTTPCredentials bool
+	Logger                  *slog.Logger
+	// Registry receives the metrics (default a new registry with Go and process collectors).
+	Registry *prometheus.Registry
+	// Started, if set, is called with the address the server listens on.
+	Started func(addr string)
+}
+
+// ErrLostLease ends Run when another replica took the Lease: the process exits and restarts as a
+// follower, so no loop of the old leader can act after the handover.
+var ErrLostLease = errors.New("lost the leader lease")
+
+// Run serves and, once leading, runs the loops until ctx ends or the lease is lost.
+func Run(ctx context.Context, o Options) error {
+	if err := o.defaults(); err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(o.Rest)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(o.Rest)
+	if err != nil {
+		return fmt.Errorf("kubernetes dynamic client: %w", err)
+	}
+	m := newMetrics(o.Registry, o.Config.Cluster, o.Identity)
+	srv, err := serve(ctx, o, m)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	lead := func(ctx context.Context) error {
+		m.leader.Set(1)
+		defer m.leader.Set(0)
+		return runLoops(ctx, o, cs, dyn, m)
+	}
+	if !o.LeaderElection {
+		return lead(ctx)
+	}
+	return elect(ctx, o, cs, lead)
+}
+
+func (o *Options) defaults() error {
+	if o.Config == nil || o.Rest == nil {
+		return errors.New("agent runtime: a configuration and a Kubernetes client configuration are required")
+	}
+	if err := o.Config.Validate(); err != nil {
+		return fmt.Errorf("agent configuration: %w", err)
+	}
+	if o.Namespace == "" {
+		return errors.New("agent runtime: the agent's namespace is required")
+	}
+	if o.Identity == "" {
+		return errors.New("agent runtime: an identity (the pod name) is required")
+	}
+	if o.Listen == "" {
+		o.Listen = ":8080"
+	}
+	if o.LeaseDuration <= 0 {
+		o.LeaseDuration = 15 * time.Second
+	}
+	if o.RenewDeadline <= 0 {
+		o.RenewDeadline = 10 * time.Second
+	}
+	if o.RetryPeriod <= 0 {
+		o.RetryPeriod = 2 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	o.Logger = o.Logger.With("cluster", o.Config.Cluster, "replica", o.Identity)
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+		o.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	return nil
+}
+
+// LeaseName is the Lease the replicas of one cluster's agent compete for.
+func LeaseName(cluster string) string { return "mpha-agent-" + cluster }
+
+// elect runs lead while holding the Lease. Losing it ends Run with ErrLostLease; ctx ending
+// releases it at once, so a rolling update hands over without waiting out the lease.
+func elect(ctx context.Context, o Options, cs kubernetes.Interface, lead func(context.Context) error) error {
+	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, o.Namespace, LeaseName(o.Config.Cluster),
+		cs.CoreV1(), cs.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: o.Identity})
+	if err != nil {
+		return fmt.Errorf("leader lock: %w", err)
+	}
+	var loopErr atomic.Value
+	lost := make(chan struct{})
+	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock: lock, ReleaseOnCancel: true, Name: LeaseName(o.Config.Cluster),
+		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(ctx context.Context) {
+				o.Logger.Info("leading: starting the loops")
+				if err := lead(ctx); err != nil && ctx.Err() == nil {
+					loopErr.Store(err)
+				}
+			},
+			OnStoppedLeading: func() { close(lost) },
+			OnNewLeader: func(id string) {
+				if id != o.Identity {
+					o.Logger.Info("following", "leader", id)
+				}
+			},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("leader election: %w", err)
+	}
+	le.Run(ctx) // returns when ctx ends or the lease is lost
+	if err, ok := loopErr.Load().(error); ok {
+		return err
+	}
+	select {
+	case <-lost:
+		if ctx.Err() == nil {
+			return ErrLostLease
+		}
+	default:
+	}
+	return ctx.Err()
+}
+
+func serve(ctx context.Context, o Options, m *metrics) (*http.Server, error) {
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", o.Listen, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !m.ready.Load() {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{Registry: o.Registry}))
+	s := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			o.Logger.Error("health server", "error", err)
+		}
+	}()
+	go func() { <-ctx.Done(); s.Close() }()
+	m.ready.Store(true)
+	if o.Started != nil {
+		o.Started(ln.Addr().String())
+	}
+	return s, nil
+}
+
+// metrics are the runtime's own series; the loops register theirs on the same registry.
+type metrics struct {
+	leader   prometheus.Gauge
+	restarts *prometheus.CounterVec
+	ready    atomic.Bool
+}
+
+func newMetrics(reg prometheus.Registerer, cluster, identity string) *metrics {
+	m := &metrics{
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{Name: "mpha_leader", Help: "1 while this replica leads and runs the loops.",
+			ConstLabels: prometheus.Labels{"cluster": cluster, "replica": identity}}),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mpha_loop_restarts_total",
+			Help: "Loops that ended with an error and were restarted."}, []string{"loop"}),
+	}
+	reg.MustRegister(m.leader, m.restarts)
+	return m
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/export"
 	"github.com/mpha-dev/mpha/agent/failover"
+	"github.com/mpha-dev/mpha/agent/fence"
 	"github.com/mpha-dev/mpha/agent/heartbeat"
 	"github.com/mpha-dev/mpha/agent/readiness"
 	"github.com/mpha-dev/mpha/agent/standby"
@@ -228,12 +229,18 @@ func (d *deps) loops(o Options, cs kubernetes.Interface, dyn dynamic.Interface) 
 	if err != nil {
 		return nil, err
 	}
+	split, err := fence.New(cs, d.pairs, fence.Options{Cluster: cfg.Cluster, Namespace: cfg.Kubernetes.Namespace,
+		Deployments: cfg.Standby.Deployments, SelfFence: cfg.SelfFence, Registerer: o.Registry, Logger: log})
+	if err != nil {
+		return nil, err
+	}
 	return []loop{
 		{"certificate", cert.Run},
 		{"heartbeat", hb.Run},
 		{"readiness", mon.Run},
 		{"standby", sb.Run},
 		{"failover", fo.Run},
+		{"fence", split.Run},
 		{"export", func(ctx context.Context) error { return d.exportWhileActive(ctx, cs) }},
 	}, nil
 }

@@ -122,24 +122,34 @@ func (o *Options) defaults() error {
 // LeaseName is the Lease the replicas of one cluster's agent compete for.
 func LeaseName(cluster string) string { return "mpha-agent-" + cluster }
 
-// elect runs lead while holding the Lease. Losing it ends Run with ErrLostLease; ctx ending
-// releases it at once, so a rolling update hands over without waiting out the lease.
+// elect runs lead while holding the Lease. Losing it ends Run with ErrLostLease. When ctx ends,
+// the loops stop first and the Lease is released after them, so the next leader starts at once
+// and never alongside a loop of this one.
 func elect(ctx context.Context, o Options, cs kubernetes.Interface, lead func(context.Context) error) error {
 	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, o.Namespace, LeaseName(o.Config.Cluster),
 		cs.CoreV1(), cs.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: o.Identity})
 	if err != nil {
 		return fmt.Errorf("leader lock: %w", err)
 	}
+	electCtx, release := context.WithCancel(context.WithoutCancel(ctx))
+	defer release()
 	var loopErr atomic.Value
-	lost := make(chan struct{})
+	var leading atomic.Bool
+	lost, loopsDone := make(chan struct{}), make(chan struct{})
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock: lock, ReleaseOnCancel: true, Name: LeaseName(o.Config.Cluster),
 		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
 		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(ctx context.Context) {
+			OnStartedLeading: func(lctx context.Context) {
+				defer close(loopsDone)
+				leading.Store(true)
+				lctx, stop := context.WithCancel(lctx)
+				defer stop()
+				defer context.AfterFunc(ctx, stop)()
 				o.Logger.Info("leading: starting the loops")
-				if err := lead(ctx); err != nil && ctx.Err() == nil {
+				if err := lead(lctx); err != nil && lctx.Err() == nil {
 					loopErr.Store(err)
+					release() // give the Lease up: a replica that cannot act must not hold it
 				}
 			},
 			OnStoppedLeading: func() { close(lost) },
@@ -153,7 +163,18 @@ func elect(ctx context.Context, o Options, cs kubernetes.Interface, lead func(co
 	if err != nil {
 		return fmt.Errorf("leader election: %w", err)
 	}
-	le.Run(ctx) // returns when ctx ends or the lease is lost
+	go func() {
+		<-ctx.Done()
+		if leading.Load() {
+			select { // the loops stop on ctx; release the Lease once they have
+			case <-loopsDone:
+			case <-time.After(o.RenewDeadline):
+				o.Logger.Warn("loops still stopping; releasing the lease anyway")
+			}
+		}
+		release()
+	}()
+	le.Run(electCtx) // returns when the lease is released or lost
 	if err, ok := loopErr.Load().(error); ok {
 		return err
 	}

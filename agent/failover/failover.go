@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/gitops"
@@ -74,7 +75,9 @@ type Options struct {
 	Consumer event.ConsumerOptions
 	// Follow configures the follow-through after a failover is proposed.
 	Follow FollowOptions
-	Logger *slog.Logger
+	// Registerer receives the handler's metrics; nil registers them nowhere.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -87,6 +90,7 @@ type Handler struct {
 	subj event.Subjects
 	log  *slog.Logger
 	done *answers
+	m    *metrics
 
 	mu        sync.Mutex
 	following map[string]bool
@@ -140,7 +144,7 @@ func New(js jetstream.JetStream, repo Repo, opts Options) (*Handler, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Handler{
-		opts: opts, js: js, repo: repo, subj: subj, done: newAnswers(1024),
+		opts: opts, js: js, repo: repo, subj: subj, done: newAnswers(1024), m: newMetrics(opts.Registerer),
 		log: log.With("cluster", opts.Cluster, "pair", opts.Pair), following: map[string]bool{},
 	}, nil
 }
@@ -425,6 +429,7 @@ func (h *Handler) refuse(ctx context.Context, subject, id string, payload []byte
 		return err
 	}
 	h.log.Info("failover request refused", "event", id, "reason", rerr.Reason, "detail", rerr.Detail)
+	h.m.refused.WithLabelValues(rerr.Reason).Inc()
 	if event.ValidateID(id) != nil {
 		return nil
 	}
@@ -444,10 +449,15 @@ func (h *Handler) publishStatus(ctx context.Context, st event.FailoverStatus) er
 	if err != nil {
 		return err
 	}
-	if _, err := event.Publish(ctx, h.js, h.subj.Status(), e); err != nil {
+	ack, err := event.Publish(ctx, h.js, h.subj.Status(), e)
+	if err != nil {
 		return err
 	}
+	if ack.Duplicate {
+		return nil // published before: a redelivery or a copy
+	}
 	h.log.Info("failover status", "event", st.Event, "phase", st.Phase, "pr", st.PR, "branch", st.Branch)
+	h.m.status(st, h.opts.Now())
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"code.gitea.io/sdk/gitea"
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/failover"
@@ -170,9 +171,13 @@ func TestRefusalsGoToTheDLQ(t *testing.T) {
 	failing := failover.PreflightFunc(func(context.Context, string, string) ([]event.Check, error) {
 		return []event.Check{{Name: "database", Result: "fail", Evidence: "replica lag 5m over 30s"}}, nil
 	})
+	reg := prometheus.NewRegistry()
 	for _, cluster := range []string{"west", "east"} {
 		r.startAgent(t, func(o *failover.Options) {
 			o.Cluster, o.RequireSigned, o.TrustedKeys, o.Preflight = cluster, true, trustedKeys(t, signer), failing
+			if cluster == "west" {
+				o.Registerer = reg
+			}
 		})
 	}
 	type tc struct {
@@ -256,6 +261,13 @@ func TestRefusalsGoToTheDLQ(t *testing.T) {
 	}
 	if snap, _ := r.repo.Read(r.ctx, r.layout.Pair()); snap.Commit != r.base {
 		t.Errorf("main moved to %s", snap.Commit)
+	}
+
+	// west's metrics count its refusals by reason (east refused the request to east).
+	for reason, want := range map[string]float64{event.ReasonPreflightFailed: 2, event.ReasonAlreadyActive: 0} {
+		if got := counterValue(t, reg, "mpha_failover_rejected_total", reason); got != want {
+			t.Errorf("mpha_failover_rejected_total{reason=%q} = %v, want %v", reason, got, want)
+		}
 	}
 
 	// An emergency that forces the failing check goes through, and says so.
@@ -360,4 +372,26 @@ func TestDirectMode(t *testing.T) {
 	if bs, _ := r.repo.Branches(r.ctx, ""); len(bs) != 1 {
 		t.Errorf("branches: %+v", bs)
 	}
+}
+
+// counterValue is the value of a counter vector's series with the given label value (0 if none).
+func counterValue(t *testing.T, reg *prometheus.Registry, name, value string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }

@@ -258,7 +258,7 @@ func (d *deps) failoverHandler(o Options, dyn dynamic.Interface, mon *readiness.
 		Follow: failover.FollowOptions{ProbeURL: cfg.Health.ProbeURL,
 			Revision: failover.Revisions(cfg.Cluster, failover.FluxRevision(dyn, cfg.Flux.Namespace, cfg.Flux.Kustomization),
 				failover.HeartbeatRevision(d.js, cfg.Pair, 3*cfg.HeartbeatInterval.Duration))},
-		Logger: o.Logger,
+		Registerer: o.Registry, Logger: o.Logger,
 	}
 	if d.forge != nil {
 		opts.Forge = d.forge

@@ -28,8 +28,9 @@ type RevisionSource func(ctx context.Context, cluster string) (string, error)
 type FollowOptions struct {
 	// Disabled stops at proposed (tests, or a CLI that follows by itself).
 	Disabled bool
-	// Interval between looks (default 5s).
-	Interval time.Duration
+	// Interval between looks at Flux and the probe (default 5s); MergeInterval between looks
+	// at pair.yaml while the pull request waits for review (default 30s: a clone each time).
+	Interval, MergeInterval time.Duration
 	// MergeTimeout bounds the wait for a merge (default 7 days: review takes what it takes);
 	// ApplyTimeout the wait for Flux, VerifyTimeout the wait for the new active (30 min each).
 	MergeTimeout, ApplyTimeout, VerifyTimeout time.Duration
@@ -44,6 +45,9 @@ type FollowOptions struct {
 func (o *FollowOptions) defaults() {
 	if o.Interval <= 0 {
 		o.Interval = 5 * time.Second
+	}
+	if o.MergeInterval <= 0 {
+		o.MergeInterval = 30 * time.Second
 	}
 	if o.MergeTimeout <= 0 {
 		o.MergeTimeout = 7 * 24 * time.Hour
@@ -106,7 +110,7 @@ func (h *Handler) followThrough(ctx context.Context, st event.FailoverStatus, fr
 		url = "https://" + pair.FloatingFQDN + ":8443/"
 	}
 	var last error
-	err = h.poll(ctx, f.VerifyTimeout, func(ctx context.Context) (bool, error) {
+	err = h.poll(ctx, f.Interval, f.VerifyTimeout, func(ctx context.Context) (bool, error) {
 		last = probe(ctx, f.Client, url)
 		return last == nil, nil
 	})
@@ -122,8 +126,8 @@ func (h *Handler) followThrough(ctx context.Context, st event.FailoverStatus, fr
 func (h *Handler) waitMerged(ctx context.Context, st event.FailoverStatus) (event.FailoverStatus, error) {
 	var merged event.FailoverStatus
 	var ended error
-	err := h.poll(ctx, h.opts.Follow.MergeTimeout, func(ctx context.Context) (bool, error) {
-		s, err := h.readState(ctx)
+	err := h.poll(ctx, h.opts.Follow.MergeInterval, h.opts.Follow.MergeTimeout, func(ctx context.Context) (bool, error) {
+		s, err := h.readPair(ctx)
 		if err != nil {
 			h.log.Debug("waiting for the merge", "event", st.Event, "error", err)
 			return false, nil
@@ -141,7 +145,7 @@ func (h *Handler) waitMerged(ctx context.Context, st event.FailoverStatus) (even
 			open, err := h.opts.Forge.Open(ctx, h.opts.Base, plan.Branch(plan.ModePlanned, ""))
 			if err == nil && !slices.ContainsFunc(open, func(pr forgePR) bool { return pr.URL == st.PR }) {
 				// Merged between the two reads, or closed: the next read of pair.yaml says which.
-				if again, err := h.readState(ctx); err == nil && (again.pair.LastFailover == nil || again.pair.LastFailover.Event != st.Event) {
+				if again, err := h.readPair(ctx); err == nil && (again.pair.LastFailover == nil || again.pair.LastFailover.Event != st.Event) {
 					ended = fmt.Errorf("pull request %s was closed without merging", st.PR)
 					return true, nil
 				}
@@ -169,7 +173,7 @@ func (h *Handler) waitApplied(ctx context.Context, st event.FailoverStatus, from
 	heads := map[string]bool{st.Commit: true, s.commit: true}
 	notes := map[string]string{}
 	clusters := []string{h.opts.Cluster, from}
-	err = h.poll(ctx, h.opts.Follow.ApplyTimeout, func(ctx context.Context) (bool, error) {
+	err = h.poll(ctx, h.opts.Follow.Interval, h.opts.Follow.ApplyTimeout, func(ctx context.Context) (bool, error) {
 		if now, err := h.repo.Read(ctx, h.opts.Layout.Pair()); err == nil {
 			heads[now.Commit] = true
 		}
@@ -208,11 +212,11 @@ func revisionHash(rev string) string {
 	return rev
 }
 
-// poll calls f every Interval until it is done, it errs, ctx ends or timeout passes.
-func (h *Handler) poll(ctx context.Context, timeout time.Duration, f func(context.Context) (bool, error)) error {
+// poll calls f every interval until it is done, it errs, ctx ends or timeout passes.
+func (h *Handler) poll(ctx context.Context, interval, timeout time.Duration, f func(context.Context) (bool, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	t := time.NewTicker(h.opts.Follow.Interval)
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		done, err := f(ctx)

@@ -49,7 +49,7 @@ func TestFollowThroughToVerified(t *testing.T) {
 	}))
 	t.Cleanup(probe.Close)
 	r.startAgent(t, func(o *failover.Options) {
-		o.Follow = failover.FollowOptions{Interval: 500 * time.Millisecond, ProbeURL: probe.URL,
+		o.Follow = failover.FollowOptions{Interval: 500 * time.Millisecond, MergeInterval: 500 * time.Millisecond, ProbeURL: probe.URL,
 			Revision: failover.Revisions("west", failover.FluxRevision(c.Dynamic(t), testrig.FluxNamespace, "mpha"),
 				failover.HeartbeatRevision(r.js, pairName, time.Minute))}
 	})

@@ -33,11 +33,20 @@ func (s *state) clusters() []string {
 	return names
 }
 
+// readPair reads pair.yaml alone (its state has no other files).
+func (h *Handler) readPair(ctx context.Context) (*state, error) {
+	return h.read(ctx, h.opts.Layout.Pair())
+}
+
 // readState reads pair.yaml and the clusters' files in one clone. A missing or broken pair.yaml
 // is an error to retry: the repository is wrong, not the request, and someone will fix it.
 func (h *Handler) readState(ctx context.Context) (*state, error) {
+	return h.read(ctx, h.opts.Layout.Pair(), h.opts.Layout.Root()+"/clusters/**")
+}
+
+func (h *Handler) read(ctx context.Context, paths ...string) (*state, error) {
 	l := h.opts.Layout
-	snap, err := h.repo.Read(ctx, l.Pair(), l.Root()+"/clusters/**")
+	snap, err := h.repo.Read(ctx, paths...)
 	if err != nil {
 		return nil, err
 	}

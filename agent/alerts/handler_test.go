@@ -122,25 +122,10 @@ func (r *rig) post(t *testing.T, body []byte, edit func(*http.Request)) (int, st
 	return resp.StatusCode, string(b)
 }
 
-// messages returns what the stream holds on subject (wildcards allowed), oldest first.
+// messages returns what the stream holds on subject, oldest first.
 func (r *rig) messages(t testing.TB, subject string) []*jetstream.RawStreamMsg {
 	t.Helper()
-	st, err := r.js.Stream(r.ctx, r.subj.Stream())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*jetstream.RawStreamMsg
-	for seq := uint64(1); ; {
-		m, err := st.GetMsg(r.ctx, seq, jetstream.WithGetMsgSubject(subject))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, m)
-		seq = m.Sequence + 1
-	}
+	return testrig.StreamMessages(t, r.ctx, r.js, r.subj.Stream(), subject)
 }
 
 // requests decodes the failover requests in the stream as the agent would.

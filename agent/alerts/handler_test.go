@@ -60,14 +60,7 @@ func startRig(t *testing.T, edit func(*alerts.Options)) *rig {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	r := &rig{ctx: ctx, nats: testrig.StartNATS(t), logs: &testrig.LogBuffer{}, reg: prometheus.NewRegistry()}
-	nc, err := nats.Connect(r.nats.URL, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if r.js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
+	r.js = r.nats.JetStream(t)
 	if _, err := event.EnsureStream(ctx, r.js, pairName); err != nil {
 		t.Fatal(err)
 	}

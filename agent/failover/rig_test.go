@@ -18,7 +18,6 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	"github.com/go-git/go-git/v5/storage/memory"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -73,14 +72,7 @@ func startRig(t *testing.T, o rigOptions) (*rig, *testrig.Proxy) {
 			t.Logf("--- agent logs ---\n%s", r.logs)
 		}
 	})
-	nc, err := nats.Connect(r.nats.URL, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if r.js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
+	r.js = r.nats.JetStream(t)
 	if _, err := event.EnsureStream(ctx, r.js, pairName); err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +104,7 @@ func startRig(t *testing.T, o rigOptions) (*rig, *testrig.Proxy) {
 			r.url = "http://" + proxy.Addr + "/org/fleet.git"
 		}
 	}
+	var err error
 	if r.auth, err = gitrepo.NewAuth(r.url, creds); err != nil {
 		t.Fatal(err)
 	}

@@ -141,14 +141,7 @@ func startRig(t *testing.T) *rig {
 	t.Cleanup(cancel)
 	r := &rig{ctx: ctx, logs: &testrig.LogBuffer{}, routes: map[string]string{}}
 	n := testrig.StartNATS(t)
-	nc, err := nats.Connect(n.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if r.js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
+	r.js = n.JetStream(t)
 	if _, err := event.EnsureStream(ctx, r.js, pairName); err != nil {
 		t.Fatal(err)
 	}

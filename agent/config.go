@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -35,6 +36,7 @@ type Config struct {
 	Health            Health          `json:"health"`
 	Standby           Standby         `json:"standby"`
 	Flux              Flux            `json:"flux"`
+	Alerts            Alerts          `json:"alerts"`
 	// SelfFence lets an agent that finds itself in split brain scale its own MP down.
 	SelfFence bool `json:"selfFence"`
 }
@@ -100,6 +102,10 @@ type NATS struct {
 	CredsSecret         string   `json:"credsSecret"`
 	RequireSignedEvents bool     `json:"requireSignedEvents"`
 	TrustedKeys         []string `json:"trustedKeys"`
+	// SigningKeySecret, if set, names a Secret (key "key": an ed25519 private key, PKCS#8 PEM, as
+	// `mpha failover keygen` writes) that signs the requests this agent publishes itself: the
+	// health monitor's autoPropose and the alert bridge's "request" rules.
+	SigningKeySecret string `json:"signingKeySecret"`
 }
 
 // Postgres is the management plane's database, as far as the agent checks it.
@@ -110,12 +116,69 @@ type Postgres struct {
 	PromoteOnFailover bool            `json:"promoteOnFailover"`
 }
 
-// Health is how the standby's agent watches the active MP.
+// Health is how the standby's agent watches the active MP (tsb-mp-ha.md §6), and how the
+// active's agent tells its peer, in its heartbeat, whether its own MP answers.
 type Health struct {
-	ProbeURL    string          `json:"probeURL"`
-	Interval    metav1.Duration `json:"interval"`
-	Failures    int             `json:"failures"`
-	AutoPropose bool            `json:"autoPropose"`
+	// ProbeURL is probed too, as a target of its own, and is what the failover's follow-through
+	// calls `verified` on (default https://<floating FQDN>:8443/).
+	ProbeURL string `json:"probeURL"`
+	// SelfURL is where the active's agent probes its own MP for its heartbeat (default
+	// https://<its mpFQDN from pair.yaml>:<port>), e.g. front-envoy's in-cluster Service.
+	SelfURL string `json:"selfURL"`
+	// Organization is the MP's spec.organization, the status probe's path. The watch is off
+	// while neither it nor probes are set.
+	Organization string `json:"organization"`
+	// Port is front-envoy's port on both FQDNs (default 8443).
+	Port int `json:"port"`
+	// Probes replace the default two (/v2/organizations/<org>/status, /promql/api/v1/labels).
+	Probes []HealthProbe `json:"probes"`
+	// CredentialsSecret names a Secret (agent namespace) with `username` and `password`, or
+	// `token`: a TSB user the probes authenticate as.
+	CredentialsSecret string `json:"credentialsSecret"`
+	// CASecret names a Secret (agent namespace) whose `ca.crt` is the only trust for the MP's
+	// certificate (default the system roots).
+	CASecret string          `json:"caSecret"`
+	Timeout  metav1.Duration `json:"timeout"`
+	Interval metav1.Duration `json:"interval"`
+	// Failures is how many down rounds in a row make a suggestion; Recoveries how many healthy
+	// rounds end the outage (default Failures), so a flapping MP is suggested once.
+	Failures   int `json:"failures"`
+	Recoveries int `json:"recoveries"`
+	// AutoPropose also publishes a failover request (mode planned) with the suggestion: its pull
+	// request still waits for a person, unless forge.mode is direct.
+	AutoPropose bool `json:"autoPropose"`
+}
+
+// HealthProbe is one request sent through front-envoy.
+type HealthProbe struct {
+	Name string `json:"name"`
+	Path string `json:"path"`
+}
+
+// Alerts is the Alertmanager webhook bridge, served on the agent's --listen port by the leader.
+type Alerts struct {
+	Enabled bool `json:"enabled"`
+	// Path is the webhook's path (default /alerts).
+	Path string `json:"path"`
+	// AuthSecret names a Secret (agent namespace) with `token` (bearer) and/or `username` and
+	// `password` (basic auth), as Alertmanager's http_config sends them. Required when enabled.
+	AuthSecret string `json:"authSecret"`
+	// Rules map firing alerts to a failover suggestion or request; the first match applies.
+	Rules []AlertRule `json:"rules"`
+	// Remember is how long a notification's events are remembered as published (default 24h):
+	// Alertmanager repeats a firing alert every repeat_interval.
+	Remember metav1.Duration `json:"remember"`
+}
+
+// AlertRule maps an alert (alertname and labels) to an action for a target cluster.
+type AlertRule struct {
+	Alert  string            `json:"alert"`
+	Labels map[string]string `json:"labels,omitempty"`
+	// Action is suggest (a person decides) or request (the target proposes the failover).
+	Action string `json:"action"`
+	Target string `json:"target"`
+	// Mode of a request: planned (default) or emergency.
+	Mode string `json:"mode,omitempty"`
 }
 
 // Standby is how the active agent writes its peer's management plane into Git: the Flux
@@ -202,9 +265,18 @@ func (c *Config) Default() {
 	setString(&c.Postgres.Topology, "auto")
 	setDuration(&c.Postgres.MaxLag, 30*time.Second)
 	setDuration(&c.Health.Interval, 10*time.Second)
+	setDuration(&c.Health.Timeout, 5*time.Second)
+	if c.Health.Port == 0 {
+		c.Health.Port = 8443
+	}
 	if c.Health.Failures == 0 {
 		c.Health.Failures = 3
 	}
+	if c.Health.Recoveries == 0 {
+		c.Health.Recoveries = c.Health.Failures
+	}
+	setString(&c.Alerts.Path, "/alerts")
+	setDuration(&c.Alerts.Remember, 24*time.Hour)
 	setString(&c.Standby.ChartRepository, values.DefaultChartRepository)
 	setString(&c.Standby.RoleMode, "manifest")
 	if len(c.Standby.Deployments) == 0 {
@@ -289,6 +361,28 @@ func (c *Config) Validate() error {
 	if c.Health.ProbeURL != "" {
 		check("health.probeURL", validateURL(c.Health.ProbeURL, "https", "http"))
 	}
+	if c.Health.SelfURL != "" {
+		check("health.selfURL", validateURL(c.Health.SelfURL, "https", "http"))
+	}
+	positive("health.timeout", c.Health.Timeout)
+	if c.Health.Recoveries < 1 {
+		bad("health.recoveries", "must be at least 1, got %d", c.Health.Recoveries)
+	}
+	if c.Health.Port < 1 || c.Health.Port > 65535 {
+		bad("health.port", "must be a TCP port (1-65535), got %d", c.Health.Port)
+	}
+	for i, p := range c.Health.Probes {
+		if p.Name == "" || !strings.HasPrefix(p.Path, "/") {
+			bad(fmt.Sprintf("health.probes[%d]", i), "needs a name and a path starting with '/'")
+		}
+	}
+	for _, s := range []struct{ key, name string }{{"health.credentialsSecret", c.Health.CredentialsSecret},
+		{"health.caSecret", c.Health.CASecret}, {"nats.signingKeySecret", c.NATS.SigningKeySecret}, {"alerts.authSecret", c.Alerts.AuthSecret}} {
+		if s.name != "" {
+			check(s.key, gitops.ValidateSecretName(s.name))
+		}
+	}
+	c.validateAlerts(bad, positive)
 	check("standby.chartRepository", validateURL(c.Standby.ChartRepository, "https", "http", "oci"))
 	check("standby.overrides", c.Standby.Overrides.Validate())
 	oneOf("standby.roleMode", c.Standby.RoleMode, roleModes)
@@ -302,6 +396,39 @@ func (c *Config) Validate() error {
 	check("flux.namespace", gitops.ValidateClusterName(c.Flux.Namespace))
 	check("flux.kustomization", gitops.ValidateSecretName(c.Flux.Kustomization))
 	return errors.Join(errs...)
+}
+
+// validateAlerts checks the bridge: a path, credentials, and rules naming a pair's cluster.
+func (c *Config) validateAlerts(bad func(string, string, ...any), positive func(string, metav1.Duration)) {
+	a := c.Alerts
+	if !a.Enabled {
+		return
+	}
+	if !strings.HasPrefix(a.Path, "/") || slices.Contains([]string{"/healthz", "/readyz", "/metrics"}, a.Path) {
+		bad("alerts.path", "must start with '/' and not be /healthz, /readyz or /metrics, got %q", a.Path)
+	}
+	if a.AuthSecret == "" {
+		bad("alerts.authSecret", "must name the Secret with the webhook's token or username and password: the bridge is never open")
+	}
+	if len(a.Rules) == 0 {
+		bad("alerts.rules", "an enabled bridge needs at least one rule")
+	}
+	positive("alerts.remember", a.Remember)
+	for i, r := range a.Rules {
+		key := fmt.Sprintf("alerts.rules[%d]", i)
+		if r.Alert == "" {
+			bad(key+".alert", "must name an alertname")
+		}
+		if r.Action != "suggest" && r.Action != "request" {
+			bad(key+".action", "%q is not suggest or request", r.Action)
+		}
+		if err := gitops.ValidateClusterName(r.Target); err != nil {
+			bad(key+".target", "%v", err)
+		}
+		if r.Mode != "" && r.Mode != "planned" && r.Mode != "emergency" {
+			bad(key+".mode", "%q is not planned or emergency", r.Mode)
+		}
+	}
 }
 
 func validateURL(raw string, schemes ...string) error {

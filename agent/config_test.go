@@ -61,7 +61,8 @@ func TestDefaults(t *testing.T) {
 		Forge:         agent.Forge{Kind: "none", Mode: "branch"},
 		NATS:          agent.NATS{URL: "nats://nats:4222"},
 		Postgres:      agent.Postgres{Topology: "auto"},
-		Health:        agent.Health{Failures: 3},
+		Health:        agent.Health{Failures: 3, Recoveries: 3, Port: 8443},
+		Alerts:        agent.Alerts{Path: "/alerts"},
 		Standby: agent.Standby{ChartRepository: "https://charts.dl.tetrate.io/public/helm/charts/", RoleMode: "manifest",
 			Deployments: []string{"tsb", "iam"}, RestoreCronJob: "tsb-restore"},
 		Flux: agent.Flux{Namespace: "flux-system", Kustomization: "mpha"},
@@ -69,6 +70,8 @@ func TestDefaults(t *testing.T) {
 	want.HeartbeatInterval.Duration = 10 * time.Second
 	want.Postgres.MaxLag.Duration = 30 * time.Second
 	want.Health.Interval.Duration = 10 * time.Second
+	want.Health.Timeout.Duration = 5 * time.Second
+	want.Alerts.Remember.Duration = 24 * time.Hour
 	if diff := cmp.Diff(want, *c); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}
@@ -102,6 +105,12 @@ func TestValidationNamesTheKey(t *testing.T) {
 		{"root outside repo", with("git", "git: {url: https://g/x.git, root: ../up}"), []string{"git.root"}},
 		{"standby overrides outside the allow-list", minimal + "standby: {overrides: {spec.dataStore.postgres.address: x:5432}, roleMode: magic}\n",
 			[]string{`standby.overrides: override "spec.dataStore.postgres.address": not an allowed path`, `standby.roleMode: "magic"`}},
+		{"health probes and port", minimal + "health: {port: 70000, probes: [{name: s, path: status}], recoveries: -1, caSecret: Bad_Name}\n",
+			[]string{"health.port: must be a TCP port", "health.probes[0]: needs a name and a path", "health.recoveries", "health.caSecret"}},
+		{"an open alert bridge", minimal + "alerts: {enabled: true, path: /metrics}\n",
+			[]string{"alerts.path", "alerts.authSecret: must name", "alerts.rules: an enabled bridge"}},
+		{"bad alert rules", minimal + "alerts: {enabled: true, authSecret: am, rules: [{action: fix, target: West, mode: now}]}\n",
+			[]string{"alerts.rules[0].alert", `alerts.rules[0].action: "fix"`, "alerts.rules[0].target", `alerts.rules[0].mode: "now"`}},
 		{"wrong scheme", with("git", "git: {url: ftp://g/x.git}"), []string{`git.url: want a [https http ssh] URL`}},
 	}
 	for _, tc := range tests {

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"strconv"
@@ -31,6 +33,24 @@ type TrustedKey struct {
 	// ID is KeyID(Key), what a signed event's mphakey names.
 	ID  string
 	Key ed25519.PublicKey
+}
+
+// ParseSigningKey reads a PKCS#8 PEM ed25519 private key, as `mpha failover keygen` and
+// `openssl genpkey -algorithm ed25519` write it. Its errors never quote the key.
+func ParseSigningKey(b []byte) (ed25519.PrivateKey, error) {
+	block, _ := pem.Decode(b)
+	if block == nil || block.Type != "PRIVATE KEY" {
+		return nil, errors.New(`want a PEM "PRIVATE KEY" block (PKCS#8)`)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, errors.New("not a PKCS#8 private key")
+	}
+	ed, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("a %T, want ed25519", k)
+	}
+	return ed, nil
 }
 
 // ParseTrustedKey parses a key as configuration writes it: "ed25519:" and the standard base64 of

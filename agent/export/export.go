@@ -53,7 +53,9 @@ type Options struct {
 	// Resync runs the export even without a change: it picks up a new peer certificate in Git
 	// and retries after failures (default 1m).
 	Resync time.Duration
-	Logger *slog.Logger
+	// Metrics, if set, record each run (NewMetrics).
+	Metrics *Metrics
+	Logger  *slog.Logger
 }
 
 // Exporter exports the configured Secrets of one cluster for its peer.
@@ -105,7 +107,7 @@ func New(cs kubernetes.Interface, repo gitrepo.Repository, opts Options) (*Expor
 	}
 	log = log.With("cluster", opts.Self, "peer", opts.Peer)
 	loop := runloop.New(runloop.Options{Name: "secrets export", Debounce: opts.Debounce, Resync: opts.Resync, Logger: log,
-		Waiting: func(err error) bool { return errors.Is(err, ErrNoPeerCert) }})
+		Waiting: isWaiting})
 	return &Exporter{opts: opts, cs: cs, repo: repo, log: log, loop: loop}, nil
 }
 
@@ -148,7 +150,7 @@ type getter func(ctx context.Context, name string) (s *corev1.Secret, found bool
 
 // RunOnce exports every configured Secret once, reading them from the API server.
 func (e *Exporter) RunOnce(ctx context.Context) (Report, error) {
-	return e.run(ctx, func(ctx context.Context, name string) (*corev1.Secret, bool, error) {
+	rep, err := e.run(ctx, func(ctx context.Context, name string) (*corev1.Secret, bool, error) {
 		s, err := e.cs.CoreV1().Secrets(e.opts.Namespace).Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil, false, nil
@@ -158,7 +160,11 @@ func (e *Exporter) RunOnce(ctx context.Context) (Report, error) {
 		}
 		return s, true, nil
 	})
+	e.opts.Metrics.record(e.opts.Peer, rep, err, time.Now())
+	return rep, err
 }
+
+func isWaiting(err error) bool { return errors.Is(err, ErrNoPeerCert) }
 
 func (e *Exporter) run(ctx context.Context, get getter) (Report, error) {
 	l := e.opts.Layout
@@ -317,7 +323,8 @@ func (e *Exporter) Run(ctx context.Context) error {
 		return o.(*corev1.Secret), true, nil
 	}
 	return e.loop.Run(ctx, func(ctx context.Context) error {
-		_, err := e.run(ctx, get)
+		rep, err := e.run(ctx, get)
+		e.opts.Metrics.record(e.opts.Peer, rep, err, time.Now())
 		return err
 	})
 }

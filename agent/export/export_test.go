@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/storage/memory"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -192,8 +194,13 @@ func TestExporter(t *testing.T) {
 
 	logs := &testrig.LogBuffer{}
 	key := loadKey(ctx, t, r.east)
+	reg := prometheus.NewRegistry()
+	metrics, err := export.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	exp, err := export.New(r.east.Clientset, r.writer, export.Options{
-		Self: "east", Peer: "west", Names: agent.DefaultSecretNames("generic"), Key: key, Layout: r.layout,
+		Self: "east", Peer: "west", Names: agent.DefaultSecretNames("generic"), Key: key, Layout: r.layout, Metrics: metrics,
 		Debounce: time.Second, Resync: time.Hour, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
@@ -232,6 +239,38 @@ func TestExporter(t *testing.T) {
 	if c := r.head(t); !strings.Contains(c.Message, "Mpha-Kind: secrets") || !strings.Contains(c.Message, "Mpha-Cluster: east") {
 		t.Errorf("commit message lacks the trailers:\n%s", c.Message)
 	}
+	// The last export time of each secret: the 11 committed, not the absent one.
+	testrig.Eventually(t, "export metrics", 10*time.Second, func(context.Context) error {
+		synced := map[string]float64{}
+		mfs, err := reg.Gather()
+		if err != nil {
+			return err
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "mpha_export_last_sync_timestamp_seconds" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "secret" {
+						synced[l.GetValue()] = m.GetGauge().GetValue()
+					}
+				}
+			}
+		}
+		if len(synced) != 11 {
+			return fmt.Errorf("last sync times for %d secrets, want 11: %v", len(synced), synced)
+		}
+		if _, ok := synced["azure-credentials"]; ok {
+			return errors.New("an absent secret has a last sync time")
+		}
+		for n, ts := range synced {
+			if ts < float64(time.Now().Add(-5*time.Minute).Unix()) {
+				return fmt.Errorf("%s: last sync %v is not recent", n, ts)
+			}
+		}
+		return nil
+	})
 
 	// 2. The standby's real controller unseals every committed file to identical data.
 	files := r.secretFiles(t, r.head(t))

@@ -33,6 +33,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.phases, m.refused, m.duration)
 	}
+	// Every series exists from the start, at 0: a rate() or an alert on the DLQ sees the first
+	// refusal, and a dashboard shows the phases before the first failover.
+	for _, p := range event.Phases() {
+		m.phases.WithLabelValues(string(p))
+		if p != event.PhaseAccepted {
+			m.duration.WithLabelValues(string(p))
+		}
+	}
+	for _, r := range event.Reasons() {
+		m.refused.WithLabelValues(r)
+	}
 	return m
 }
 

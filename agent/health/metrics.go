@@ -11,6 +11,7 @@ import (
 // mpha_active_mp_up == 1 with mpha_active_mp_reachable == 0 is "I cannot reach it".
 type metrics struct {
 	up        *prometheus.GaugeVec
+	self      prometheus.Gauge
 	reachable *prometheus.GaugeVec
 	suggested *prometheus.GaugeVec
 	failures  *prometheus.CounterVec
@@ -23,6 +24,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "mpha_active_mp_up",
 			Help: "1 when the active management plane (label active) is up as far as the standby knows: its probes pass, or they fail but the active agent's fresh heartbeat reports its MP healthy; 0 when it is down.",
 		}, []string{"active"}),
+		self: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mpha_own_mp_up",
+			Help: "While this cluster is the active one: 1 when its own management plane passes every probe (what its heartbeat tells the standby), 0 when not.",
+		}),
 		reachable: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "mpha_active_mp_reachable",
 			Help: "1 when the standby's probes of the active management plane pass on at least one target, 0 when none does.",
@@ -43,7 +48,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.up, m.reachable, m.suggested, m.failures, m.errors} {
+	for _, c := range []prometheus.Collector{m.up, m.self, m.reachable, m.suggested, m.failures, m.errors} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering health metrics: %w", err)
 		}
@@ -56,8 +61,12 @@ func (m *metrics) round(active string, r Round) {
 	m.up.Reset()
 	m.reachable.Reset()
 	if r.Verdict == VerdictSkipped {
+		if r.Self != nil {
+			m.self.Set(boolValue(r.Self.Healthy))
+		}
 		return
 	}
+	m.self.Set(0)
 	m.up.WithLabelValues(active).Set(boolValue(r.Verdict != VerdictDown))
 	m.reachable.WithLabelValues(active).Set(boolValue(r.Verdict == VerdictHealthy))
 	for _, res := range r.Results {

@@ -54,6 +54,9 @@ type Options struct {
 	// URLs are absolute URLs probed too (health.probeURL), each a target of its own: the MP is
 	// reachable when one of them answers 200 with JSON, as when a whole FQDN target passes.
 	URLs []string
+	// SelfURL is the base URL where, while this cluster is the active one, the monitor probes its
+	// own MP for the heartbeat (Self) instead of https://<its mpFQDN>:<Port>.
+	SelfURL string
 	// Credentials authenticate the probes (tsb-mp-ha.md §6: a TSB user).
 	Credentials Credentials
 	// CABundle (PEM), if set, is the only trust for the MP's certificate; else the system roots.
@@ -95,6 +98,9 @@ type Monitor struct {
 
 	mu sync.Mutex
 	st outage
+	// self is the last probe of this cluster's own MP, made while it is the active one.
+	self   *event.MPHealth
+	selfAt time.Time
 }
 
 // outage is the monitor's memory between rounds.
@@ -124,6 +130,8 @@ type Round struct {
 	Down int
 	// Suggestion and Request are the ids of the events this round published.
 	Suggestion, Request string
+	// Self is this cluster's own MP health, probed while it is the active one.
+	Self *event.MPHealth
 }
 
 // New validates opts and returns a Monitor publishing through js, reading pair.yaml from pairs
@@ -240,9 +248,16 @@ func (m *Monitor) RunOnce(ctx context.Context) (Round, error) {
 	if pair.Active == m.opts.Cluster {
 		r.Verdict = VerdictSkipped
 		m.track(pair)
+		r.Results = m.prober.all(ctx, m.selfRequests(pair))
+		if err := ctx.Err(); err != nil {
+			return r, err
+		}
+		r.Self = selfHealth(r.Results)
+		m.self, m.selfAt = r.Self, m.opts.Now()
 		m.record(&r)
 		return r, nil
 	}
+	m.self = nil
 	m.track(pair)
 	r.Results = m.prober.all(ctx, m.requests(pair))
 	if err := ctx.Err(); err != nil {
@@ -281,6 +296,45 @@ func (m *Monitor) requests(pair *gitops.Pair) []request {
 		out = append(out, request{target: TargetURL, probe: fmt.Sprintf("url-%d", i), url: u})
 	}
 	return out
+}
+
+// selfRequests are the probes of this cluster's own MP: SelfURL, else its FQDN in pair.yaml.
+func (m *Monitor) selfRequests(pair *gitops.Pair) []request {
+	base := strings.TrimSuffix(m.opts.SelfURL, "/")
+	if base == "" {
+		for _, c := range pair.Clusters {
+			if c.Name == m.opts.Cluster {
+				base = baseURL(c.MPFQDN, m.opts.Port)
+			}
+		}
+	}
+	out := make([]request, 0, len(m.opts.Probes))
+	for _, p := range m.opts.Probes {
+		out = append(out, request{target: TargetSelf, probe: p.Name, url: base + p.Path})
+	}
+	return out
+}
+
+// selfHealth is the heartbeat's MP health from the self probes: healthy when all passed.
+func selfHealth(results []Result) *event.MPHealth {
+	failed := failures(results)
+	if len(failed) == 0 {
+		return &event.MPHealth{Healthy: true, Detail: fmt.Sprintf("%d probes passed", len(results))}
+	}
+	return &event.MPHealth{Healthy: false, Detail: OneLine(strings.Join(failed, "; "), 200)}
+}
+
+// Self is what this agent last found of its own MP while active, for its heartbeat; nil when it
+// is not the active one or its last probe is older than two intervals (the monitor stalled: no
+// word is better than an old one).
+func (m *Monitor) Self() *event.MPHealth {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.self == nil || m.opts.Now().Sub(m.selfAt) > 2*m.opts.Interval {
+		return nil
+	}
+	h := *m.self
+	return &h
 }
 
 // peer reads what the active's agent last said.

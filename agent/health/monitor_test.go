@@ -329,24 +329,56 @@ func TestUnreachableWhenThePeerReportsHealthy(t *testing.T) {
 	}
 }
 
-// This cluster being the active one: nothing is probed, nothing counted.
-func TestSkipsWhenActive(t *testing.T) {
+// This cluster being the active one: only its own MP is probed, for its heartbeat; nothing is
+// counted towards an outage and nothing suggested.
+func TestActiveProbesItsOwnMP(t *testing.T) {
 	t.Parallel()
 	r := startRig(t)
 	opts := r.options()
 	opts.Cluster = "east"
 	m, reg := r.monitor(t, opts)
-	r.floating.down.Store(true)
-	for range 4 {
-		if round := r.round(t, m); round.Verdict != health.VerdictSkipped || len(round.Results) != 0 {
-			t.Fatalf("round: %+v", round)
+	r.floating.down.Store(true) // the floating name is not what the active probes
+	round := r.round(t, m)
+	if round.Verdict != health.VerdictSkipped || round.Self == nil || !round.Self.Healthy || len(round.Results) != 2 {
+		t.Fatalf("round: %+v (%s)", round, errorsOf(round.Results))
+	}
+	for _, res := range round.Results {
+		if res.Target != health.TargetSelf || !strings.Contains(res.URL, eastFQDN) {
+			t.Errorf("self probe went to %s %s", res.Target, res.URL)
 		}
+	}
+	if got := m.Self(); got == nil || !got.Healthy {
+		t.Errorf("Self() = %+v, want healthy", got)
+	}
+	if got := metric(t, reg, "mpha_own_mp_up", "", ""); got != 1 {
+		t.Errorf("mpha_own_mp_up = %v, want 1", got)
+	}
+	r.instance.down.Store(true)
+	for range 4 {
+		if round := r.round(t, m); round.Verdict != health.VerdictSkipped || round.Self == nil || round.Self.Healthy {
+			t.Fatalf("round with the MP down: %+v", round)
+		}
+	}
+	self := m.Self()
+	if self == nil || self.Healthy || !strings.Contains(self.Detail, "HTTP 503") {
+		t.Errorf("Self() = %+v, want unhealthy with the 503", self)
+	}
+	if got := metric(t, reg, "mpha_own_mp_up", "", ""); got != 0 {
+		t.Errorf("mpha_own_mp_up = %v, want 0", got)
 	}
 	if got := metric(t, reg, "mpha_active_mp_up", "active", "east"); got != -1 {
 		t.Errorf("mpha_active_mp_up = %v on the active", got)
 	}
 	if s := r.suggestions(t); len(s) != 0 {
 		t.Errorf("suggestions: %+v", s)
+	}
+	// SelfURL replaces the FQDN (an in-cluster Service in production; here the other front-envoy).
+	r.floating.down.Store(false)
+	opts.SelfURL = "https://" + floatingFQDN + ":8443/"
+	m2, _ := r.monitor(t, opts)
+	round = r.round(t, m2)
+	if round.Self == nil || !round.Self.Healthy || !strings.Contains(round.Results[0].URL, floatingFQDN) {
+		t.Errorf("with selfURL: %+v (%s)", round.Self, errorsOf(round.Results))
 	}
 }
 

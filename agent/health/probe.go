@@ -34,6 +34,8 @@ const (
 	TargetInstance = "instance"
 	// TargetURL is a URL of Options.URLs.
 	TargetURL = "url"
+	// TargetSelf is this cluster's own MP, probed while it is the active one (Monitor.Self).
+	TargetSelf = "self"
 )
 
 // Probe is one request through the active MP's front-envoy: GET Path must answer 200 with JSON.

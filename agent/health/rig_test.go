@@ -294,7 +294,7 @@ func (r *rig) scanForCredentials(t *testing.T) {
 }
 
 // metric returns the value of the series of name with label=value (a gauge or a counter summed
-// over its other labels), or -1 when there is none.
+// over its other labels; every series when label is ""), or -1 when there is none.
 func metric(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -307,6 +307,10 @@ func metric(t *testing.T, reg *prometheus.Registry, name, label, value string) f
 			continue
 		}
 		for _, m := range mf.GetMetric() {
+			if label == "" {
+				v += m.GetGauge().GetValue() + m.GetCounter().GetValue()
+				found = true
+			}
 			for _, l := range m.GetLabel() {
 				if l.GetName() == label && l.GetValue() == value {
 					v += m.GetGauge().GetValue() + m.GetCounter().GetValue()

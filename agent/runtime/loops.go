@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,16 +13,19 @@ import (
 	"github.com/fluxcd/pkg/git"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/mpha-dev/mpha/agent/alerts"
 	"github.com/mpha-dev/mpha/agent/certificate"
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/export"
 	"github.com/mpha-dev/mpha/agent/failover"
 	"github.com/mpha-dev/mpha/agent/fence"
+	"github.com/mpha-dev/mpha/agent/health"
 	"github.com/mpha-dev/mpha/agent/heartbeat"
 	"github.com/mpha-dev/mpha/agent/readiness"
 	"github.com/mpha-dev/mpha/agent/standby"
@@ -52,7 +56,7 @@ func runLoops(ctx context.Context, o Options, cs kubernetes.Interface, dyn dynam
 	err := wait.ExponentialBackoffWithContext(ctx, wait.Backoff{Duration: time.Second, Factor: 2, Steps: 1 << 30, Cap: time.Minute},
 		func(ctx context.Context) (bool, error) {
 			var err error
-			if d, err = build(ctx, o, cs); err != nil {
+			if d, err = build(ctx, o, cs, m); err != nil {
 				o.Logger.Error("agent set-up failed; retrying", "error", redact.String(err.Error()))
 				m.restarts.WithLabelValues("setup").Inc()
 				return false, nil
@@ -66,6 +70,25 @@ func runLoops(ctx context.Context, o Options, cs kubernetes.Interface, dyn dynam
 	loops, err := d.loops(o, cs, dyn)
 	if err != nil {
 		return err
+	}
+	beats, err := health.NewStreamHeartbeats(d.js, o.Config.Pair)
+	if err != nil {
+		return err
+	}
+	ages := &heartbeatAges{beats: beats, pairs: d.pairs, now: time.Now, timeout: 2 * time.Second,
+		desc: prometheus.NewDesc("mpha_heartbeat_age_seconds", "How old each cluster's last heartbeat in the stream is, by cluster (this one included), read at scrape time.",
+			[]string{"cluster"}, nil)}
+	if err := o.Registry.Register(ages); err != nil {
+		return fmt.Errorf("registering the heartbeat ages: %w", err)
+	}
+	defer o.Registry.Unregister(ages)
+	bridge, err := d.alertBridge(o)
+	if err != nil {
+		return err
+	}
+	if bridge != nil {
+		m.alerts.Store(bridge)
+		defer m.alerts.Store(nil)
 	}
 	var wg sync.WaitGroup
 	for _, l := range loops {
@@ -101,16 +124,26 @@ type deps struct {
 	pairs  *heartbeat.GitPair
 	key    []byte
 	forge  forge.Forge
+	// signer signs the requests the agent publishes itself (nats.signingKeySecret); may be nil.
+	signer ed25519.PrivateKey
+	// watch is the health monitor; nil when health monitoring is not configured.
+	watch *health.Monitor
+	// What the monitor and the alert bridge read from Secrets (watchSecrets).
+	probeCreds health.Credentials
+	probeCA    []byte
+	alertAuth  alerts.Auth
+	// exportMetrics outlive each exporter (one per term as the active).
+	exportMetrics *export.Metrics
 }
 
-func build(ctx context.Context, o Options, cs kubernetes.Interface) (*deps, error) {
+func build(ctx context.Context, o Options, cs kubernetes.Interface, m *metrics) (*deps, error) {
 	cfg := o.Config
-	d := &deps{o: o}
+	d := &deps{o: o, exportMetrics: m.export}
 	var err error
 	if d.layout, err = gitops.NewLayout(cfg.Git.Root); err != nil {
 		return nil, err
 	}
-	if d.repo, err = gitWriter(ctx, o, cs); err != nil {
+	if d.repo, err = gitWriter(ctx, o, cs, m); err != nil {
 		return nil, err
 	}
 	if d.key, err = export.LoadKey(ctx, cs, o.Namespace, cfg.Secrets.HMACKeySecret); err != nil {
@@ -148,13 +181,27 @@ func build(ctx context.Context, o Options, cs kubernetes.Interface) (*deps, erro
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	d.pairs = heartbeat.NewGitPair(d.repo, heartbeat.GitPairOptions{Layout: d.layout, Logger: o.Logger})
+	if cfg.NATS.SigningKeySecret != "" {
+		b, err := secretField(ctx, cs, o.Namespace, cfg.NATS.SigningKeySecret, "key")
+		if err == nil {
+			d.signer, err = event.ParseSigningKey(b)
+		}
+		if err != nil {
+			d.nc.Close()
+			return nil, fmt.Errorf("nats.signingKeySecret %s: %w", cfg.NATS.SigningKeySecret, err)
+		}
+	}
+	if err := d.watchSecrets(ctx, o, cs); err != nil {
+		d.nc.Close()
+		return nil, err
+	}
 	return d, nil
 }
 
 func (d *deps) close() { d.nc.Close() }
 
 // gitWriter is the Git writer with the credentials and the optional commit-signing key.
-func gitWriter(ctx context.Context, o Options, cs kubernetes.Interface) (*gitrepo.Writer, error) {
+func gitWriter(ctx context.Context, o Options, cs kubernetes.Interface, m *metrics) (*gitrepo.Writer, error) {
 	cfg := o.Config
 	var data map[string][]byte
 	if cfg.Git.AuthSecret != "" {
@@ -172,7 +219,8 @@ func gitWriter(ctx context.Context, o Options, cs kubernetes.Interface) (*gitrep
 		return nil, err
 	}
 	opts := gitrepo.Options{URL: cfg.Git.URL, Auth: auth, Branch: cfg.Git.Branch, AllowHTTPCredentials: o.InsecureHTTPCredentials,
-		Author: git.Signature{Name: "mpha agent (" + cfg.Cluster + ")", Email: "mpha-" + cfg.Cluster + "@mpha.invalid"}, Logger: o.Logger}
+		Author: git.Signature{Name: "mpha agent (" + cfg.Cluster + ")", Email: "mpha-" + cfg.Cluster + "@mpha.invalid"}, Logger: o.Logger,
+		OnRetry: func(branch string) { m.retries.WithLabelValues(branchKind(branch, cfg.Git.Branch)).Inc() }}
 	if cfg.Git.SigningKeySecret != "" {
 		s, err := cs.CoreV1().Secrets(o.Namespace).Get(ctx, cfg.Git.SigningKeySecret, metav1.GetOptions{})
 		if err != nil {
@@ -211,7 +259,7 @@ func (d *deps) loops(o Options, cs kubernetes.Interface, dyn dynamic.Interface) 
 	}
 	cert := &certificate.Publisher{Self: cfg.Cluster, Layout: d.layout, Source: src, Repo: d.repo, Logger: log}
 	hb := &heartbeat.Publisher{Cluster: cfg.Cluster, Subjects: subj, Pair: d.pairs, JS: d.js, Interval: cfg.HeartbeatInterval.Duration,
-		Facts: d.facts(dyn), Logger: log}
+		Facts: d.facts(cs, dyn), Logger: log}
 	mon, err := readiness.New(cs, d.repo, readiness.Options{Self: cfg.Cluster, Namespace: cfg.Kubernetes.Namespace,
 		Release: cfg.Kubernetes.HelmRelease, StatusNamespace: o.Namespace, Names: cfg.Secrets.Names, Key: d.key,
 		Layout: d.layout, Registerer: o.Registry, Logger: log})
@@ -229,12 +277,15 @@ func (d *deps) loops(o Options, cs kubernetes.Interface, dyn dynamic.Interface) 
 	if err != nil {
 		return nil, err
 	}
+	if d.watch, err = d.healthMonitor(o); err != nil {
+		return nil, err
+	}
 	split, err := fence.New(cs, d.pairs, fence.Options{Cluster: cfg.Cluster, Namespace: cfg.Kubernetes.Namespace,
 		Deployments: cfg.Standby.Deployments, SelfFence: cfg.SelfFence, Registerer: o.Registry, Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	return []loop{
+	loops := []loop{
 		{"certificate", cert.Run},
 		{"heartbeat", hb.Run},
 		{"readiness", mon.Run},
@@ -242,7 +293,11 @@ func (d *deps) loops(o Options, cs kubernetes.Interface, dyn dynamic.Interface) 
 		{"failover", fo.Run},
 		{"fence", split.Run},
 		{"export", func(ctx context.Context) error { return d.exportWhileActive(ctx, cs) }},
-	}, nil
+	}
+	if d.watch != nil {
+		loops = append(loops, loop{"health", d.watch.Run})
+	}
+	return loops, nil
 }
 
 func (d *deps) failoverHandler(o Options, dyn dynamic.Interface, mon *readiness.Monitor) (*failover.Handler, error) {
@@ -266,18 +321,6 @@ func (d *deps) failoverHandler(o Options, dyn dynamic.Interface, mon *readiness.
 	return failover.New(d.js, d.repo, opts)
 }
 
-// facts are the heartbeat's optional fields this agent knows: what its Flux applied.
-func (d *deps) facts(dyn dynamic.Interface) func(ctx context.Context) (event.Heartbeat, error) {
-	rev := failover.FluxRevision(dyn, d.o.Config.Flux.Namespace, d.o.Config.Flux.Kustomization)
-	return func(ctx context.Context) (event.Heartbeat, error) {
-		r, err := rev(ctx)
-		if err != nil {
-			return event.Heartbeat{}, err
-		}
-		return event.Heartbeat{FluxRevision: r}, nil
-	}
-}
-
 // exportWhileActive runs the secret exporter while pair.yaml says this cluster is active, sealing
 // for the peer; after a failover it stops (the new active exports the other way).
 func (d *deps) exportWhileActive(ctx context.Context, cs kubernetes.Interface) error {
@@ -297,7 +340,7 @@ func (d *deps) exportWhileActive(ctx context.Context, cs kubernetes.Interface) e
 				return err
 			}
 			exp, err := export.New(cs, d.repo, export.Options{Self: cfg.Cluster, Peer: peer, Namespace: cfg.Kubernetes.Namespace,
-				Names: cfg.Secrets.Names, Key: d.key, Layout: d.layout, DeleteRemoved: cfg.Secrets.DeleteRemoved, Logger: d.o.Logger})
+				Names: cfg.Secrets.Names, Key: d.key, Layout: d.layout, DeleteRemoved: cfg.Secrets.DeleteRemoved, Metrics: d.exportMetrics, Logger: d.o.Logger})
 			if err != nil {
 				return err
 			}

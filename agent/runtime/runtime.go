@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -24,6 +25,8 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/mpha-dev/mpha/agent"
+	"github.com/mpha-dev/mpha/agent/alerts"
+	"github.com/mpha-dev/mpha/agent/export"
 )
 
 // Options configure the runtime.
@@ -66,7 +69,10 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("kubernetes dynamic client: %w", err)
 	}
-	m := newMetrics(o.Registry, o.Config.Cluster, o.Identity)
+	m, err := newMetrics(o.Registry, o.Config.Cluster, o.Identity)
+	if err != nil {
+		return err
+	}
 	srv, err := serve(ctx, o, m)
 	if err != nil {
 		return err
@@ -203,6 +209,9 @@ func serve(ctx context.Context, o Options, m *metrics) (*http.Server, error) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{Registry: o.Registry}))
+	if o.Config.Alerts.Enabled {
+		mux.HandleFunc(o.Config.Alerts.Path, m.bridge)
+	}
 	s := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -221,16 +230,41 @@ func serve(ctx context.Context, o Options, m *metrics) (*http.Server, error) {
 type metrics struct {
 	leader   prometheus.Gauge
 	restarts *prometheus.CounterVec
+	retries  *prometheus.CounterVec
+	export   *export.Metrics
 	ready    atomic.Bool
+	// alerts is the leader's alert bridge, served on the health port; nil on a follower.
+	alerts atomic.Pointer[alerts.Handler]
 }
 
-func newMetrics(reg prometheus.Registerer, cluster, identity string) *metrics {
+func newMetrics(reg prometheus.Registerer, cluster, identity string) (*metrics, error) {
 	m := &metrics{
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{Name: "mpha_leader", Help: "1 while this replica leads and runs the loops.",
 			ConstLabels: prometheus.Labels{"cluster": cluster, "replica": identity}}),
 		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mpha_loop_restarts_total",
 			Help: "Loops that ended with an error and were restarted."}, []string{"loop"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mpha_git_push_retries_total",
+			Help: "Git writes that did not land and were tried again on the new head (a racing push, Git unreachable), by branch kind (main, failover, drill)."},
+			[]string{"branch"}),
 	}
-	reg.MustRegister(m.leader, m.restarts)
-	return m
+	reg.MustRegister(m.leader, m.restarts, m.retries)
+	for _, b := range []string{"main", "failover", "drill"} {
+		m.retries.WithLabelValues(b)
+	}
+	var err error
+	if m.export, err = export.NewMetrics(reg); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// branchKind keeps the retries' label set small: a failover's branch name is per request.
+func branchKind(branch, main string) string {
+	switch {
+	case branch == main:
+		return "main"
+	case strings.HasPrefix(branch, "mpha/drill/"):
+		return "drill"
+	}
+	return "failover"
 }

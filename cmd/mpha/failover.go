@@ -308,19 +308,11 @@ func readSigningKey(file string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)
 	}
-	block, _ := pem.Decode(b)
-	if block == nil || block.Type != "PRIVATE KEY" {
-		return nil, fmt.Errorf("signing key %s: want a PEM \"PRIVATE KEY\" block (PKCS#8)", file)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	k, err := event.ParseSigningKey(b)
 	if err != nil {
 		return nil, fmt.Errorf("signing key %s: %w", file, err)
 	}
-	ed, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("signing key %s: a %T, want ed25519", file, k)
-	}
-	return ed, nil
+	return k, nil
 }
 
 type planOptions struct {

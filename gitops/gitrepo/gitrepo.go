@@ -54,6 +54,10 @@ type Options struct {
 	// Backoff bounds the attempts of one Apply (Steps of them); the zero value means DefaultBackoff.
 	// A Cap ends the attempts early: wait.Backoff stops stepping once the cap is reached.
 	Backoff wait.Backoff
+	// OnRetry, if set, is called after each attempt of an Apply that failed for a reason another
+	// attempt may fix (a push that raced another, Git unreachable): the agent counts them
+	// (mpha_git_push_retries_total).
+	OnRetry func(branch string)
 	Logger  *slog.Logger
 }
 
@@ -196,6 +200,9 @@ func (w *Writer) Apply(ctx context.Context, ch Change) (Result, error) {
 			return false, err
 		}
 		last = err
+		if w.opts.OnRetry != nil {
+			w.opts.OnRetry(branch)
+		}
 		w.log.Warn("git write did not land; retrying on the new head", "branch", branch, "attempt", res.Attempts, "error", redact.String(err.Error()))
 		return false, nil
 	})

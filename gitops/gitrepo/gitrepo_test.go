@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -283,7 +284,8 @@ func TestServerOutageIsRetried(t *testing.T) {
 	proxy := testrig.StartProxy(t, f.srv.HostPort())
 	url := "http://" + proxy.Addr + "/" + repo
 	proxy.Down()
-	w := f.writer(t, url)
+	var retries atomic.Int64
+	w := f.writer(t, url, func(o *gitrepo.Options) { o.OnRetry = func(string) { retries.Add(1) } })
 	go func() {
 		time.Sleep(time.Second)
 		if err := proxy.Up(); err != nil {
@@ -297,6 +299,9 @@ func TestServerOutageIsRetried(t *testing.T) {
 	}
 	if res.Attempts < 2 {
 		t.Errorf("%d attempts, want retries during the outage", res.Attempts)
+	}
+	if got := retries.Load(); got != int64(res.Attempts-1) {
+		t.Errorf("OnRetry called %d times for %d attempts", got, res.Attempts)
 	}
 	if got, ok := fileAt(t, headCommit(t, f.clone(t, "main")), "mpha/x.yaml"); !ok || got != string(owned("x: 1\n")) {
 		t.Errorf("the change did not land: %q", got)

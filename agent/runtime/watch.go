@@ -1,0 +1,144 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/mpha-dev/mpha/agent/alerts"
+	"github.com/mpha-dev/mpha/agent/event"
+	"github.com/mpha-dev/mpha/agent/failover"
+	"github.com/mpha-dev/mpha/agent/health"
+	"github.com/mpha-dev/mpha/agent/readiness"
+)
+
+// watchSecrets reads what the health monitor and the alert bridge need from the agent's Secrets:
+// at set-up, which retries while one is missing.
+func (d *deps) watchSecrets(ctx context.Context, o Options, cs kubernetes.Interface) error {
+	h, a := o.Config.Health, o.Config.Alerts
+	if h.CredentialsSecret != "" {
+		s, err := cs.CoreV1().Secrets(o.Namespace).Get(ctx, h.CredentialsSecret, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("health.credentialsSecret: reading %s/%s: %w", o.Namespace, h.CredentialsSecret, err)
+		}
+		d.probeCreds = health.Credentials{Username: string(s.Data["username"]), Password: string(s.Data["password"]),
+			Token: string(s.Data["token"])}
+	}
+	if h.CASecret != "" {
+		ca, err := secretField(ctx, cs, o.Namespace, h.CASecret, "ca.crt")
+		if err != nil {
+			return fmt.Errorf("health.caSecret: %w", err)
+		}
+		d.probeCA = ca
+	}
+	if a.Enabled {
+		s, err := cs.CoreV1().Secrets(o.Namespace).Get(ctx, a.AuthSecret, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("alerts.authSecret: reading %s/%s: %w", o.Namespace, a.AuthSecret, err)
+		}
+		d.alertAuth = alerts.Auth{Token: string(s.Data["token"]), Username: string(s.Data["username"]), Password: string(s.Data["password"])}
+	}
+	return nil
+}
+
+// healthMonitor builds the watch on the active MP (architecture §2) from health.*; nil, and a
+// warning, when neither an organization nor probes say what to ask the MP.
+func (d *deps) healthMonitor(o Options) (*health.Monitor, error) {
+	h := o.Config.Health
+	if h.Organization == "" && len(h.Probes) == 0 {
+		o.Logger.Warn("health monitoring is off: set health.organization (the MP's spec.organization) or health.probes")
+		return nil, nil
+	}
+	opts := health.Options{
+		Cluster: o.Config.Cluster, Pair: o.Config.Pair, Organization: h.Organization, Port: h.Port, SelfURL: h.SelfURL,
+		Credentials: d.probeCreds, CABundle: d.probeCA,
+		Timeout: h.Timeout.Duration, Interval: h.Interval.Duration, Failures: h.Failures, Recoveries: h.Recoveries,
+		HeartbeatMaxAge: 3 * o.Config.HeartbeatInterval.Duration, AutoPropose: h.AutoPropose, SigningKey: d.signer,
+		Registerer: o.Registry, Logger: o.Logger.With("loop", "health"),
+	}
+	for _, p := range h.Probes {
+		opts.Probes = append(opts.Probes, health.Probe{Name: p.Name, Path: p.Path})
+	}
+	if h.ProbeURL != "" {
+		opts.URLs = []string{h.ProbeURL}
+	}
+	peers, err := health.NewStreamHeartbeats(d.js, o.Config.Pair)
+	if err != nil {
+		return nil, err
+	}
+	return health.New(d.js, d.pairs, peers, opts)
+}
+
+// facts are the heartbeat's optional fields (architecture §6): what this cluster's Flux applied,
+// its own MP's health while it is the active one, and the public facts of its TSB secrets (the
+// signing keys' kids, the root CAs' fingerprints). A fact that cannot be read is left out; the
+// heartbeat still goes.
+func (d *deps) facts(cs kubernetes.Interface, dyn dynamic.Interface) func(ctx context.Context) (event.Heartbeat, error) {
+	cfg := d.o.Config
+	rev := failover.FluxRevision(dyn, cfg.Flux.Namespace, cfg.Flux.Kustomization)
+	log := d.o.Logger.With("loop", "heartbeat")
+	return func(ctx context.Context) (event.Heartbeat, error) {
+		var hb event.Heartbeat
+		r, err := rev(ctx)
+		if err != nil {
+			log.Debug("heartbeat without the Flux revision", "error", err)
+		}
+		hb.FluxRevision = r
+		if d.watch != nil {
+			hb.MP = d.watch.Self()
+		}
+		facts, err := readiness.Gather(ctx, cs, cfg.Kubernetes.Namespace, readiness.CheckedSecrets(), d.key)
+		if err != nil {
+			log.Debug("heartbeat without the secrets' facts", "error", err)
+			return hb, nil
+		}
+		var cas []string
+		for name, f := range facts {
+			if len(f.Kids) > 0 {
+				if hb.Kids == nil {
+					hb.Kids = map[string]string{}
+				}
+				hb.Kids[name] = strings.Join(f.Kids, ",")
+			}
+			if f.CA != "" {
+				cas = append(cas, f.CA)
+			}
+		}
+		slices.Sort(cas)
+		hb.CAFingerprints = slices.Compact(cas)
+		return hb, nil
+	}
+}
+
+// alertBridge builds the Alertmanager webhook receiver (alerts.*); nil when disabled.
+func (d *deps) alertBridge(o Options) (*alerts.Handler, error) {
+	a := o.Config.Alerts
+	if !a.Enabled {
+		return nil, nil
+	}
+	opts := alerts.Options{Cluster: o.Config.Cluster, Pair: o.Config.Pair, Remember: a.Remember.Duration, SigningKey: d.signer,
+		Auth: d.alertAuth, Registerer: o.Registry, Logger: o.Logger.With("loop", "alerts")}
+	for _, r := range a.Rules {
+		opts.Rules = append(opts.Rules, alerts.Rule{Alert: r.Alert, Labels: r.Labels, Action: alerts.Action(r.Action),
+			Target: r.Target, Mode: event.Mode(r.Mode)})
+	}
+	return alerts.New(d.js, opts)
+}
+
+// bridge serves the alert bridge of the leader; a follower (or a leader still setting up)
+// answers 503, which Alertmanager retries.
+func (m *metrics) bridge(w http.ResponseWriter, r *http.Request) {
+	h := m.alerts.Load()
+	if h == nil {
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "this replica is not the acting agent; retry", http.StatusServiceUnavailable)
+		return
+	}
+	h.ServeHTTP(w, r)
+}

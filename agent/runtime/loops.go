@@ -92,6 +92,7 @@ func runLoops(ctx context.Context, o Options, cs kubernetes.Interface, dyn dynam
 	}
 	var wg sync.WaitGroup
 	for _, l := range loops {
+		m.restarts.WithLabelValues(l.name) // at 0 from the start: an alert sees the first restart
 		wg.Go(func() { supervise(ctx, o, m, l) })
 	}
 	wg.Wait()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"regexp"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,6 +24,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/mpha-dev/mpha/agent"
 	"github.com/mpha-dev/mpha/agent/event"
@@ -278,6 +282,13 @@ health: {organization: tetrate, credentialsSecret: mpha-probe, caSecret: mpha-pr
 		}
 		return nil
 	})
+	exposed := map[string]bool{}
+	for _, r := range []*replica{e, w} {
+		for name := range scrape(t, r.url+"/metrics") {
+			exposed[name] = true
+		}
+	}
+	checkMonitoring(t, exposed)
 	for _, tc := range []struct {
 		replica *replica
 		series  []string
@@ -310,6 +321,75 @@ health: {organization: tetrate, credentialsSecret: mpha-probe, caSecret: mpha-pr
 	subj, _ := event.NewSubjects("tsb-mp")
 	for _, m := range testrig.StreamMessages(t, ctx, js, subj.Stream(), subj.All()) {
 		leaks.Scan(t, "event on "+m.Subject, string(m.Data))
+	}
+}
+
+// checkMonitoring reads manifests/monitoring: the PrometheusRule's alerts each have an expression
+// and a severity, the dashboard's panels each a query, and every mpha_ series they name is one
+// the agents expose.
+func checkMonitoring(t *testing.T, exposed map[string]bool) {
+	t.Helper()
+	rules, err := os.ReadFile("../../manifests/monitoring/prometheusrule.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pr struct {
+		Kind string `json:"kind"`
+		Spec struct {
+			Groups []struct {
+				Name  string `json:"name"`
+				Rules []struct {
+					Alert  string            `json:"alert"`
+					Expr   string            `json:"expr"`
+					Labels map[string]string `json:"labels"`
+				} `json:"rules"`
+			} `json:"groups"`
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal(rules, &pr); err != nil {
+		t.Fatalf("prometheusrule.yaml: %v", err)
+	}
+	alerts := 0
+	for _, g := range pr.Spec.Groups {
+		for _, r := range g.Rules {
+			alerts++
+			if r.Alert == "" || r.Expr == "" || r.Labels["severity"] == "" {
+				t.Errorf("rule %q in %s: an alert, an expr and a severity are required", r.Alert, g.Name)
+			}
+		}
+	}
+	if pr.Kind != "PrometheusRule" || alerts < 10 {
+		t.Errorf("prometheusrule.yaml: kind %q with %d alerts", pr.Kind, alerts)
+	}
+	board, err := os.ReadFile("../../manifests/monitoring/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(board, &dash); err != nil {
+		t.Fatalf("grafana-dashboard.json: %v", err)
+	}
+	for _, p := range dash.Panels {
+		if len(p.Targets) == 0 || p.Targets[0].Expr == "" {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+	}
+	names := regexp.MustCompile(`mpha_[a-z0-9_]+`).FindAllString(string(rules)+string(board), -1)
+	if len(names) < 15 {
+		t.Errorf("the monitoring files name %d series", len(names))
+	}
+	for _, n := range names {
+		base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(n, "_bucket"), "_count"), "_sum")
+		if !exposed[n] && !exposed[base] {
+			t.Errorf("manifests/monitoring uses %s, which no agent exposes", n)
+		}
 	}
 }
 

@@ -101,25 +101,7 @@ sealedSecrets: {certURL: %q}
 			t.Logf("--- agent logs ---\n%s", logs)
 		}
 	})
-	start := func(name string) *replica {
-		r := &replica{name: name, addr: make(chan string, 1), done: make(chan error, 1)}
-		rctx, stop := context.WithCancel(ctx)
-		r.stop = stop
-		go func() {
-			r.done <- runtime.Run(rctx, runtime.Options{Config: cfg, Namespace: "mpha", Identity: name, Rest: c.Config,
-				Listen: "127.0.0.1:0", LeaderElection: true, InsecureHTTPCredentials: true,
-				LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 500 * time.Millisecond,
-				Logger:  slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test-replica", name),
-				Started: func(addr string) { r.addr <- addr }})
-		}()
-		select {
-		case a := <-r.addr:
-			r.url = "http://" + a
-		case err := <-r.done:
-			t.Fatalf("replica %s: %v", name, err)
-		}
-		return r
-	}
+	start := func(name string) *replica { return startReplica(ctx, t, c, cfg, "mpha", name, true, logs) }
 	a, b := start("agent-a"), start("agent-b")
 	for _, r := range []*replica{a, b} {
 		for _, path := range []string{"/healthz", "/readyz"} {
@@ -177,6 +159,29 @@ sealedSecrets: {certURL: %q}
 	if strings.Contains(logs.String(), srv.Password) {
 		t.Error("the Git password is in the logs")
 	}
+}
+
+// startReplica runs one agent replica of cfg in namespace ns of cluster c (leader election with
+// short lease timings when elect) and returns once it serves.
+func startReplica(ctx context.Context, t *testing.T, c *testrig.Cluster, cfg *agent.Config, ns, name string, elect bool, logs io.Writer) *replica {
+	t.Helper()
+	r := &replica{name: name, addr: make(chan string, 1), done: make(chan error, 1)}
+	rctx, stop := context.WithCancel(ctx)
+	r.stop = stop
+	go func() {
+		r.done <- runtime.Run(rctx, runtime.Options{Config: cfg, Namespace: ns, Identity: name, Rest: c.Config,
+			Listen: "127.0.0.1:0", LeaderElection: elect, InsecureHTTPCredentials: true,
+			LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 500 * time.Millisecond,
+			Logger:  slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test-replica", name),
+			Started: func(addr string) { r.addr <- addr }})
+	}()
+	select {
+	case a := <-r.addr:
+		r.url = "http://" + a
+	case err := <-r.done:
+		t.Fatalf("replica %s: %v", name, err)
+	}
+	return r
 }
 
 func get(t *testing.T, url string) int {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -30,7 +29,6 @@ import (
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/health"
 	"github.com/mpha-dev/mpha/agent/readiness/readinesstest"
-	"github.com/mpha-dev/mpha/agent/runtime"
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
 
@@ -155,23 +153,8 @@ health: {organization: tetrate, credentialsSecret: mpha-probe, caSecret: mpha-pr
 		}
 	})
 	run := func(cfg *agent.Config, ns, name string, elect bool) *replica {
-		r := &replica{name: name, addr: make(chan string, 1), done: make(chan error, 1)}
-		rctx, stop := context.WithCancel(ctx)
-		r.stop = stop
-		t.Cleanup(func() { stop(); <-r.done })
-		go func() {
-			r.done <- runtime.Run(rctx, runtime.Options{Config: cfg, Namespace: ns, Identity: name, Rest: c.Config,
-				Listen: "127.0.0.1:0", LeaderElection: elect, InsecureHTTPCredentials: true,
-				LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 500 * time.Millisecond,
-				Logger:  slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test-replica", name),
-				Started: func(addr string) { r.addr <- addr }})
-		}()
-		select {
-		case a := <-r.addr:
-			r.url = "http://" + a
-		case err := <-r.done:
-			t.Fatalf("replica %s: %v", name, err)
-		}
+		r := startReplica(ctx, t, c, cfg, ns, name, elect, logs)
+		t.Cleanup(func() { r.stop(); <-r.done })
 		return r
 	}
 	e := run(east, "mpha-east", "east-a", false)

@@ -12,10 +12,13 @@ import (
 	"strings"
 	"time"
 
+	"helm.sh/helm/v3/pkg/strvals"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/values"
+	"github.com/mpha-dev/mpha/internal/redact"
 	"github.com/mpha-dev/mpha/internal/strictyaml"
 )
 
@@ -230,6 +233,33 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
 	return Parse(b)
+}
+
+// LoadWithOverrides is Load with Helm-style overrides applied to the file first ("forge.mode=branch",
+// "health.failures=5", "secrets.names={iam-signing-key,tsb-iam-jwks}"): the agent's --set flags
+// and MPHA_SET. An override naming an unknown key is refused like the same key in the file.
+func LoadWithOverrides(path string, sets []string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	if len(sets) == 0 {
+		return Parse(b)
+	}
+	doc := map[string]any{}
+	if err := sigsyaml.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("decoding config: %w", err)
+	}
+	for _, s := range sets {
+		if err := strvals.ParseInto(s, doc); err != nil {
+			return nil, fmt.Errorf("override %q: %w", redact.String(s), err)
+		}
+	}
+	merged, err := sigsyaml.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("applying overrides: %w", err)
+	}
+	return Parse(merged)
 }
 
 // Parse decodes, defaults and validates a configuration document.

@@ -171,3 +171,27 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// --set overrides apply to the file before it is validated: values are typed as Helm types
+// them, and an unknown key is refused with its name, like in the file.
+func TestLoadWithOverrides(t *testing.T) {
+	t.Parallel()
+	c, err := agent.LoadWithOverrides("testdata/east.yaml", []string{"forge.mode=branch", "health.failures=5",
+		"health.interval=30s", "selfFence=false", "secrets.names={iam-signing-key,tsb-iam-jwks}"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Forge.Mode != "branch" || c.Health.Failures != 5 || c.Health.Interval.Duration != 30*time.Second || c.SelfFence ||
+		len(c.Secrets.Names) != 2 || c.Cluster != "east" {
+		t.Errorf("overrides not applied: %+v", c)
+	}
+	for _, tc := range []struct{ set, want string }{
+		{"colour=blue", `unknown field "colour"`},
+		{"health.failures=0x", "health.failures"},
+		{"forge.mode=sideways", `forge.mode: "sideways"`},
+	} {
+		if _, err := agent.LoadWithOverrides("testdata/east.yaml", []string{tc.set}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("--set %s: %v, want an error with %q", tc.set, err, tc.want)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 type agentOptions struct {
 	config, namespace, identity, listen string
+	sets                                []string
 	leaderElect, insecureHTTP           bool
 	leaseDuration, renewDeadline, retry time.Duration
 }
@@ -34,7 +35,7 @@ Secrets named by the configuration are read from --namespace. SIGTERM releases t
 			if ao.config == "" {
 				return errors.New("--config is required")
 			}
-			cfg, err := agent.Load(ao.config)
+			cfg, err := agent.LoadWithOverrides(ao.config, ao.sets)
 			if err != nil {
 				return fmt.Errorf("%s: %w", ao.config, err)
 			}
@@ -51,6 +52,7 @@ Secrets named by the configuration are read from --namespace. SIGTERM releases t
 	}
 	f := cmd.Flags()
 	f.StringVar(&ao.config, "config", "", "the agent's configuration file (required)")
+	f.StringArrayVar(&ao.sets, "set", nil, "override a configuration key, Helm-style (forge.mode=branch; repeatable; env MPHA_SET)")
 	f.StringVar(&ao.namespace, "namespace", agentNamespace(), "the agent's namespace: its Secrets, Lease, ConfigMap and Events (default $POD_NAMESPACE, else mpha)")
 	f.StringVar(&ao.identity, "identity", podName(), "this replica's name in the Lease (default $POD_NAME, else the host name)")
 	f.StringVar(&ao.listen, "listen", ":8080", "address of /healthz, /readyz and /metrics")

@@ -20,4 +20,10 @@ func TestAgentRefusesBadConfig(t *testing.T) {
 	if _, _, err := run(t, "agent", "--config", file, "--kubeconfig", filepath.Join(t.TempDir(), "none")); err == nil || !strings.Contains(err.Error(), "flux.kustomization") {
 		t.Errorf("bad config: %v", err)
 	}
+	// --set repairs the file's key, and names a bad key of its own.
+	if _, _, err := run(t, "agent", "--config", file, "--set", "flux.kustomization=mpha", "--set", "health.port=99999",
+		"--kubeconfig", filepath.Join(t.TempDir(), "none")); err == nil || strings.Contains(err.Error(), "flux.kustomization") ||
+		!strings.Contains(err.Error(), "health.port") {
+		t.Errorf("--set: %v", err)
+	}
 }

@@ -148,6 +148,18 @@ var (
 	roleModes     = []string{"manifest", "values"}
 )
 
+// Enumerations lists the allowed values of each enumerated key, by key path: the chart's
+// values.schema.json and docs/configuration.md are generated from it (charts/configref.go).
+func Enumerations() map[string][]string {
+	return map[string][]string{
+		"kubernetes.installModel": slices.Clone(installModels),
+		"forge.kind":              slices.Clone(forgeKinds),
+		"forge.mode":              slices.Clone(forgeModes),
+		"postgres.topology":       slices.Clone(topologies),
+		"standby.roleMode":        slices.Clone(roleModes),
+	}
+}
+
 // DefaultSecretNames lists the TSB secrets a management plane needs on its standby
 // (architecture §4): the Helm model's two, and for the generic model ten more.
 func DefaultSecretNames(installModel string) []string {

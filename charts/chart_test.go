@@ -170,12 +170,16 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 			sub(v, "git")["authSecret"] = map[string]any{"username": "mpha", "password": "hunter2"}
 		}, "/config/git/authSecret"},
 		{"inline Git password", func(v map[string]any) { sub(v, "git")["password"] = "hunter2" }, "password"},
-		{"inline forge token", func(v map[string]any) { cfg(v)["forge"] = map[string]any{"kind": "github", "url": "https://api.github.com", "token": "ghp_x"} }, "token"},
+		{"inline forge token", func(v map[string]any) {
+			cfg(v)["forge"] = map[string]any{"kind": "github", "url": "https://api.github.com", "token": "ghp_x"}
+		}, "token"},
 		{"inline NATS credentials", func(v map[string]any) { sub(v, "nats")["creds"] = "-----BEGIN NATS USER JWT-----" }, "creds"},
 		{"inline secret at the chart's top level", func(v map[string]any) { v["secrets"] = map[string]any{"git": map[string]any{"password": "x"}} }, "secrets"},
 		{"secret name with a slash", func(v map[string]any) { sub(v, "git")["authSecret"] = "ns/mpha-git" }, "/config/git/authSecret"},
 		{"forge none with pull requests", func(v map[string]any) { delete(sub(v, "forge"), "mode") }, "mode"},
-		{"forge without a token Secret", func(v map[string]any) { cfg(v)["forge"] = map[string]any{"kind": "gitea", "url": "https://gitea.example.com"} }, "tokenSecret"},
+		{"forge without a token Secret", func(v map[string]any) {
+			cfg(v)["forge"] = map[string]any{"kind": "gitea", "url": "https://gitea.example.com"}
+		}, "tokenSecret"},
 		{"image digest malformed", func(v map[string]any) { v["image"] = map[string]any{"repository": "r", "digest": "latest"} }, "/image/digest"},
 	}
 	for _, tc := range tests {
@@ -214,21 +218,21 @@ func sub(v map[string]any, key string) map[string]any {
 // generated schema has not drifted from the agent.
 func TestSchemaAgreesWithTheAgent(t *testing.T) {
 	docs := map[string]bool{
-		"cluster: east\npair: p\ngit: {url: https://g.example.com/r.git}\nnats: {url: nats://n:4222}\nforge: {mode: direct}\n":             true,
-		"cluster: east\npair: p\ngit: {url: https://g.example.com/r.git}\nnats: {url: nats://n:4222}\n":                                    false, // forge none, mode pr
-		"pair: p\ngit: {url: https://g.example.com/r.git}\nnats: {url: nats://n:4222}\nforge: {mode: direct}\n":                            false,
-		"cluster: east\npair: p\nnats: {url: nats://n:4222}\nforge: {mode: direct}\n":                                                      false,
-		"cluster: east\npair: p\ngit: {url: https://g.example.com/r.git}\nforge: {mode: direct}\n":                                         false,
+		"cluster: east\npair: p\ngit: {url: https://g.example.com/r.git}\nnats: {url: nats://n:4222}\nforge: {mode: direct}\n":                                            true,
+		"cluster: east\npair: p\ngit: {url: https://g.example.com/r.git}\nnats: {url: nats://n:4222}\n":                                                                   false, // forge none, mode pr
+		"pair: p\ngit: {url: https://g.example.com/r.git}\nnats: {url: nats://n:4222}\nforge: {mode: direct}\n":                                                           false,
+		"cluster: east\npair: p\nnats: {url: nats://n:4222}\nforge: {mode: direct}\n":                                                                                     false,
+		"cluster: east\npair: p\ngit: {url: https://g.example.com/r.git}\nforge: {mode: direct}\n":                                                                        false,
 		"cluster: east\npair: p\ngit: {url: https://g.example.com/r.git}\nnats: {url: nats://n:4222}\nforge: {kind: gitea, url: https://g.example.com, tokenSecret: t}\n": true,
 		"cluster: east\npair: p\ngit: {url: https://g.example.com/r.git}\nnats: {url: nats://n:4222}\nforge: {kind: gitea, url: https://g.example.com}\n":                 false,
-		"cluster: east\npair: p\ngit: {url: https://g.example.com/r.git}\nnats: {url: nats://n:4222}\nforge: {mode: direct}\nkubernetes: {installModel: generic}\n":      true,
-		"cluster: east\npair: p\ngit: {url: https://g.example.com/r.git}\nnats: {url: nats://n:4222}\nforge: {mode: direct}\npostgres: {topology: mirrored}\n":          false,
-		"cluster: east\npair: p\ngit: {url: https://g.example.com/r.git}\nnats: {url: nats://n:4222}\nforge: {mode: direct}\nstandby: {roleMode: values}\n":             true,
-		"cluster: east\npair: p\ngit: {url: https://g.example.com/r.git}\nnats: {url: nats://n:4222}\nforge: {mode: direct}\nstandby: {roleMode: replicas}\n":           false,
-		"cluster: east\npair: p\ngit: {url: https://g.example.com/r.git}\nnats: {url: nats://n:4222}\nforge: {mode: direct}\nheartbeatInterval: 1m30s\n":               true,
-		"cluster: east\npair: p\ngit: {url: https://g.example.com/r.git}\nnats: {url: nats://n:4222}\nforge: {mode: direct}\nheartbeatInterval: soon\n":                 false,
-		"cluster: east\npair: p\ngit: {url: https://g.example.com/r.git, password: x}\nnats: {url: nats://n:4222}\nforge: {mode: direct}\n":                            false,
-		"cluster: East\npair: p\ngit: {url: https://g.example.com/r.git}\nnats: {url: nats://n:4222}\nforge: {mode: direct}\n":                                          false,
+		"cluster: east\npair: p\ngit: {url: https://g.example.com/r.git}\nnats: {url: nats://n:4222}\nforge: {mode: direct}\nkubernetes: {installModel: generic}\n":       true,
+		"cluster: east\npair: p\ngit: {url: https://g.example.com/r.git}\nnats: {url: nats://n:4222}\nforge: {mode: direct}\npostgres: {topology: mirrored}\n":            false,
+		"cluster: east\npair: p\ngit: {url: https://g.example.com/r.git}\nnats: {url: nats://n:4222}\nforge: {mode: direct}\nstandby: {roleMode: values}\n":               true,
+		"cluster: east\npair: p\ngit: {url: https://g.example.com/r.git}\nnats: {url: nats://n:4222}\nforge: {mode: direct}\nstandby: {roleMode: replicas}\n":             false,
+		"cluster: east\npair: p\ngit: {url: https://g.example.com/r.git}\nnats: {url: nats://n:4222}\nforge: {mode: direct}\nheartbeatInterval: 1m30s\n":                  true,
+		"cluster: east\npair: p\ngit: {url: https://g.example.com/r.git}\nnats: {url: nats://n:4222}\nforge: {mode: direct}\nheartbeatInterval: soon\n":                   false,
+		"cluster: east\npair: p\ngit: {url: https://g.example.com/r.git, password: x}\nnats: {url: nats://n:4222}\nforge: {mode: direct}\n":                               false,
+		"cluster: East\npair: p\ngit: {url: https://g.example.com/r.git}\nnats: {url: nats://n:4222}\nforge: {mode: direct}\n":                                            false,
 	}
 	for _, doc := range slices.Sorted(mapsKeys(docs)) {
 		want := docs[doc]

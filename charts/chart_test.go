@@ -16,6 +16,7 @@ import (
 
 	"github.com/mpha-dev/mpha/agent"
 	"github.com/mpha-dev/mpha/internal/golden"
+	"github.com/mpha-dev/mpha/internal/ociimage"
 )
 
 const chartDir = "mpha"
@@ -99,6 +100,15 @@ func TestRender(t *testing.T) {
 				t.Fatal(err)
 			}
 			golden.Assert(t, "testdata/"+name+".golden.yaml", []byte(manifest(files)))
+			if name == "minimal" {
+				ref, err := ociimage.ChartReference(chartDir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !strings.Contains(files["mpha/templates/deployment.yaml"], "image: "+ref+"\n") {
+					t.Errorf("the Deployment does not run %s, the image make image builds", ref)
+				}
+			}
 			cfg := configOf(t, files)
 			if _, err := agent.Parse([]byte(cfg)); err != nil {
 				t.Errorf("the agent refuses the rendered configuration: %v\n%s", err, cfg)

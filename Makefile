@@ -18,6 +18,19 @@ export MPHA_BIN := $(BIN)
 build: ## build bin/mpha
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/mpha ./cmd/mpha
 
+IMAGE_ARCH ?= amd64
+
+.PHONY: image
+image: ## the container image, docker-loadable, into dist/mpha-image.tar (no Docker daemon; tag = the chart's default image)
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath -ldflags '-s -w $(LDFLAGS)' -o dist/linux-$(IMAGE_ARCH)/mpha ./cmd/mpha
+	$(GO) run ./internal/ociimage/mkimage -binary dist/linux-$(IMAGE_ARCH)/mpha -arch $(IMAGE_ARCH) -chart charts/mpha \
+		-version $(VERSION) -revision $(COMMIT) -created $$(git log -1 --format=%cI 2>/dev/null || echo 1970-01-01T00:00:00Z) \
+		-out dist/mpha-image.tar
+
+.PHONY: generate
+generate: ## rewrite the files generated from agent.Config: docs/configuration.md, the chart's schema and defaults
+	MPHA_UPDATE_GOLDEN=1 $(GO) test -count=1 -run 'TestGeneratedFilesAreCurrent' ./charts/
+
 .PHONY: test
 test: tools deps-check ## unit + integration tests on real components (builds the tools first)
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...

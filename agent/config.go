@@ -27,7 +27,9 @@ type Config struct {
 	// Cluster is this cluster's name in pair.yaml.
 	Cluster string `json:"cluster"`
 	// Pair names the pair: NATS subjects and the stream name derive from it.
-	Pair              string          `json:"pair"`
+	Pair string `json:"pair"`
+	// HeartbeatInterval is how often the agent publishes its heartbeat; a peer's heartbeat older
+	// than three intervals is no evidence.
 	HeartbeatInterval metav1.Duration `json:"heartbeatInterval"`
 	Kubernetes        Kubernetes      `json:"kubernetes"`
 	Secrets           Secrets         `json:"secrets"`
@@ -46,7 +48,9 @@ type Config struct {
 
 // Kubernetes says where the TSB management plane lives.
 type Kubernetes struct {
-	Namespace   string `json:"namespace"`
+	// Namespace is the MP's namespace: its Secrets, Deployments and Helm release.
+	Namespace string `json:"namespace"`
+	// HelmRelease is the MP's Helm release name.
 	HelmRelease string `json:"helmRelease"`
 	// InstallModel is "helm" (the MP was installed from the Helm chart) or "generic" (tctl).
 	InstallModel string `json:"installModel"`
@@ -140,12 +144,15 @@ type Health struct {
 	CredentialsSecret string `json:"credentialsSecret"`
 	// CASecret names a Secret (agent namespace) whose `ca.crt` is the only trust for the MP's
 	// certificate (default the system roots).
-	CASecret string          `json:"caSecret"`
-	Timeout  metav1.Duration `json:"timeout"`
+	CASecret string `json:"caSecret"`
+	// Timeout bounds each probe (and each NATS call of a round).
+	Timeout metav1.Duration `json:"timeout"`
+	// Interval is the time between rounds.
 	Interval metav1.Duration `json:"interval"`
-	// Failures is how many down rounds in a row make a suggestion; Recoveries how many healthy
-	// rounds end the outage (default Failures), so a flapping MP is suggested once.
-	Failures   int `json:"failures"`
+	// Failures is how many down rounds in a row make a suggestion.
+	Failures int `json:"failures"`
+	// Recoveries is how many healthy rounds in a row end an outage (default failures), so a
+	// flapping MP is suggested once.
 	Recoveries int `json:"recoveries"`
 	// AutoPropose also publishes a failover request (mode planned) with the suggestion: its pull
 	// request still waits for a person, unless forge.mode is direct.
@@ -154,12 +161,15 @@ type Health struct {
 
 // HealthProbe is one request sent through front-envoy.
 type HealthProbe struct {
+	// Name labels the probe in metrics, logs and suggestions.
 	Name string `json:"name"`
+	// Path is the request's path (and query), starting with '/'.
 	Path string `json:"path"`
 }
 
 // Alerts is the Alertmanager webhook bridge, served on the agent's --listen port by the leader.
 type Alerts struct {
+	// Enabled serves the webhook; it needs authSecret and at least one rule.
 	Enabled bool `json:"enabled"`
 	// Path is the webhook's path (default /alerts).
 	Path string `json:"path"`
@@ -175,10 +185,13 @@ type Alerts struct {
 
 // AlertRule maps an alert (alertname and labels) to an action for a target cluster.
 type AlertRule struct {
-	Alert  string            `json:"alert"`
+	// Alert is the alertname a firing alert must have.
+	Alert string `json:"alert"`
+	// Labels the alert must also carry, with these values.
 	Labels map[string]string `json:"labels,omitempty"`
 	// Action is suggest (a person decides) or request (the target proposes the failover).
 	Action string `json:"action"`
+	// Target is the cluster to fail over to (a name in pair.yaml).
 	Target string `json:"target"`
 	// Mode of a request: planned (default) or emergency.
 	Mode string `json:"mode,omitempty"`
@@ -213,6 +226,20 @@ var (
 	topologies    = []string{"auto", "shared", "streaming", "independent", "embedded"}
 	roleModes     = []string{"manifest", "values"}
 )
+
+// Enumerations lists the allowed values of each enumerated key, by key path: the chart's
+// values.schema.json and docs/configuration.md are generated from it (charts/configref.go).
+func Enumerations() map[string][]string {
+	return map[string][]string{
+		"kubernetes.installModel": slices.Clone(installModels),
+		"forge.kind":              slices.Clone(forgeKinds),
+		"forge.mode":              slices.Clone(forgeModes),
+		"postgres.topology":       slices.Clone(topologies),
+		"standby.roleMode":        slices.Clone(roleModes),
+		"alerts.rules[].action":   {"suggest", "request"},
+		"alerts.rules[].mode":     {"planned", "emergency"},
+	}
+}
 
 // DefaultSecretNames lists the TSB secrets a management plane needs on its standby
 // (architecture §4): the Helm model's two, and for the generic model ten more.

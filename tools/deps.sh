@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The machine packages the tests use: PostgreSQL's server binaries (initdb, postgres,
 # pg_basebackup), git (the test Git server execs it), unshare (the sealed-secrets controller runs
-# in its own mount namespace) and gcc (Gitea's SQLite driver is cgo).
+# in its own mount namespace), gcc (Gitea's SQLite driver is cgo) and ca-certificates (the bundle
+# `make image` copies into the container image).
 #   tools/deps.sh check     say what is missing, exit 1 if anything is
 #   tools/deps.sh install   apt-get install what is missing (idempotent)
 set -euo pipefail
@@ -12,6 +13,7 @@ command -v git >/dev/null || missing+=(git)
 command -v unshare >/dev/null || missing+=(util-linux)
 command -v gcc >/dev/null || missing+=(gcc libc6-dev)
 command -v make >/dev/null || missing+=(make)
+[ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates) # the image's CA bundle (make image)
 
 case ${1:-check} in
 check)

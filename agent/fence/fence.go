@@ -12,12 +12,17 @@
 //
 //	deployments        get, list, watch   resourceNames: the Deployments (tsb, iam)
 //	deployments/scale  patch              resourceNames: the same; only with SelfFence
+//
+// and in the namespace of the Events (Options.EventNamespace, default the MP's):
+//
 //	events             create             (create cannot be limited by resourceNames)
 //
-// The Events sit in that namespace because a core/v1 Event must share its involved object's
-// namespace, and kubectl describe deployment shows them there: whoever wonders why tsb is at 0
-// replicas finds SelfFenced next to it. Without the events grant the detector still works; the
-// Events are logged as not sent.
+// By default the Events sit beside the Deployments, where kubectl describe deployment shows them:
+// whoever wonders why tsb is at 0 replicas finds SelfFenced next to it. The chart puts them in
+// the agent's own namespace instead (kubectl get events -n <agent namespace>), so that nothing in
+// the MP's namespace is writable but the scale with SelfFence; an Event outside its object's
+// namespace must be of the events.k8s.io shape (eventTime, reportingController, action). Without
+// the events grant the detector still works; the Events are logged as not sent.
 //
 // It imports gitops and internal/runloop; nothing of cmd.
 package fence
@@ -72,6 +77,10 @@ type Options struct {
 	Namespace string
 	// Deployments are the ones that must not serve on a standby (default tsb, iam).
 	Deployments []string
+	// EventNamespace is where the Events go (default Namespace, beside the Deployments). The
+	// chart sets the agent's own namespace, so that its Role grants nothing writable in the
+	// MP's; the Events still name the Deployment as their object.
+	EventNamespace string
 	// SelfFence scales the ready Deployments to 0 once the split brain has lasted FenceAfter.
 	SelfFence bool
 	// FenceAfter (default DefaultFenceAfter) must exceed how stale the PairSource may be: right

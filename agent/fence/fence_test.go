@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -280,7 +281,12 @@ func TestDetector(t *testing.T) {
 
 	t.Run("least privilege", func(t *testing.T) {
 		s := newSite(t, cs, "mp-rbac", "tsb", "iam", "postgres")
-		grant(t, cs, s.ns, "mpha-agent", "tsb", "iam")
+		agentNS := "mpha-rbac"
+		if _, err := cs.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: agentNS}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		s.eventNS = agentNS
+		grant(t, cs, s.ns, agentNS, "mpha-agent", "tsb", "iam")
 		cfg := rest.CopyConfig(west.Config)
 		cfg.Impersonate = rest.ImpersonationConfig{UserName: "mpha-agent"}
 		agent, err := kubernetes.NewForConfig(cfg)
@@ -296,7 +302,7 @@ func TestDetector(t *testing.T) {
 			t.Fatal("the Role grants more than tsb and iam")
 		}
 		clk := newClock()
-		d, _ := newDetector(t, agent, newPairs(t, "east"), fence.Options{Namespace: s.ns, SelfFence: true,
+		d, _ := newDetector(t, agent, newPairs(t, "east"), fence.Options{Namespace: s.ns, EventNamespace: agentNS, SelfFence: true,
 			FenceAfter: time.Minute, Now: clk.Now, Interval: time.Hour})
 		stop := run(t, d) // informers: list and watch by name
 		defer stop()

@@ -22,6 +22,9 @@ const (
 	ReasonSelfFenced         = "SelfFenced"         // Warning, the agent scaled the Deployment to 0
 )
 
+// ReportingController names the agent in Events kept outside their object's namespace.
+const ReportingController = "mpha.dev/agent"
+
 // maxEventMessage is what client-go's recorder keeps of a message, too.
 const maxEventMessage = 1024
 
@@ -126,7 +129,14 @@ func (d *Detector) emit(ctx context.Context, ref corev1.ObjectReference, reason,
 		FirstTimestamp: now, LastTimestamp: now,
 		Source: corev1.EventSource{Component: "mpha-agent", Host: d.opts.Cluster},
 	}
-	if _, err := d.cs.CoreV1().Events(ref.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+	if ns := d.opts.EventNamespace; ns != "" && ns != ref.Namespace {
+		// The API server accepts an Event in another namespace than its object only in the
+		// events.k8s.io shape: eventTime, reportingController, reportingInstance and action set.
+		ev.Namespace = ns
+		ev.EventTime = metav1.NewMicroTime(now.Time)
+		ev.ReportingController, ev.ReportingInstance, ev.Action = ReportingController, d.opts.Cluster, reason
+	}
+	if _, err := d.cs.CoreV1().Events(ev.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
 		d.log.Warn("emitting split-brain event", "reason", reason, "deployment", ref.Name, "error", err)
 	}
 }

@@ -1,6 +1,7 @@
 package fence_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -88,6 +89,8 @@ func newClock() *clock { return &clock{t: time.Date(2026, 11, 20, 10, 0, 0, 0, t
 type site struct {
 	cs kubernetes.Interface
 	ns string
+	// eventNS holds the Events (default ns).
+	eventNS string
 }
 
 func newSite(t *testing.T, cs kubernetes.Interface, ns string, deployments ...string) *site {
@@ -146,8 +149,8 @@ func (s *site) replicas(t *testing.T, name string) int32 {
 // events lists the Events with reason on Deployment name, as "Type: message".
 func (s *site) events(t *testing.T, name, reason string) []string {
 	t.Helper()
-	l, err := s.cs.CoreV1().Events(s.ns).List(t.Context(), metav1.ListOptions{
-		FieldSelector: "involvedObject.kind=Deployment,involvedObject.name=" + name + ",reason=" + reason})
+	l, err := s.cs.CoreV1().Events(cmp.Or(s.eventNS, s.ns)).List(t.Context(), metav1.ListOptions{
+		FieldSelector: "involvedObject.kind=Deployment,involvedObject.namespace=" + s.ns + ",involvedObject.name=" + name + ",reason=" + reason})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,22 +237,25 @@ type roundTripper func(*http.Request) (*http.Response, error)
 
 func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-// grant gives user the agent's RBAC in ns (the package comment's list).
-func grant(t *testing.T, cs kubernetes.Interface, ns, user string, deployments ...string) {
+// grant gives user the agent's RBAC in ns (the package comment's list), with the Events in
+// eventNS: nothing in ns is writable but the Deployments' scale.
+func grant(t *testing.T, cs kubernetes.Interface, ns, eventNS, user string, deployments ...string) {
 	t.Helper()
 	ctx := t.Context()
-	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "mpha-fence", Namespace: ns}, Rules: []rbacv1.PolicyRule{
-		{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, ResourceNames: deployments, Verbs: []string{"get", "list", "watch"}},
-		{APIGroups: []string{"apps"}, Resources: []string{"deployments/scale"}, ResourceNames: deployments, Verbs: []string{"patch"}},
-		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create"}},
-	}}
-	if _, err := cs.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	bind := func(ns string, rules ...rbacv1.PolicyRule) {
+		role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "mpha-fence", Namespace: ns}, Rules: rules}
+		if _, err := cs.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "mpha-fence", Namespace: ns},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+			Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}}}
+		if _, err := cs.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "mpha-fence", Namespace: ns},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
-		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}}}
-	if _, err := cs.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	bind(ns,
+		rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, ResourceNames: deployments, Verbs: []string{"get", "list", "watch"}},
+		rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"deployments/scale"}, ResourceNames: deployments, Verbs: []string{"patch"}})
+	bind(eventNS, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create"}})
 }

@@ -1,6 +1,7 @@
 package readiness
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -168,6 +169,9 @@ type Local struct {
 	// Names are the exported secrets; the checks' own secrets (CheckedSecrets) are read too.
 	Names []string
 	Key   []byte
+	// Releases, if set, reads the release (a long-lived Reader remembers where it is); else a
+	// fresh one does.
+	Releases *release.Reader
 }
 
 // LocalSite gathers a cluster's facts live: its secrets and its deployed Helm release's values.
@@ -178,7 +182,11 @@ func LocalSite(ctx context.Context, cs kubernetes.Interface, l Local) (Site, err
 		return Site{}, fmt.Errorf("cluster %s: %w", l.Cluster, err)
 	}
 	site := Site{Cluster: l.Cluster, Secrets: secrets}
-	rel, err := release.Latest(ctx, cs, l.Namespace, l.Release)
+	rels := l.Releases
+	if rels == nil {
+		rels = release.NewReader(cs, l.Namespace, cmp.Or(l.Release, "mp"))
+	}
+	rel, err := rels.Latest(ctx)
 	switch {
 	case errors.Is(err, release.ErrNotFound):
 	case err != nil:

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/mpha-dev/mpha/agent/release"
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
 	"github.com/mpha-dev/mpha/gitops/seal"
@@ -56,6 +57,8 @@ type Monitor struct {
 	repo    repo
 	log     *slog.Logger
 	metrics *metrics
+	// releases remembers the release's newest revision between rounds.
+	releases *release.Reader
 }
 
 // New validates opts and returns a Monitor reading the cluster through cs and Git through repo.
@@ -92,7 +95,8 @@ func New(cs kubernetes.Interface, repo repo, opts Options) (*Monitor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("readiness monitor: %w", err)
 	}
-	return &Monitor{opts: opts, cs: cs, repo: repo, log: log.With("cluster", opts.Self), metrics: m}, nil
+	return &Monitor{opts: opts, cs: cs, repo: repo, log: log.With("cluster", opts.Self), metrics: m,
+		releases: release.NewReader(cs, opts.Namespace, opts.Release)}, nil
 }
 
 // RunOnce runs every check once and publishes the results.
@@ -155,7 +159,8 @@ func (m *Monitor) input(ctx context.Context) (Input, error) {
 	if m.opts.Peer != "" && m.opts.Peer != peer {
 		return Input{}, fmt.Errorf("configured peer %q is not %s's peer in %s (%q)", m.opts.Peer, self, l.Pair(), peer)
 	}
-	local, err := LocalSite(ctx, m.cs, Local{Cluster: self, Namespace: m.opts.Namespace, Release: m.opts.Release, Names: m.opts.Names, Key: m.opts.Key})
+	local, err := LocalSite(ctx, m.cs, Local{Cluster: self, Namespace: m.opts.Namespace, Release: m.opts.Release, Names: m.opts.Names, Key: m.opts.Key,
+		Releases: m.releases})
 	if err != nil {
 		return Input{}, err
 	}

@@ -7,11 +7,17 @@ import (
 	"encoding/base64"
 	"errors"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/mpha-dev/mpha/agent/release"
 	"github.com/mpha-dev/mpha/internal/helmtest"
@@ -100,5 +106,91 @@ func TestLatestNamesAMalformedSecret(t *testing.T) {
 				t.Fatalf("got %v, want an error naming %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// An agent whose Role grants get on the revision Secrets by name, and no list, reads the release
+// by probing names: the chart's RBAC.
+func TestReaderByName(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a rig cluster")
+	}
+	c := testrig.StartCluster(t, "east")
+	ctx := t.Context()
+	for i := 0; i < 8; i++ {
+		vals := helmtest.Values()
+		vals["spec"].(map[string]any)["organization"] = "org" + strconv.Itoa(i+1)
+		helmtest.Install(t, c.Kubeconfig, "tsb", "mp", vals) // revisions 1..8
+	}
+	// Helm's history limit deleted the oldest: revisions 4..8 remain.
+	for rev := 1; rev <= 3; rev++ {
+		if err := c.Clientset.CoreV1().Secrets("tsb").Delete(ctx, release.SecretName("mp", rev), metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var names []string
+	for rev := 1; rev <= 10; rev++ {
+		names = append(names, release.SecretName("mp", rev))
+	}
+	names = append(names, "unrelated") // present in the Role; proves nothing by itself
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "mpha-release", Namespace: "tsb"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: names, Verbs: []string{"get"}}}}
+	if _, err := c.Clientset.RbacV1().Roles("tsb").Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "mpha-release", Namespace: "tsb"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: "mpha-agent"}}}
+	if _, err := c.Clientset.RbacV1().RoleBindings("tsb").Create(ctx, rb, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := rest.CopyConfig(c.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "mpha-agent"}
+	agent := kubernetes.NewForConfigOrDie(cfg)
+	testrig.Eventually(t, "the Role in force", 30*time.Second, func(ctx context.Context) error {
+		_, err := agent.CoreV1().Secrets("tsb").Get(ctx, release.SecretName("mp", 8), metav1.GetOptions{})
+		return err
+	})
+	if _, err := agent.CoreV1().Secrets("tsb").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("the agent may list secrets (err %v): the test proves nothing", err)
+	}
+
+	r := release.NewReader(agent, "tsb", "mp")
+	got, err := r.Latest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Revision != 8 || got.Values["spec"].(map[string]any)["organization"] != "org8" {
+		t.Errorf("cold read: revision %d, values %v; want revision 8 with org8", got.Revision, got.Values["spec"])
+	}
+
+	// A failed upgrade is the head but not the deployed revision.
+	s, err := c.Clientset.CoreV1().Secrets("tsb").Get(ctx, release.SecretName("mp", 8), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ObjectMeta = metav1.ObjectMeta{Name: release.SecretName("mp", 9), Namespace: "tsb",
+		Labels: map[string]string{"owner": "helm", "name": "mp", "status": "failed", "version": "9"}}
+	if _, err := c.Clientset.CoreV1().Secrets("tsb").Create(ctx, s, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := r.Head(ctx); err != nil || h != (release.Head{Revision: 9, Status: "failed"}) {
+		t.Errorf("head = %+v, %v; want revision 9 failed", h, err)
+	}
+	if got, err := r.Latest(ctx); err != nil || got.Revision != 8 {
+		t.Errorf("after a failed upgrade: %v, %v; want revision 8", got, err)
+	}
+
+	// Revision 10 is the last the Role names: reading it as the newest would be a guess.
+	s.ObjectMeta = metav1.ObjectMeta{Name: release.SecretName("mp", 10), Namespace: "tsb",
+		Labels: map[string]string{"owner": "helm", "name": "mp", "status": "deployed", "version": "10"}}
+	if _, err := c.Clientset.CoreV1().Secrets("tsb").Create(ctx, s, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Latest(ctx); !errors.Is(err, release.ErrRevisionLimit) || !strings.Contains(err.Error(), "rbac.helmReleaseRevisions") {
+		t.Errorf("at the end of the grant: err = %v, want ErrRevisionLimit naming the chart value", err)
+	}
+	if _, err := release.NewReader(agent, "tsb", "other").Latest(ctx); err == nil || !strings.Contains(err.Error(), "forbidden") {
+		t.Errorf("a release the Role does not name: err = %v", err)
 	}
 }

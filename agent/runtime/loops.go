@@ -281,7 +281,7 @@ func (d *deps) loops(o Options, cs kubernetes.Interface, dyn dynamic.Interface) 
 	if d.watch, err = d.healthMonitor(o); err != nil {
 		return nil, err
 	}
-	split, err := fence.New(cs, d.pairs, fence.Options{Cluster: cfg.Cluster, Namespace: cfg.Kubernetes.Namespace,
+	split, err := fence.New(cs, d.pairs, fence.Options{Cluster: cfg.Cluster, Namespace: cfg.Kubernetes.Namespace, EventNamespace: o.Namespace,
 		Deployments: cfg.Standby.Deployments, SelfFence: cfg.SelfFence, Registerer: o.Registry, Logger: log})
 	if err != nil {
 		return nil, err

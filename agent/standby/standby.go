@@ -18,9 +18,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/mpha-dev/mpha/agent/release"
 	"github.com/mpha-dev/mpha/gitops"
@@ -64,7 +62,10 @@ type Options struct {
 	RestoreCronJob string
 	// Debounce and Resync as in runloop (defaults 2s, 1m).
 	Debounce, Resync time.Duration
-	Logger           *slog.Logger
+	// Poll is how often Run looks at the release's newest revision (default 10s): the agent's
+	// Role grants get on the revision Secrets by name, not the list and watch an informer needs.
+	Poll   time.Duration
+	Logger *slog.Logger
 }
 
 // Publisher writes the standby's management plane into Git while this cluster is active.
@@ -74,6 +75,8 @@ type Publisher struct {
 	repo gitrepo.Repository
 	log  *slog.Logger
 	loop *runloop.Loop
+	// releases remembers the newest revision between runs.
+	releases *release.Reader
 }
 
 // New validates opts and returns a Publisher reading the cluster through cs.
@@ -117,9 +120,13 @@ func New(cs kubernetes.Interface, repo gitrepo.Repository, opts Options) (*Publi
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("cluster", opts.Self)
+	if opts.Poll <= 0 {
+		opts.Poll = 10 * time.Second
+	}
 	loop := runloop.New(runloop.Options{Name: "standby values", Debounce: opts.Debounce, Resync: opts.Resync, Logger: log,
 		Waiting: func(err error) bool { return errors.Is(err, ErrNoPair) || errors.Is(err, ErrNoRelease) }})
-	return &Publisher{opts: opts, cs: cs, repo: repo, log: log, loop: loop}, nil
+	return &Publisher{opts: opts, cs: cs, repo: repo, log: log, loop: loop,
+		releases: release.NewReader(cs, opts.Namespace, opts.Release)}, nil
 }
 
 // Report says what one run did.
@@ -161,7 +168,7 @@ func (p *Publisher) RunOnce(ctx context.Context) (Report, error) {
 		p.log.Debug("standby values: this cluster is the standby; the active writes them")
 		return rep, nil
 	}
-	rel, err := release.Latest(ctx, p.cs, p.opts.Namespace, p.opts.Release)
+	rel, err := p.releases.Latest(ctx)
 	if errors.Is(err, release.ErrNotFound) {
 		return Report{}, fmt.Errorf("%w: %v", ErrNoRelease, err)
 	}
@@ -385,25 +392,36 @@ func kustomization(resources []string) ([]byte, error) {
 	return append([]byte(gitops.Header), b...), nil
 }
 
-// Run renders on every change of the Helm release's Secrets and at every resync, until ctx ends.
+// Run renders when the Helm release's newest revision changes (looked at every Poll) and at every
+// resync, until ctx ends.
 func (p *Publisher) Run(ctx context.Context) error {
-	f := informers.NewSharedInformerFactoryWithOptions(p.cs, 0, informers.WithNamespace(p.opts.Namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = release.Selector(p.opts.Release).String() }))
-	inf := f.Core().V1().Secrets().Informer()
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { p.loop.Signal() },
-		UpdateFunc: func(any, any) { p.loop.Signal() },
-		DeleteFunc: func(any) { p.loop.Signal() },
-	}); err != nil {
-		return fmt.Errorf("watching Helm release %s/%s: %w", p.opts.Namespace, p.opts.Release, err)
-	}
-	f.Start(ctx.Done())
-	defer f.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
-		return ctx.Err()
-	}
+	go p.watch(ctx)
 	return p.loop.Run(ctx, func(ctx context.Context) error {
 		_, err := p.RunOnce(ctx)
 		return err
 	})
+}
+
+// watch signals the loop when the release's head (revision, status) changes. Errors are the
+// run's to report: the resync renders regardless.
+func (p *Publisher) watch(ctx context.Context) {
+	last, _ := p.releases.Head(ctx) // what the loop's first run sees
+	t := time.NewTicker(p.opts.Poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		h, err := p.releases.Head(ctx)
+		if err != nil {
+			p.log.Debug("looking at the Helm release", "error", err)
+			continue
+		}
+		if h != last {
+			last = h
+			p.loop.Signal()
+		}
+	}
 }

@@ -112,7 +112,7 @@ func startRig(t *testing.T, active string) *rig {
 func (r *rig) publisher(t *testing.T, mode string) *standby.Publisher {
 	t.Helper()
 	p, err := standby.New(r.east.Clientset, r.writer, standby.Options{
-		Self: "east", Layout: r.layout, RoleMode: mode, Debounce: 50 * time.Millisecond, Resync: time.Hour,
+		Self: "east", Layout: r.layout, RoleMode: mode, Debounce: 50 * time.Millisecond, Resync: time.Hour, Poll: 200 * time.Millisecond,
 		Overrides: values.Overrides{"image.registry": "registry.west.example.com", "spec.hub": "registry.west.example.com/tsb"},
 	})
 	if err != nil {

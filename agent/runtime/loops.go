@@ -52,18 +52,8 @@ const roleCheck = 10 * time.Second
 // runLoops builds what the loops share (retrying while a Secret or NATS is missing) and runs
 // them until ctx ends.
 func runLoops(ctx context.Context, o Options, cs kubernetes.Interface, dyn dynamic.Interface, m *metrics) error {
-	var d *deps
-	err := wait.ExponentialBackoffWithContext(ctx, wait.Backoff{Duration: time.Second, Factor: 2, Steps: 1 << 30, Cap: time.Minute},
-		func(ctx context.Context) (bool, error) {
-			var err error
-			if d, err = build(ctx, o, cs, m); err != nil {
-				o.Logger.Error("agent set-up failed; retrying", "error", redact.String(err.Error()))
-				m.restarts.WithLabelValues("setup").Inc()
-				return false, nil
-			}
-			return true, nil
-		})
-	if err != nil {
+	d, ok := setUp(ctx, o, cs, m)
+	if !ok {
 		return nil // ctx ended
 	}
 	defer d.close()
@@ -97,6 +87,46 @@ func runLoops(ctx context.Context, o Options, cs kubernetes.Interface, dyn dynam
 	}
 	wg.Wait()
 	return nil
+}
+
+// setUp builds the loops' dependencies, retrying for as long as it takes (a Secret not created
+// yet, Git or NATS down): waits of 1 s doubling up to a minute, then every minute. false when ctx
+// ended first.
+func setUp(ctx context.Context, o Options, cs kubernetes.Interface, m *metrics) (*deps, bool) {
+	var d *deps
+	ok := retryForever(ctx, wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Steps: 8, Cap: time.Minute},
+		func(ctx context.Context) (err error) {
+			d, err = build(ctx, o, cs, m)
+			return err
+		},
+		func(err error, delay time.Duration) {
+			o.Logger.Error("agent set-up failed; retrying", "in", delay.Round(time.Millisecond), "error", redact.String(err.Error()))
+			m.restarts.WithLabelValues("setup").Inc()
+		})
+	return d, ok
+}
+
+// retryForever calls try until it succeeds (true) or ctx ends (false), waiting b.Step() between
+// attempts. Unlike wait.ExponentialBackoff it never gives up: Backoff.Step zeroes Steps once the
+// cap is reached, which ends that loop after about a minute of a start-up outage, and a leader
+// would then hold its Lease with no loop running.
+func retryForever(ctx context.Context, b wait.Backoff, try func(context.Context) error, failed func(error, time.Duration)) bool {
+	for {
+		err := try(ctx)
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		delay := b.Step() // past the cap and the steps, Step keeps returning the cap
+		failed(err, delay)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(delay):
+		}
+	}
 }
 
 // supervise runs l until ctx ends, restarting it after a failure.

@@ -38,6 +38,11 @@ func TestDrill(t *testing.T) {
 		{"b standby values and role reach west", p.standbyReachesWest},
 		{"c doctor passes", func(t *testing.T) { p.doctor(t, p.east, p.west) }},
 		{"d failover to west", func(t *testing.T) { p.failover(t, p.west, "e2e-failover-west") }},
+		{"e signing key rotated on west reaches east", p.rotateSigningKey},
+		{"f failback to east", func(t *testing.T) {
+			p.failover(t, p.east, "e2e-failback-east")
+			p.doctor(t, p.east, p.west)
+		}},
 		{"no secret leaked", p.noLeaks},
 	}
 	for _, s := range steps {

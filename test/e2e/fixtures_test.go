@@ -57,7 +57,6 @@ func (p *pair) fixtures(t *testing.T, s *site, ca *readinesstest.CA) {
 	}
 	site := readinesstest.Site{Namespace: mpNS, SigningKid: "iam-key-2026-1", JWKSKid: "jwks-2026-1", CA: ca,
 		DNSNames: []string{s.fqdn, floatingFQDN}}
-	s.secrets = map[string]*corev1.Secret{}
 	for _, sec := range site.Secrets(t, p.leaks) {
 		if s == p.west && sec.Name != "tsb-certs" && sec.Name != "xcp-central-cert" {
 			continue
@@ -65,11 +64,9 @@ func (p *pair) fixtures(t *testing.T, s *site, ca *readinesstest.CA) {
 		// The sealed-secrets controller only replaces a Secret it did not create when the Secret
 		// says so: after a failover, the new active's exports must reach the old active's copies.
 		sec.Annotations = map[string]string{ssv1alpha1.SealedSecretManagedAnnotation: "true"}
-		created, err := cs.CoreV1().Secrets(mpNS).Create(ctx, sec, metav1.CreateOptions{})
-		if err != nil {
+		if _, err := cs.CoreV1().Secrets(mpNS).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
 			t.Fatalf("%s: creating secret %s: %v", s.name, sec.Name, err)
 		}
-		s.secrets[sec.Name] = created
 	}
 	for _, name := range mpDeployments {
 		if _, err := cs.AppsV1().Deployments(mpNS).Create(ctx, deployment(name), metav1.CreateOptions{}); err != nil {

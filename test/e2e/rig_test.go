@@ -18,7 +18,6 @@ import (
 	"code.gitea.io/sdk/gitea"
 	"github.com/fluxcd/pkg/git"
 	"github.com/nats-io/nats.go/jetstream"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
@@ -73,8 +72,6 @@ type site struct {
 	agent      *testrig.Process
 	agentURL   string
 	config     string
-	// secrets are the TSB secrets the fixture created here, by name.
-	secrets map[string]*corev1.Secret
 }
 
 // startPair starts every component, the fixtures, the repository's bootstrap and both agents, and

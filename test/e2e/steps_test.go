@@ -23,6 +23,8 @@ import (
 
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/readiness"
+	"github.com/mpha-dev/mpha/agent/readiness/readinesstest"
+	"github.com/mpha-dev/mpha/gitops/seal"
 	"github.com/mpha-dev/mpha/gitops/values"
 	"github.com/mpha-dev/mpha/internal/helmtest"
 	"github.com/mpha-dev/mpha/internal/testrig"
@@ -38,11 +40,23 @@ func (p *pair) secretsReachStandby(t *testing.T) {
 }
 
 // secretsReach waits until each named secret of from is in to with the same data, unsealed by
-// to's controller from the SealedSecret sealed for to in Git.
+// to's controller from the SealedSecret in Git, which is sealed for to's certificate and stamped
+// with the data's keyed digest.
 func (p *pair) secretsReach(t *testing.T, from, to *site, names []string, timeout time.Duration) {
 	t.Helper()
+	cert, err := seal.ParseCert(to.sealed.Cert(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	digests := map[string]string{}
 	for _, name := range names {
-		want := from.secrets[name]
+		want, err := from.cluster.Clientset.CoreV1().Secrets(mpNS).Get(p.ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if digests[name], err = seal.Digest(p.hmacKey, want); err != nil {
+			t.Fatal(err)
+		}
 		testrig.Eventually(t, fmt.Sprintf("%s's %s unsealed in %s", from.name, name, to.name), timeout, func(ctx context.Context) error {
 			got, err := to.cluster.Clientset.CoreV1().Secrets(mpNS).Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
@@ -59,13 +73,39 @@ func (p *pair) secretsReach(t *testing.T, from, to *site, names []string, timeou
 	}
 	files := p.files(t, p.layout.SecretsDir(to.name)+"/")
 	for _, name := range names {
-		b, ok := files[p.layout.Secret(to.name, name)]
-		if !ok || !bytes.Contains(b, []byte("kind: SealedSecret")) {
-			t.Errorf("%s is not a SealedSecret on main", p.layout.Secret(to.name, name))
+		path := p.layout.Secret(to.name, name)
+		st, err := seal.ReadStamp(files[path])
+		if err != nil {
+			t.Errorf("%s on main: %v", path, err)
+			continue
+		}
+		if st.CertFingerprint != cert.Fingerprint || st.Digest != digests[name] {
+			t.Errorf("%s on main: sealed for %.12s with digest %.20s, want %s's certificate %.12s and the data's digest", path,
+				st.CertFingerprint, st.Digest, to.name, cert.Fingerprint)
 		}
 	}
-	p.say("%s's %s reached %s: sealed for %s in %s, applied by %s's Flux, unsealed by %s's controller, data identical",
+	p.say("%s's %s reached %s: sealed for %s's certificate in %s, applied by %s's Flux, unsealed by %s's controller, data identical",
 		from.name, strings.Join(names, " and "), to.name, to.name, p.layout.SecretsDir(to.name), to.name, to.name)
+}
+
+// rotateSigningKey (step e): after the failover the roles have swapped. West's agent exports to
+// east now (east's own copies are taken over by the SealedSecrets); then iam-signing-key is rotated
+// on west and the new key reaches east, sealed for east and unsealed by east's controller.
+func (p *pair) rotateSigningKey(t *testing.T) {
+	t.Helper()
+	p.secretsReach(t, p.west, p.east, exported, 3*time.Minute)
+	sec, err := p.west.cluster.Clientset.CoreV1().Secrets(mpNS).Get(p.ctx, "iam-signing-key", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := readinesstest.Random(t, "private-key-rotated")
+	p.leaks.Add(key)
+	sec.Data = map[string][]byte{"kid": []byte("iam-key-2026-2"), "private.key": key}
+	if _, err := p.west.cluster.Clientset.CoreV1().Secrets(mpNS).Update(p.ctx, sec, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p.say("Rotated iam-signing-key on west (kid iam-key-2026-2)")
+	p.secretsReach(t, p.west, p.east, []string{"iam-signing-key"}, 3*time.Minute)
 }
 
 func ownedBySealedSecret(s *corev1.Secret) bool {

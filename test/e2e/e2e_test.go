@@ -43,6 +43,8 @@ func TestDrill(t *testing.T) {
 			p.failover(t, p.east, "e2e-failback-east")
 			p.doctor(t, p.east, p.west)
 		}},
+		{"h east fails: failover without it, split brain until its Flux applies", p.eastFails},
+		{"g chaos: 100 copies, kill -9, Git down 30s, NATS restart", p.chaos},
 		{"no secret leaked", p.noLeaks},
 	}
 	for _, s := range steps {

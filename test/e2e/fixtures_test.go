@@ -338,3 +338,34 @@ func (p *pair) agentLogs(t testing.TB) string {
 func gitrepoChange(files map[string][]byte, message string) gitrepo.Change {
 	return gitrepo.Change{Files: files, Message: message, Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "bootstrap"}}}
 }
+
+// runKubelet stands in for the controller-manager and kubelets the rig does not run: the tsb and
+// iam Deployments' ready replicas follow their spec, so an MP scaled up serves (the probe and the
+// split-brain detector look at ready replicas). It stops when t ends.
+func (p *pair) runKubelet(t *testing.T, s *site) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(p.ctx)
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			for _, name := range mpDeployments {
+				d, err := s.cluster.Clientset.AppsV1().Deployments(mpNS).Get(ctx, name, metav1.GetOptions{})
+				if err != nil || d.Spec.Replicas == nil || d.Status.ReadyReplicas == *d.Spec.Replicas {
+					continue // a cluster that is down, or nothing to do
+				}
+				n := *d.Spec.Replicas
+				d.Status.Replicas, d.Status.ReadyReplicas, d.Status.AvailableReplicas, d.Status.UpdatedReplicas = n, n, n, n
+				_, _ = s.cluster.Clientset.AppsV1().Deployments(mpNS).UpdateStatus(ctx, d, metav1.UpdateOptions{})
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+}

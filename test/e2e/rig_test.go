@@ -111,6 +111,7 @@ func startPair(t *testing.T, say func(string, ...any)) *pair {
 		s.flux = testrig.StartFlux(t, s.cluster)
 		s.sealed = testrig.StartSealedSecrets(t, s.cluster)
 		p.fixtures(t, s, ca)
+		p.runKubelet(t, s)
 	}
 	p.probe = httptest.NewServer(http.HandlerFunc(p.serveProbe))
 	t.Cleanup(p.probe.Close)
@@ -228,7 +229,7 @@ func (p *pair) pairFile(t testing.TB) *gitops.Pair {
 
 // serveProbe stands in for the floating name and the MP behind it: it resolves the floating FQDN
 // from the DNSEndpoint each reachable cluster holds (what external-dns would publish), and
-// answers 200 only when they agree and the MP they point at has its tsb Deployment scaled up.
+// answers 200 only when they agree and the MP they point at has a ready tsb replica.
 func (p *pair) serveProbe(w http.ResponseWriter, r *http.Request) {
 	target := ""
 	for _, s := range p.sites() {
@@ -251,8 +252,8 @@ func (p *pair) serveProbe(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 		defer cancel()
 		d, err := s.cluster.Clientset.AppsV1().Deployments(mpNS).Get(ctx, "tsb", metav1.GetOptions{})
-		if err != nil || d.Spec.Replicas == nil || *d.Spec.Replicas < 1 {
-			http.Error(w, target+": no tsb replica", http.StatusServiceUnavailable)
+		if err != nil || d.Status.ReadyReplicas < 1 {
+			http.Error(w, target+": no ready tsb replica", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintf(w, "%s answers for %s\n", target, floatingFQDN)

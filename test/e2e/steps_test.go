@@ -266,25 +266,48 @@ func (p *pair) cli(t testing.TB, env []string, args ...string) (string, int) {
 // the clusters, the DNSEndpoint and pair.yaml are checked.
 func (p *pair) failover(t *testing.T, to *site, id string) {
 	t.Helper()
-	from := p.other(to)
 	before := p.pairFile(t)
-	if before.Active != from.name {
-		t.Fatalf("pair.yaml says %s is active, want %s", before.Active, from.name)
+	if before.Active != p.other(to).name {
+		t.Fatalf("pair.yaml says %s is active, want %s", before.Active, p.other(to).name)
 	}
+	pr := p.request(t, to, id)
+	p.complete(t, to, id, pr, before.Epoch, completion{})
+}
+
+// completion says what complete may expect.
+type completion struct {
+	// fromDown: the old active is down; its side is checked when it comes back.
+	fromDown bool
+	// repeats: the request was delivered more than once (copies, a redelivery after a crash), so
+	// a phase may be reported more than once; their order still holds.
+	repeats bool
+}
+
+// request runs `mpha failover request --to` and returns the pull request it printed.
+func (p *pair) request(t *testing.T, to *site, id string) string {
+	t.Helper()
 	out, code := p.cli(t, nil, "failover", "request", "--to", to.name, "--reason", "e2e drill: move the MP to "+to.name,
 		"--id", id, "--requested-by", "e2e@example.com", "--nats-url", p.nats.URL, "--timeout", "3m", "-o", "json")
 	if code != 0 {
 		t.Fatalf("mpha failover request exited %d:\n%s", code, out)
 	}
 	var sts []event.FailoverStatus
-	if err := json.Unmarshal([]byte(out[strings.Index(out, "["):]), &sts); err != nil {
-		t.Fatalf("failover request -o json: %v\n%s", err, out)
+	if i := strings.Index(out, "["); i < 0 || json.Unmarshal([]byte(out[i:]), &sts) != nil {
+		t.Fatalf("failover request -o json printed no statuses:\n%s", out)
 	}
 	if len(sts) == 0 || sts[len(sts)-1].Phase != event.PhaseProposed || sts[len(sts)-1].PR == "" {
 		t.Fatalf("failover request ended without a pull request: %+v", sts)
 	}
 	pr := sts[len(sts)-1].PR
 	p.say("`mpha failover request --to %s` → %s proposed pull request %s", to.name, to.name, pr)
+	return pr
+}
+
+// complete merges pr, waits for verified and checks the end state: from's side too unless it is
+// down (a failed site is checked when it comes back).
+func (p *pair) complete(t *testing.T, to *site, id, pr string, epoch int64, c completion) {
+	t.Helper()
+	from := p.other(to)
 	number, err := strconv.Atoi(pr[strings.LastIndex(pr, "/")+1:])
 	if err != nil {
 		t.Fatalf("PR URL %s: %v", pr, err)
@@ -294,22 +317,32 @@ func (p *pair) failover(t *testing.T, to *site, id string) {
 	}
 	p.say("Merged %s through Gitea's API (a person's review and merge)", pr)
 	all := p.waitPhase(t, id, event.PhaseVerified, 5*time.Minute)
-	if got := phaseList(all); got != "accepted,preflight,proposed,merged,applied,verified" {
+	want := "accepted,preflight,proposed,merged,applied,verified"
+	if got := phaseList(all); got != want && (!c.repeats || phaseList(distinct(all)) != want) {
 		t.Errorf("phases of %s: %s", id, got)
 	}
-	p.checkScale(t, from, 0)
 	p.checkScale(t, to, 1)
 	p.checkRestoreSuspended(t, to, true)
-	p.checkRestoreSuspended(t, from, true) // demoted: not until it is re-seeded
-	for _, s := range p.sites() {
+	up := []*site{to}
+	if !c.fromDown {
+		p.checkScale(t, from, 0)
+		p.checkRestoreSuspended(t, from, true) // demoted: not until it is re-seeded
+		up = append(up, from)
+	}
+	for _, s := range up {
 		if got, err := cnameTarget(p.ctx, s); err != nil || got != to.fqdn {
 			t.Errorf("%s's DNSEndpoint: %s → %q (%v), want %s", s.name, floatingFQDN, got, err, to.fqdn)
 		}
 	}
 	after := p.pairFile(t)
-	if after.Active != to.name || after.Epoch != before.Epoch+1 || after.LastFailover == nil || after.LastFailover.Event != id {
+	if after.Active != to.name || after.Epoch != epoch+1 || after.LastFailover == nil || after.LastFailover.Event != id {
 		t.Errorf("pair.yaml after the failover: active %s epoch %d last %+v; want %s at %d by %s",
-			after.Active, after.Epoch, after.LastFailover, to.name, before.Epoch+1, id)
+			after.Active, after.Epoch, after.LastFailover, to.name, epoch+1, id)
+	}
+	if c.fromDown {
+		p.say("Failover %s verified without %s: %s tsb/iam 1, tsb-restore suspended, %s CNAME → %s, pair.yaml epoch %d",
+			id, from.name, to.name, floatingFQDN, to.fqdn, after.Epoch)
+		return
 	}
 	p.say("Failover %s verified: %s tsb/iam 0, %s tsb/iam 1, tsb-restore suspended on both, %s CNAME → %s, pair.yaml epoch %d",
 		id, from.name, to.name, floatingFQDN, to.fqdn, after.Epoch)
@@ -359,6 +392,19 @@ func (p *pair) waitPhase(t *testing.T, id string, phase event.Phase, timeout tim
 		return errors.New("phases so far: " + phaseList(got))
 	})
 	return got
+}
+
+// distinct keeps the first status of each phase.
+func distinct(sts []event.FailoverStatus) []event.FailoverStatus {
+	seen := map[event.Phase]bool{}
+	var out []event.FailoverStatus
+	for _, st := range sts {
+		if !seen[st.Phase] {
+			seen[st.Phase] = true
+			out = append(out, st)
+		}
+	}
+	return out
 }
 
 func phaseList(sts []event.FailoverStatus) string {

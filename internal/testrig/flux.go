@@ -75,6 +75,8 @@ type GitSource struct {
 	Name               string // of the GitRepository and Kustomization
 	URL, Branch, Path  string
 	Username, Password string // basic auth, if set
+	// Interval is how often Flux fetches and applies unasked (default 1m).
+	Interval time.Duration
 }
 
 // Sync creates (or updates) a GitRepository and a pruning Kustomization for src in flux-system.
@@ -83,8 +85,12 @@ func (f *Flux) Sync(t testing.TB, src GitSource) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cs := f.cluster.Clientset
+	interval := "1m"
+	if src.Interval > 0 {
+		interval = src.Interval.String()
+	}
 	repo := map[string]any{
-		"interval": "1m", "url": src.URL, "ref": map[string]any{"branch": src.Branch}, "timeout": "20s",
+		"interval": interval, "url": src.URL, "ref": map[string]any{"branch": src.Branch}, "timeout": "20s",
 	}
 	if src.Username != "" {
 		sec := &corev1.Secret{
@@ -99,7 +105,7 @@ func (f *Flux) Sync(t testing.TB, src GitSource) {
 	objs := []*unstructured.Unstructured{
 		fluxObject("source.toolkit.fluxcd.io/v1", "GitRepository", src.Name, repo),
 		fluxObject("kustomize.toolkit.fluxcd.io/v1", "Kustomization", src.Name, map[string]any{
-			"interval": "1m", "path": src.Path, "prune": true, "wait": false, "timeout": "30s",
+			"interval": interval, "path": src.Path, "prune": true, "wait": false, "timeout": "30s",
 			"sourceRef": map[string]any{"kind": "GitRepository", "name": src.Name},
 		}),
 	}

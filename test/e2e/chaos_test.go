@@ -1,0 +1,209 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"code.gitea.io/sdk/gitea"
+	"github.com/nats-io/nats.go/jetstream"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/mpha-dev/mpha/agent/event"
+	"github.com/mpha-dev/mpha/internal/testrig"
+)
+
+// eastFails (step h): east fails — its API server stops, and its Flux and agent with it. The
+// failover to west completes without east (its heartbeats stop: the failed site is not waited
+// for). When east comes back, its API server and agent first, the agent reports split brain
+// (east's MP serves while pair.yaml makes west active) until east's Flux, back last, applies the
+// standby role.
+func (p *pair) eastFails(t *testing.T) {
+	east, west := p.east, p.west
+	before := p.pairFile(t)
+	if before.Active != east.name {
+		t.Fatalf("pair.yaml says %s is active, want east", before.Active)
+	}
+	testrig.Eventually(t, "east's tsb ready", time.Minute, func(ctx context.Context) error { return readyIs(ctx, east, 1) })
+	if err := east.agent.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, proc := range east.flux.Processes() {
+		if err := proc.Stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	east.cluster.Stop(t)
+	p.say("east is down: its API server, Flux and agent stopped")
+	id := "e2e-east-down"
+	pr := p.request(t, west, id)
+	p.complete(t, west, id, pr, before.Epoch, completion{fromDown: true})
+
+	east.cluster.Restart(t)
+	if err := east.agent.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	p.say("east is back: its API server and agent; its Flux not yet")
+	testrig.Eventually(t, "east's agent to report split brain", 2*time.Minute, func(ctx context.Context) error {
+		return splitBrainIs(ctx, east, 1)
+	})
+	p.say("east's agent reports split brain (mpha_split_brain 1): east's MP serves while pair.yaml makes west active")
+	for _, proc := range east.flux.Processes() {
+		if err := proc.Restart(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.waitScale(t, east, 0, 3*time.Minute)
+	testrig.Eventually(t, "east's split brain to clear", 2*time.Minute, func(ctx context.Context) error {
+		return splitBrainIs(ctx, east, 0)
+	})
+	if got, err := cnameTarget(p.ctx, east); err != nil || got != west.fqdn {
+		t.Errorf("east's DNSEndpoint: %s → %q (%v), want %s", floatingFQDN, got, err, west.fqdn)
+	}
+	p.checkRestoreSuspended(t, east, true)
+	p.say("east's Flux applied the standby role (tsb/iam 0, tsb-restore suspended): split brain cleared (mpha_split_brain 0)")
+}
+
+func readyIs(ctx context.Context, s *site, n int32) error {
+	for _, name := range mpDeployments {
+		d, err := s.cluster.Clientset.AppsV1().Deployments(mpNS).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if d.Status.ReadyReplicas != n {
+			return fmt.Errorf("%s: %s has %d ready replicas, want %d", s.name, name, d.Status.ReadyReplicas, n)
+		}
+	}
+	return nil
+}
+
+// splitBrainIs checks s's agent's mpha_split_brain gauge.
+func splitBrainIs(ctx context.Context, s *site, want float64) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.agentURL+"/metrics", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, `mpha_split_brain{cluster="`+s.name+`"}`) {
+			f := strings.Fields(line)
+			v, err := strconv.ParseFloat(f[len(f)-1], 64)
+			if err != nil {
+				return err
+			}
+			if v != want {
+				return fmt.Errorf("mpha_split_brain %v, want %v", v, want)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%s's agent has no mpha_split_brain series yet", s.name)
+}
+
+// chaos (step g): a failover to east while things go wrong: the request arrives 100 times (each
+// copy with its own Nats-Msg-Id, so JetStream's de-duplication does not hide them from the
+// agent), the handling agent is killed with SIGKILL once it accepted it, the Git server is down
+// for 30 s, NATS restarts. Still exactly one pull request, and the end state of a failover.
+func (p *pair) chaos(t *testing.T) {
+	to := p.east
+	before := p.pairFile(t)
+	id := "e2e-chaos-east"
+	e, err := event.NewFailoverRequest("mpha://cli/e2e", id, event.FailoverRequest{Target: to.name, Mode: event.ModePlanned,
+		Reason: "e2e chaos: move the MP to east", RequestedBy: "e2e@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.SetTime(time.Now().UTC())
+	raw, err := event.Encode(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if _, err := p.js.Publish(p.ctx, p.subj.Requested(), raw, jetstream.WithMsgID(fmt.Sprintf("%s-copy-%d", id, i))); err != nil {
+			t.Fatalf("publishing copy %d: %v", i, err)
+		}
+	}
+	p.say("Published the request %s 100 times", id)
+	p.waitPhase(t, id, event.PhaseAccepted, 2*time.Minute)
+	if err := to.agent.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	p.say("kill -9 of east's agent once it accepted the request")
+	gitea := p.gitea.Process()
+	if err := gitea.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now()
+	p.say("The Git server (Gitea) is down")
+	p.nats.Restart(t)
+	p.say("NATS restarted")
+	// Kubernetes restarts a killed pod after a back-off; east's agent comes back while Git is
+	// still down, and must wait for it.
+	time.Sleep(20*time.Second - time.Since(down))
+	if err := to.agent.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	p.say("east's agent restarted (Git still down)")
+	time.Sleep(30*time.Second - time.Since(down))
+	if err := gitea.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	testrig.Eventually(t, "Gitea back", time.Minute, func(ctx context.Context) error { return httpGet(ctx, p.gitea.URL+"api/healthz") })
+	p.say("The Git server is back after %s", time.Since(down).Round(time.Second))
+
+	sts := p.waitPhase(t, id, event.PhaseProposed, 5*time.Minute)
+	prs := map[string]bool{}
+	for _, st := range sts {
+		if st.PR != "" {
+			prs[st.PR] = true
+		}
+	}
+	if len(prs) != 1 {
+		t.Fatalf("%d pull requests reported for %s: %v", len(prs), id, prs)
+	}
+	var pr string
+	for u := range prs {
+		pr = u
+	}
+	if n := p.pullRequests(t, "mpha/failover/"+id); n != 1 {
+		t.Fatalf("%d pull requests on Gitea for %s", n, id)
+	}
+	p.say("Exactly one pull request for the request: %s", pr)
+	p.complete(t, to, id, pr, before.Epoch, completion{repeats: true})
+}
+
+// pullRequests counts the pull requests (any state) whose head is branch.
+func (p *pair) pullRequests(t *testing.T, branch string) int {
+	t.Helper()
+	c, err := gitea.NewClient(p.gitea.URL, gitea.SetToken(p.gitea.Token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prs, _, err := c.ListRepoPullRequests(p.gitea.Admin, repoName, gitea.ListPullRequestsOptions{State: gitea.StateAll,
+		ListOptions: gitea.ListOptions{PageSize: 50}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, pr := range prs {
+		if pr.Head != nil && pr.Head.Ref == branch {
+			n++
+		}
+	}
+	return n
+}

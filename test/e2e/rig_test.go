@@ -1,0 +1,282 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"code.gitea.io/sdk/gitea"
+	"github.com/fluxcd/pkg/git"
+	"github.com/nats-io/nats.go/jetstream"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/mpha-dev/mpha/agent/event"
+	"github.com/mpha-dev/mpha/agent/readiness/readinesstest"
+	"github.com/mpha-dev/mpha/gitops"
+	"github.com/mpha-dev/mpha/gitops/forge"
+	"github.com/mpha-dev/mpha/gitops/gitrepo"
+	"github.com/mpha-dev/mpha/internal/testrig"
+)
+
+// The pair as its operators name it.
+const (
+	pairName     = "tsb-mp"
+	floatingFQDN = "active.tsb.example.com"
+	agentNS      = "mpha"
+	mpNS         = "tsb"
+	repoName     = "fleet"
+	// fluxInterval is how often each cluster's Flux fetches and applies unasked: short, so the
+	// drill waits on Flux as a user would, without nudging it.
+	fluxInterval = 5 * time.Second
+)
+
+// pair is the whole rig: two sites, the forge, NATS and what the steps share.
+type pair struct {
+	ctx        context.Context
+	say        func(format string, args ...any)
+	east, west *site
+	nats       *testrig.NATS
+	js         jetstream.JetStream
+	subj       event.Subjects
+	gitea      *testrig.Gitea
+	forge      forge.Forge
+	gitURL     string
+	repo       *gitrepo.Writer // reads the repository like a person with a clone
+	layout     gitops.Layout
+	mpha       string // the binary
+	probe      *httptest.Server
+	hmacKey    []byte
+	leaks      *readinesstest.Leaks
+	dir        string
+}
+
+// site is one cluster and what runs against it.
+type site struct {
+	name, fqdn string
+	cluster    *testrig.Cluster
+	flux       *testrig.Flux
+	sealed     *testrig.SealedSecrets
+	dynamic    dynamic.Interface
+	agent      *testrig.Process
+	agentURL   string
+	config     string
+}
+
+// startPair starts every component, the fixtures, the repository's bootstrap and both agents, and
+// returns once both agents serve /readyz. say narrates (the demo prints, the drill logs).
+func startPair(t *testing.T, say func(string, ...any)) *pair {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("the end-to-end drill starts two clusters, Flux, sealed-secrets, Gitea and NATS")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	p := &pair{ctx: ctx, say: say, leaks: &readinesstest.Leaks{}, dir: t.TempDir()}
+	p.layout, _ = gitops.NewLayout(gitops.DefaultRoot)
+	p.subj, _ = event.NewSubjects(pairName)
+	p.mpha = mphaBinary(t)
+
+	say("Starting two clusters (etcd + kube-apiserver each): east, the active, and west, the standby")
+	cs := testrig.StartClusters(t, "east", "west")
+	p.east = &site{name: "east", fqdn: "mp1.tsb.example.com", cluster: cs[0]}
+	p.west = &site{name: "west", fqdn: "mp2.tsb.example.com", cluster: cs[1]}
+	for _, s := range p.sites() {
+		s.dynamic = s.cluster.Dynamic(t)
+	}
+	say("Starting NATS JetStream and the Gitea forge")
+	p.nats = testrig.StartNATS(t)
+	p.js = p.nats.JetStream(t)
+	p.gitea = testrig.StartGitea(t)
+	p.leaks.Add([]byte(p.gitea.Token), []byte(p.gitea.Password))
+	p.hmacKey = randomBytes(t, 32)
+	p.leaks.Add(p.hmacKey)
+	p.createRepo(t)
+
+	ca := readinesstest.NewCA(t, "tsb root CA")
+	for _, s := range p.sites() {
+		say("Cluster %s: Flux (source + kustomize), sealed-secrets, and the TSB stand-ins in namespace %s", s.name, mpNS)
+		s.cluster.ApplyFiles(t, crd(t, "dnsendpoints.externaldns.k8s.io.yaml"))
+		s.flux = testrig.StartFlux(t, s.cluster)
+		s.sealed = testrig.StartSealedSecrets(t, s.cluster)
+		p.fixtures(t, s, ca)
+		p.runKubelet(t, s)
+	}
+	p.probe = httptest.NewServer(http.HandlerFunc(p.serveProbe))
+	t.Cleanup(p.probe.Close)
+
+	seed := p.bootstrap(t)
+	for _, s := range p.sites() {
+		for _, src := range []testrig.GitSource{
+			{Name: "mpha", Path: "./" + p.layout.ClusterDir(s.name)},
+			{Name: "mpha-dns", Path: "./" + p.layout.Root() + "/dns"},
+		} {
+			src.URL, src.Branch, src.Interval = p.gitURL, "main", fluxInterval
+			src.Username, src.Password = p.gitea.Admin, p.gitea.Token
+			s.flux.Sync(t, src)
+		}
+	}
+	for _, s := range p.sites() {
+		s.flux.WaitApplied(t, "mpha", seed, 3*time.Minute)
+		s.flux.WaitApplied(t, "mpha-dns", seed, 3*time.Minute)
+	}
+	say("Both clusters' Flux applied the bootstrap commit %s", short(seed))
+	for _, s := range p.sites() {
+		p.startAgent(t, s)
+	}
+	return p
+}
+
+func (p *pair) sites() []*site { return []*site{p.east, p.west} }
+
+// mphaBinary is $MPHA_E2E_MPHA if set, else a fresh build of ./cmd/mpha (the Go build cache makes
+// it a link step).
+func mphaBinary(t *testing.T) string {
+	t.Helper()
+	if b := os.Getenv("MPHA_E2E_MPHA"); b != "" {
+		if _, err := os.Stat(b); err != nil {
+			t.Fatalf("MPHA_E2E_MPHA: %v", err)
+		}
+		return b
+	}
+	out := filepath.Join(t.TempDir(), "mpha")
+	cmd := exec.Command("go", "build", "-o", out, "github.com/mpha-dev/mpha/cmd/mpha")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building mpha: %v\n%s", err, b)
+	}
+	return out
+}
+
+func crd(t *testing.T, name string) string {
+	t.Helper()
+	dir, err := testrig.BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "crds", name)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s is missing: run `%s`", p, testrig.ToolsTarget)
+	}
+	return p
+}
+
+// createRepo makes the GitOps repository on Gitea and the clients that read it.
+func (p *pair) createRepo(t *testing.T) {
+	t.Helper()
+	c, err := gitea.NewClient(p.gitea.URL, gitea.SetToken(p.gitea.Token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.CreateRepo(gitea.CreateRepoOption{Name: repoName, AutoInit: true, DefaultBranch: "main", Readme: "Default"}); err != nil {
+		t.Fatalf("creating the repository: %v", err)
+	}
+	p.gitURL = p.gitea.CloneURL(p.gitea.Admin, repoName)
+	auth, err := gitrepo.NewAuth(p.gitURL, p.gitCreds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.repo, err = gitrepo.New(gitrepo.Options{URL: p.gitURL, Auth: auth, AllowHTTPCredentials: true, Branch: "main",
+		Author:  git.Signature{Name: "platform team", Email: "platform@example.invalid"},
+		Backoff: wait.Backoff{Duration: 200 * time.Millisecond, Factor: 1.5, Jitter: 0.2, Steps: 6}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.forge, err = forge.New(p.ctx, forge.Options{Kind: forge.KindGitea, URL: p.gitea.URL, Token: p.gitea.Token,
+		Repository: p.gitea.Admin + "/" + repoName})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (p *pair) gitCreds() map[string][]byte {
+	return map[string][]byte{"username": []byte(p.gitea.Admin), "password": []byte(p.gitea.Token)}
+}
+
+// files reads paths (folders end in /) from the head of main, as a fresh clone sees them.
+func (p *pair) files(t testing.TB, paths ...string) map[string][]byte {
+	t.Helper()
+	snap, err := p.repo.Read(p.ctx, paths...)
+	if err != nil {
+		t.Fatalf("reading the repository: %v", err)
+	}
+	return snap.Files
+}
+
+// pairFile reads pair.yaml from main.
+func (p *pair) pairFile(t testing.TB) *gitops.Pair {
+	t.Helper()
+	b, ok := p.files(t, p.layout.Pair())[p.layout.Pair()]
+	if !ok {
+		t.Fatal("pair.yaml is not on main")
+	}
+	pr, err := gitops.ParsePair(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pr
+}
+
+// serveProbe stands in for the floating name and the MP behind it: it resolves the floating FQDN
+// from the DNSEndpoint each reachable cluster holds (what external-dns would publish), and
+// answers 200 only when they agree and the MP they point at has a ready tsb replica.
+func (p *pair) serveProbe(w http.ResponseWriter, r *http.Request) {
+	target := ""
+	for _, s := range p.sites() {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		got, err := cnameTarget(ctx, s)
+		cancel()
+		if err != nil {
+			continue // a cluster that is down publishes nothing
+		}
+		if target != "" && got != target {
+			http.Error(w, fmt.Sprintf("the clusters disagree on %s: %s vs %s", floatingFQDN, target, got), http.StatusServiceUnavailable)
+			return
+		}
+		target = got
+	}
+	for _, s := range p.sites() {
+		if s.fqdn != target {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		d, err := s.cluster.Clientset.AppsV1().Deployments(mpNS).Get(ctx, "tsb", metav1.GetOptions{})
+		if err != nil || d.Status.ReadyReplicas < 1 {
+			http.Error(w, target+": no ready tsb replica", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintf(w, "%s answers for %s\n", target, floatingFQDN)
+		return
+	}
+	http.Error(w, fmt.Sprintf("%s resolves to %q, no MP of the pair", floatingFQDN, target), http.StatusServiceUnavailable)
+}
+
+func randomBytes(t testing.TB, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func short(commit string) string {
+	if i := strings.LastIndex(commit, ":"); i >= 0 {
+		commit = commit[i+1:]
+	}
+	if len(commit) > 10 {
+		return commit[:10]
+	}
+	return commit
+}

@@ -1,0 +1,416 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"os/exec"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/mpha-dev/mpha/agent/event"
+	"github.com/mpha-dev/mpha/agent/readiness"
+	"github.com/mpha-dev/mpha/agent/readiness/readinesstest"
+	"github.com/mpha-dev/mpha/gitops/seal"
+	"github.com/mpha-dev/mpha/gitops/values"
+	"github.com/mpha-dev/mpha/internal/helmtest"
+	"github.com/mpha-dev/mpha/internal/testrig"
+)
+
+// exported are the secrets the agents export (the Helm install model's default set).
+var exported = []string{"iam-signing-key", "tsb-iam-jwks"}
+
+// secretsReachStandby (step a): east's agent seals the TSB secrets for west and commits them;
+// west's Flux applies the SealedSecrets and west's own controller unseals them, data identical.
+func (p *pair) secretsReachStandby(t *testing.T) {
+	p.secretsReach(t, p.east, p.west, exported, 3*time.Minute)
+}
+
+// secretsReach waits until each named secret of from is in to with the same data, unsealed by
+// to's controller from the SealedSecret in Git, which is sealed for to's certificate and stamped
+// with the data's keyed digest.
+func (p *pair) secretsReach(t *testing.T, from, to *site, names []string, timeout time.Duration) {
+	t.Helper()
+	cert, err := seal.ParseCert(to.sealed.Cert(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	digests := map[string]string{}
+	for _, name := range names {
+		want, err := from.cluster.Clientset.CoreV1().Secrets(mpNS).Get(p.ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if digests[name], err = seal.Digest(p.hmacKey, want); err != nil {
+			t.Fatal(err)
+		}
+		testrig.Eventually(t, fmt.Sprintf("%s's %s unsealed in %s", from.name, name, to.name), timeout, func(ctx context.Context) error {
+			got, err := to.cluster.Clientset.CoreV1().Secrets(mpNS).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if !maps.EqualFunc(got.Data, want.Data, bytes.Equal) {
+				return fmt.Errorf("%s in %s: data differs from %s's", name, to.name, from.name)
+			}
+			if !ownedBySealedSecret(got) {
+				return fmt.Errorf("%s in %s: not (yet) owned by a SealedSecret", name, to.name)
+			}
+			return nil
+		})
+	}
+	files := p.files(t, p.layout.SecretsDir(to.name)+"/")
+	for _, name := range names {
+		path := p.layout.Secret(to.name, name)
+		st, err := seal.ReadStamp(files[path])
+		if err != nil {
+			t.Errorf("%s on main: %v", path, err)
+			continue
+		}
+		if st.CertFingerprint != cert.Fingerprint || st.Digest != digests[name] {
+			t.Errorf("%s on main: sealed for %.12s with digest %.20s, want %s's certificate %.12s and the data's digest", path,
+				st.CertFingerprint, st.Digest, to.name, cert.Fingerprint)
+		}
+	}
+	p.say("%s's %s reached %s: sealed for %s's certificate in %s, applied by %s's Flux, unsealed by %s's controller, data identical",
+		from.name, strings.Join(names, " and "), to.name, to.name, p.layout.SecretsDir(to.name), to.name, to.name)
+}
+
+// rotateSigningKey (step e): after the failover the roles have swapped. West's agent exports to
+// east now (east's own copies are taken over by the SealedSecrets); then iam-signing-key is rotated
+// on west and the new key reaches east, sealed for east and unsealed by east's controller.
+func (p *pair) rotateSigningKey(t *testing.T) {
+	t.Helper()
+	p.secretsReach(t, p.west, p.east, exported, 3*time.Minute)
+	sec, err := p.west.cluster.Clientset.CoreV1().Secrets(mpNS).Get(p.ctx, "iam-signing-key", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := readinesstest.Random(t, "private-key-rotated")
+	p.leaks.Add(key)
+	sec.Data = map[string][]byte{"kid": []byte("iam-key-2026-2"), "private.key": key}
+	if _, err := p.west.cluster.Clientset.CoreV1().Secrets(mpNS).Update(p.ctx, sec, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p.say("Rotated iam-signing-key on west (kid iam-key-2026-2)")
+	p.secretsReach(t, p.west, p.east, []string{"iam-signing-key"}, 3*time.Minute)
+}
+
+func ownedBySealedSecret(s *corev1.Secret) bool {
+	for _, o := range s.OwnerReferences {
+		if o.Kind == "SealedSecret" && o.Name == s.Name {
+			return true
+		}
+	}
+	return false
+}
+
+// standbyReachesWest (step b): east's agent renders west's HelmRelease and both roles; west's
+// Flux scales tsb and iam to 0 and stores the HelmRelease with the rendered values.
+func (p *pair) standbyReachesWest(t *testing.T) {
+	t.Helper()
+	p.waitScale(t, p.west, 0, 3*time.Minute)
+	p.checkScale(t, p.east, 1)
+	p.checkRestoreSuspended(t, p.west, false) // a standby restores the active's backups
+	want, err := values.Render(helmtest.Values(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hr *unstructured.Unstructured
+	testrig.Eventually(t, "west's HelmRelease tsb/mp", time.Minute, func(ctx context.Context) error {
+		hr, err = p.west.dynamic.Resource(helmReleases).Namespace(mpNS).Get(ctx, "mp", metav1.GetOptions{})
+		return err
+	})
+	got, _, _ := unstructured.NestedMap(hr.Object, "spec", "values")
+	if !reflect.DeepEqual(normalize(t, got), normalize(t, want)) {
+		t.Errorf("west's HelmRelease values differ from those rendered from east's release:\n got %v\nwant %v", got, want)
+	}
+	if _, ok := got["secrets"]; ok {
+		t.Error("west's HelmRelease values carry the secrets key")
+	}
+	p.say("west's Flux applied its role (tsb and iam at 0, tsb-restore running) and stored HelmRelease tsb/mp with the values "+
+		"rendered from east's release %s; helm-controller cannot be built here, so nothing installs it", p.layout.HelmRelease("west"))
+}
+
+func normalize(t testing.TB, v any) any {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out any
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// waitScale waits until s's tsb and iam Deployments are at n replicas.
+func (p *pair) waitScale(t *testing.T, s *site, n int32, timeout time.Duration) {
+	t.Helper()
+	testrig.Eventually(t, fmt.Sprintf("%s's tsb and iam at %d", s.name, n), timeout, func(ctx context.Context) error {
+		return scaleIs(ctx, s, n)
+	})
+}
+
+func (p *pair) checkScale(t *testing.T, s *site, n int32) {
+	t.Helper()
+	if err := scaleIs(p.ctx, s, n); err != nil {
+		t.Error(err)
+	}
+}
+
+func scaleIs(ctx context.Context, s *site, n int32) error {
+	for _, name := range mpDeployments {
+		d, err := s.cluster.Clientset.AppsV1().Deployments(mpNS).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if d.Spec.Replicas == nil || *d.Spec.Replicas != n {
+			return fmt.Errorf("%s: Deployment %s at %v replicas, want %d", s.name, name, ptrString(d.Spec.Replicas), n)
+		}
+	}
+	return nil
+}
+
+func ptrString(p *int32) string {
+	if p == nil {
+		return "nil"
+	}
+	return strconv.Itoa(int(*p))
+}
+
+func (p *pair) checkRestoreSuspended(t *testing.T, s *site, want bool) {
+	t.Helper()
+	cj, err := s.cluster.Clientset.BatchV1().CronJobs(mpNS).Get(p.ctx, restoreCronJob.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := cj.Spec.Suspend != nil && *cj.Spec.Suspend
+	if got != want {
+		t.Errorf("%s: CronJob %s suspended %v, want %v", s.name, restoreCronJob.Name, got, want)
+	}
+	if cj.Spec.Schedule != restoreCronJob.Schedule {
+		t.Errorf("%s: CronJob %s schedule %q changed", s.name, restoreCronJob.Name, cj.Spec.Schedule)
+	}
+}
+
+// doctor (step c): `mpha doctor` with both clusters' contexts passes (exit 0), and the checks
+// that compare the two sites pass outright.
+func (p *pair) doctor(t *testing.T, active, standby *site) {
+	t.Helper()
+	env := []string{"KUBECONFIG=" + active.cluster.Kubeconfig + ":" + standby.cluster.Kubeconfig}
+	out, code := p.cli(t, env, "doctor", "--active", active.name, "--standby", standby.name, "--floating-fqdn", floatingFQDN, "-o", "json")
+	if code != 0 {
+		t.Fatalf("mpha doctor exited %d:\n%s", code, out)
+	}
+	var rep readiness.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("doctor -o json: %v\n%s", err, out)
+	}
+	must := map[string]bool{readiness.SigningKeyKid: true, readiness.JWKSKid: true, readiness.SecretsInSync: true, readiness.RootCA: true}
+	for _, c := range rep.Checks {
+		if must[c.Check] && c.Status != readiness.Pass {
+			t.Errorf("doctor: %s %s: %s", c.Check, c.Status, c.Evidence)
+		}
+		delete(must, c.Check)
+	}
+	if len(must) > 0 {
+		t.Errorf("doctor ran no %v check", slicesOf(must))
+	}
+	p.say("`mpha doctor --active %s --standby %s` passes: %s", active.name, standby.name, rep.Status)
+}
+
+func slicesOf(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// cli runs the mpha binary and returns its combined output and exit status.
+func (p *pair) cli(t testing.TB, env []string, args ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, p.mpha, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		return out.String(), exit.ExitCode()
+	case err != nil:
+		t.Fatalf("running mpha %s: %v", strings.Join(args, " "), err)
+	}
+	return out.String(), 0
+}
+
+// failover (steps d and f): `mpha failover request --to` the target; the pull request is merged
+// through the forge's API; both clusters' Flux apply the merge; the agent reports verified. Then
+// the clusters, the DNSEndpoint and pair.yaml are checked.
+func (p *pair) failover(t *testing.T, to *site, id string) {
+	t.Helper()
+	before := p.pairFile(t)
+	if before.Active != p.other(to).name {
+		t.Fatalf("pair.yaml says %s is active, want %s", before.Active, p.other(to).name)
+	}
+	pr := p.request(t, to, id)
+	p.complete(t, to, id, pr, before.Epoch, completion{})
+}
+
+// completion says what complete may expect.
+type completion struct {
+	// fromDown: the old active is down; its side is checked when it comes back.
+	fromDown bool
+	// repeats: the request was delivered more than once (copies, a redelivery after a crash), so
+	// a phase may be reported more than once; their order still holds.
+	repeats bool
+}
+
+// request runs `mpha failover request --to` and returns the pull request it printed.
+func (p *pair) request(t *testing.T, to *site, id string) string {
+	t.Helper()
+	out, code := p.cli(t, nil, "failover", "request", "--to", to.name, "--reason", "e2e drill: move the MP to "+to.name,
+		"--id", id, "--requested-by", "e2e@example.com", "--nats-url", p.nats.URL, "--timeout", "3m", "-o", "json")
+	if code != 0 {
+		t.Fatalf("mpha failover request exited %d:\n%s", code, out)
+	}
+	var sts []event.FailoverStatus
+	if i := strings.Index(out, "["); i < 0 || json.Unmarshal([]byte(out[i:]), &sts) != nil {
+		t.Fatalf("failover request -o json printed no statuses:\n%s", out)
+	}
+	if len(sts) == 0 || sts[len(sts)-1].Phase != event.PhaseProposed || sts[len(sts)-1].PR == "" {
+		t.Fatalf("failover request ended without a pull request: %+v", sts)
+	}
+	pr := sts[len(sts)-1].PR
+	p.say("`mpha failover request --to %s` → %s proposed pull request %s", to.name, to.name, pr)
+	return pr
+}
+
+// complete merges pr, waits for verified and checks the end state: from's side too unless it is
+// down (a failed site is checked when it comes back).
+func (p *pair) complete(t *testing.T, to *site, id, pr string, epoch int64, c completion) {
+	t.Helper()
+	from := p.other(to)
+	number, err := strconv.Atoi(pr[strings.LastIndex(pr, "/")+1:])
+	if err != nil {
+		t.Fatalf("PR URL %s: %v", pr, err)
+	}
+	if err := p.forge.Merge(p.ctx, number, "Merge failover "+id); err != nil {
+		t.Fatalf("merging %s: %v", pr, err)
+	}
+	p.say("Merged %s through Gitea's API (a person's review and merge)", pr)
+	all := p.waitPhase(t, id, event.PhaseVerified, 5*time.Minute)
+	want := "accepted,preflight,proposed,merged,applied,verified"
+	if got := phaseList(all); got != want && (!c.repeats || phaseList(distinct(all)) != want) {
+		t.Errorf("phases of %s: %s", id, got)
+	}
+	p.checkScale(t, to, 1)
+	p.checkRestoreSuspended(t, to, true)
+	up := []*site{to}
+	if !c.fromDown {
+		p.checkScale(t, from, 0)
+		p.checkRestoreSuspended(t, from, true) // demoted: not until it is re-seeded
+		up = append(up, from)
+	}
+	for _, s := range up {
+		if got, err := cnameTarget(p.ctx, s); err != nil || got != to.fqdn {
+			t.Errorf("%s's DNSEndpoint: %s → %q (%v), want %s", s.name, floatingFQDN, got, err, to.fqdn)
+		}
+	}
+	after := p.pairFile(t)
+	if after.Active != to.name || after.Epoch != epoch+1 || after.LastFailover == nil || after.LastFailover.Event != id {
+		t.Errorf("pair.yaml after the failover: active %s epoch %d last %+v; want %s at %d by %s",
+			after.Active, after.Epoch, after.LastFailover, to.name, epoch+1, id)
+	}
+	if c.fromDown {
+		p.say("Failover %s verified without %s: %s tsb/iam 1, tsb-restore suspended, %s CNAME → %s, pair.yaml epoch %d",
+			id, from.name, to.name, floatingFQDN, to.fqdn, after.Epoch)
+		return
+	}
+	p.say("Failover %s verified: %s tsb/iam 0, %s tsb/iam 1, tsb-restore suspended on both, %s CNAME → %s, pair.yaml epoch %d",
+		id, from.name, to.name, floatingFQDN, to.fqdn, after.Epoch)
+}
+
+func (p *pair) other(s *site) *site {
+	if s == p.east {
+		return p.west
+	}
+	return p.east
+}
+
+// statuses returns the failover.status data published for request id, in order.
+func (p *pair) statuses(t testing.TB, id string) []event.FailoverStatus {
+	t.Helper()
+	var out []event.FailoverStatus
+	for _, m := range testrig.StreamMessages(t, p.ctx, p.js, p.subj.Stream(), p.subj.Status()) {
+		e, err := event.Decode(m.Data, event.TypeFailoverStatus)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st event.FailoverStatus
+		if err := e.DataAs(&st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Event == id {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// waitPhase waits until request id reached phase and returns its statuses.
+func (p *pair) waitPhase(t *testing.T, id string, phase event.Phase, timeout time.Duration) []event.FailoverStatus {
+	t.Helper()
+	var got []event.FailoverStatus
+	testrig.Eventually(t, "request "+id+" to reach "+string(phase), timeout, func(context.Context) error {
+		got = p.statuses(t, id)
+		for _, st := range got {
+			if st.Phase == phase {
+				return nil
+			}
+			if st.Phase == event.PhaseRejected || st.Phase == event.PhaseFailed {
+				t.Fatalf("request %s ended %s (%s): %s", id, st.Phase, st.Reason, st.Message)
+			}
+		}
+		return errors.New("phases so far: " + phaseList(got))
+	})
+	return got
+}
+
+// distinct keeps the first status of each phase.
+func distinct(sts []event.FailoverStatus) []event.FailoverStatus {
+	seen := map[event.Phase]bool{}
+	var out []event.FailoverStatus
+	for _, st := range sts {
+		if !seen[st.Phase] {
+			seen[st.Phase] = true
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+func phaseList(sts []event.FailoverStatus) string {
+	var s []string
+	for _, st := range sts {
+		s = append(s, string(st.Phase))
+	}
+	return strings.Join(s, ",")
+}

@@ -1,6 +1,7 @@
 package pgcopy
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -121,7 +122,12 @@ func (s *syncer) copyChunk(ctx context.Context, src pgx.Tx, dst *pgx.Conn, c chu
 	pr, pw := io.Pipe()
 	srcErr := make(chan error, 1)
 	go func() {
-		_, err := src.Conn().PgConn().CopyTo(ctx, io.MultiWriter(g, counter{&s.bytes}, pw), out)
+		// PostgreSQL sends a message per row: hand the load side large blocks, not rows.
+		bw := bufio.NewWriterSize(pw, 256<<10)
+		_, err := src.Conn().PgConn().CopyTo(ctx, io.MultiWriter(g, counter{&s.bytes}, bw), out)
+		if err == nil {
+			err = bw.Flush()
+		}
 		pw.CloseWithError(err)
 		srcErr <- err
 	}()

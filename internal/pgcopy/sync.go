@@ -184,6 +184,9 @@ func (s *syncer) run(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	s.tables = len(sc.Tables)
+	if err := tgt.adoptOwner(ctx, admin, snap.owner); err != nil {
+		return nil, err
+	}
 
 	tmp := s.opts.Database + "_mpha_" + randomSuffix()
 	if err := createDatabase(ctx, admin, tmp, tgt.owner, snap.locale); err != nil {

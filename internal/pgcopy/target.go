@@ -62,6 +62,22 @@ func inspectTarget(ctx context.Context, c *pgx.Conn, db string) (*target, error)
 	return t, nil
 }
 
+// adoptOwner makes a new target database the source's owner's when that role exists on the
+// target (the MP's role, tsb); an existing database keeps its owner.
+func (t *target) adoptOwner(ctx context.Context, c *pgx.Conn, owner string) error {
+	if t.exists {
+		return nil
+	}
+	var ok bool
+	if err := c.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", owner).Scan(&ok); err != nil {
+		return fmt.Errorf("looking up role %s on the target: %w", owner, err)
+	}
+	if ok {
+		t.owner = owner
+	}
+	return nil
+}
+
 // refusal says why the copy must not write into this target.
 func (t *target) refusal(force bool) error {
 	if t.inRecovery {

@@ -60,7 +60,7 @@ func TestDefaults(t *testing.T) {
 		Git:           agent.Git{URL: "https://git.example.com/fleet.git", Branch: "main", Root: "mpha", AuthSecret: "mpha-git"},
 		Forge:         agent.Forge{Kind: "none", Mode: "branch"},
 		NATS:          agent.NATS{URL: "nats://nats:4222"},
-		Postgres:      agent.Postgres{Topology: "auto"},
+		Postgres:      agent.Postgres{Topology: "auto", Database: "tsb", MaxLagBytes: 16 << 20},
 		Health:        agent.Health{Failures: 3},
 		Standby: agent.Standby{ChartRepository: "https://charts.dl.tetrate.io/public/helm/charts/", RoleMode: "manifest",
 			Deployments: []string{"tsb", "iam"}, RestoreCronJob: "tsb-restore"},
@@ -68,6 +68,7 @@ func TestDefaults(t *testing.T) {
 	}
 	want.HeartbeatInterval.Duration = 10 * time.Second
 	want.Postgres.MaxLag.Duration = 30 * time.Second
+	want.Postgres.MaxImportAge.Duration = 25 * time.Hour
 	want.Health.Interval.Duration = 10 * time.Second
 	if diff := cmp.Diff(want, *c); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -102,6 +103,9 @@ func TestValidationNamesTheKey(t *testing.T) {
 		{"root outside repo", with("git", "git: {url: https://g/x.git, root: ../up}"), []string{"git.root"}},
 		{"standby overrides outside the allow-list", minimal + "standby: {overrides: {spec.dataStore.postgres.address: x:5432}, roleMode: magic}\n",
 			[]string{`standby.overrides: override "spec.dataStore.postgres.address": not an allowed path`, `standby.roleMode: "magic"`}},
+		{"postgres limits and promotion", minimal + "postgres: {topology: independent, maxLagBytes: -1, maxImportAge: 0s, promoteOnFailover: true, database: " +
+			strings.Repeat("d", 64) + "}\n", []string{"postgres.maxLagBytes: must be positive", `postgres.promoteOnFailover: promotes a streaming replica: not for topology "independent"`,
+			"postgres.promoteOnFailover: needs postgres.dsnSecret", "postgres.database: must be a Postgres database name"}},
 		{"wrong scheme", with("git", "git: {url: ftp://g/x.git}"), []string{`git.url: want a [https http ssh] URL`}},
 	}
 	for _, tc := range tests {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -113,28 +114,49 @@ func TestDBSyncVersusPgDump(t *testing.T) {
 			fmt.Printf("  mpha db sync phases: %s\n", strings.Join(phases, ", "))
 		}},
 	}
-	wall := map[string]time.Duration{}
-	for _, m := range methods {
-		if m.db != "tsb" {
-			exec1(ctx, t, dst.DSN("postgres"), "CREATE DATABASE "+m.db+" OWNER tsb")
+	// The machine is shared: the methods take turns, round after round, and each is judged by
+	// its fastest round. Every copy of the first round is checked against the source.
+	rounds := envInt("MPHA_BENCH_ROUNDS", 2)
+	wall := map[string][]time.Duration{}
+	for round := 1; round <= rounds; round++ {
+		for _, m := range methods {
+			if m.db != "tsb" {
+				exec1(ctx, t, dst.DSN("postgres"), "CREATE DATABASE "+m.db+" OWNER tsb")
+			}
+			exec1(ctx, t, dst.DSN("postgres"), "CHECKPOINT")
+			start := time.Now()
+			m.run(ctx, t, m.db)
+			took := time.Since(start)
+			wall[m.name] = append(wall[m.name], took)
+			same := "not checked"
+			if round == 1 {
+				got, err := pgcopytest.Take(ctx, dst.DSN(m.db))
+				if err != nil {
+					t.Fatal(err)
+				}
+				same = "identical to the source"
+				if d := pgcopytest.Diff(want, got); len(d) > 0 {
+					same = "DIFFERS from the source"
+					t.Errorf("%s: the copy differs from the source:\n%s", m.name, strings.Join(d, "\n"))
+				}
+			}
+			fmt.Printf("round %d  %-40s %7.1f s  %s\n", round, m.name, took.Seconds(), same)
+			exec1(ctx, t, dst.DSN("postgres"), "DROP DATABASE "+m.db)
+			os.RemoveAll(dir)
 		}
-		exec1(ctx, t, dst.DSN("postgres"), "CHECKPOINT")
-		start := time.Now()
-		m.run(ctx, t, m.db)
-		wall[m.name] = time.Since(start)
-		got, err := pgcopytest.Take(ctx, dst.DSN(m.db))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d := pgcopytest.Diff(want, got); len(d) > 0 {
-			t.Errorf("%s: the copy differs from the source:\n%s", m.name, strings.Join(d, "\n"))
-		}
-		fmt.Printf("%-40s %8.1f s  identical to the source: %v\n", m.name, wall[m.name].Seconds(), !t.Failed())
-		exec1(ctx, t, dst.DSN("postgres"), "DROP DATABASE "+m.db)
 	}
-	sync := wall[methods[2].name]
-	fmt.Printf("\n%-40s %8s %14s\n", "method", "wall", "× mpha's time")
+	best := func(name string) float64 { return slices.Min(wall[name]).Seconds() }
+	sync := best(methods[2].name)
+	fmt.Printf("\n%-40s %10s %14s   (best of %d rounds; load average at the end: %s)\n", "method", "wall", "× mpha's time", rounds, loadAverage())
 	for _, m := range methods {
-		fmt.Printf("%-40s %7.1fs %13.2f×\n", m.name, wall[m.name].Seconds(), wall[m.name].Seconds()/sync.Seconds())
+		fmt.Printf("%-40s %9.1fs %13.2f×\n", m.name, best(m.name), best(m.name)/sync)
 	}
+}
+
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
 }

@@ -29,6 +29,9 @@ type CheckOptions struct {
 	// has none. The active's database may be unreachable: then Peer's facts come from PeerStatus.
 	Self, Peer string
 	PeerStatus PeerStatus
+	// Active is the active cluster, whose heartbeat PeerStatus reads (Preflight sets it to the
+	// failover's from).
+	Active string
 	// MaxLag and MaxLagBytes bound a streaming replica's lag; MaxImportAge the age of the last
 	// verified import (independent) or of the last tsb-restore run (embedded).
 	MaxLag       time.Duration
@@ -42,7 +45,9 @@ type CheckOptions struct {
 
 // Preflight is the database check as a failover preflight source.
 func Preflight(o CheckOptions) failover.Preflight {
-	return failover.PreflightFunc(func(ctx context.Context, _, _ string) ([]event.Check, error) {
+	return failover.PreflightFunc(func(ctx context.Context, from, _ string) ([]event.Check, error) {
+		o := o
+		o.Active = from
 		return []event.Check{Check(ctx, o)}, nil
 	})
 }
@@ -116,7 +121,7 @@ func (o *CheckOptions) streaming(ctx context.Context, self, peer *Server, peerNo
 	case peer != nil:
 		activeLSN, from = peer.LSN, "the active's server "+peer.Name
 	case o.PeerStatus != nil:
-		st, at, err := o.PeerStatus(ctx)
+		st, at, err := o.PeerStatus(ctx, o.Active)
 		switch {
 		case err != nil:
 			peerNote = joinNote(peerNote, "its heartbeat: "+err.Error())

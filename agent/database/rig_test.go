@@ -178,8 +178,12 @@ func TestStreamingLag(t *testing.T) {
 	}
 	viaHeartbeat := opts
 	viaHeartbeat.Topology, viaHeartbeat.Peer = database.Streaming, ""
-	viaHeartbeat.PeerStatus = database.HeartbeatStatus(js, "tsb-mp", "east", time.Minute)
-	c = database.Check(ctx, viaHeartbeat)
+	viaHeartbeat.PeerStatus = database.HeartbeatStatus(js, "tsb-mp", time.Minute)
+	checks, err := database.Preflight(viaHeartbeat).Run(ctx, "east", "west")
+	if err != nil || len(checks) != 1 {
+		t.Fatalf("the preflight: %v, %v", checks, err)
+	}
+	c = checks[0]
 	if c.Result != "pass" || !strings.Contains(c.Evidence, "per the active's heartbeat of") {
 		t.Errorf("via the heartbeat: %+v", c)
 	}

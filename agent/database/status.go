@@ -59,12 +59,12 @@ func importRecord(ctx context.Context, dsn, db string) (*pgcopy.Record, error) {
 }
 
 // PeerStatus reads the Postgres facts a cluster last published in its heartbeat, and when.
-type PeerStatus func(ctx context.Context) (*event.PostgresStatus, time.Time, error)
+type PeerStatus func(ctx context.Context, cluster string) (*event.PostgresStatus, time.Time, error)
 
-// HeartbeatStatus reads cluster's Postgres facts from its last heartbeat on the pair's stream;
+// HeartbeatStatus reads a cluster's Postgres facts from its last heartbeat on the pair's stream;
 // one older than maxAge is failover.ErrUnreachable.
-func HeartbeatStatus(js jetstream.JetStream, pair, cluster string, maxAge time.Duration) PeerStatus {
-	return func(ctx context.Context) (*event.PostgresStatus, time.Time, error) {
+func HeartbeatStatus(js jetstream.JetStream, pair string, maxAge time.Duration) PeerStatus {
+	return func(ctx context.Context, cluster string) (*event.PostgresStatus, time.Time, error) {
 		hb, at, err := failover.LastHeartbeat(ctx, js, pair, cluster, maxAge)
 		if err != nil {
 			return nil, at, err

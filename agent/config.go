@@ -121,6 +121,16 @@ type Postgres struct {
 	DSNSecret         string          `json:"dsnSecret"`
 	MaxLag            metav1.Duration `json:"maxLag"`
 	PromoteOnFailover bool            `json:"promoteOnFailover"`
+	// Database is the MP's database (dataStore.postgres.name; default tsb).
+	Database string `json:"database"`
+	// PeerDSNSecret holds the peer site's DSN, to compare servers and read the active's WAL
+	// position directly (without it, from the active's heartbeat).
+	PeerDSNSecret string `json:"peerDSNSecret"`
+	// MaxLagBytes bounds a streaming replica's unreplayed WAL (default 16 MiB).
+	MaxLagBytes int64 `json:"maxLagBytes"`
+	// MaxImportAge bounds the age of the last verified `mpha db sync` (independent) or of the
+	// last tsb-restore run (embedded) (default 25h: a daily import and some slack).
+	MaxImportAge metav1.Duration `json:"maxImportAge"`
 }
 
 // Health is how the standby's agent watches the active MP (tsb-mp-ha.md §6), and how the
@@ -321,6 +331,11 @@ func (c *Config) Default() {
 	setString(&c.Forge.Mode, "pr")
 	setString(&c.Postgres.Topology, "auto")
 	setDuration(&c.Postgres.MaxLag, 30*time.Second)
+	setString(&c.Postgres.Database, "tsb")
+	if c.Postgres.MaxLagBytes == 0 {
+		c.Postgres.MaxLagBytes = 16 << 20
+	}
+	setDuration(&c.Postgres.MaxImportAge, 25*time.Hour)
 	setDuration(&c.Health.Interval, 10*time.Second)
 	setDuration(&c.Health.Timeout, 5*time.Second)
 	if c.Health.Port == 0 {
@@ -411,6 +426,19 @@ func (c *Config) Validate() error {
 	}
 	oneOf("postgres.topology", c.Postgres.Topology, topologies)
 	positive("postgres.maxLag", c.Postgres.MaxLag)
+	positive("postgres.maxImportAge", c.Postgres.MaxImportAge)
+	if c.Postgres.MaxLagBytes < 0 {
+		bad("postgres.maxLagBytes", "must be positive, got %d", c.Postgres.MaxLagBytes)
+	}
+	if len(c.Postgres.Database) > 63 {
+		bad("postgres.database", "must be a Postgres database name (at most 63 bytes)")
+	}
+	if c.Postgres.PromoteOnFailover && c.Postgres.Topology != "streaming" && c.Postgres.Topology != "auto" {
+		bad("postgres.promoteOnFailover", "promotes a streaming replica: not for topology %q", c.Postgres.Topology)
+	}
+	if c.Postgres.PromoteOnFailover && c.Postgres.DSNSecret == "" {
+		bad("postgres.promoteOnFailover", "needs postgres.dsnSecret (the database to promote)")
+	}
 	positive("health.interval", c.Health.Interval)
 	if c.Health.Failures < 1 {
 		bad("health.failures", "must be at least 1, got %d", c.Health.Failures)

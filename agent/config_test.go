@@ -60,7 +60,7 @@ func TestDefaults(t *testing.T) {
 		Git:           agent.Git{URL: "https://git.example.com/fleet.git", Branch: "main", Root: "mpha", AuthSecret: "mpha-git"},
 		Forge:         agent.Forge{Kind: "none", Mode: "branch"},
 		NATS:          agent.NATS{URL: "nats://nats:4222"},
-		Postgres:      agent.Postgres{Topology: "auto"},
+		Postgres:      agent.Postgres{Topology: "auto", Database: "tsb", MaxLagBytes: 16 << 20},
 		Health:        agent.Health{Failures: 3, Recoveries: 3, Port: 8443},
 		Alerts:        agent.Alerts{Path: "/alerts"},
 		Standby: agent.Standby{ChartRepository: "https://charts.dl.tetrate.io/public/helm/charts/", RoleMode: "manifest",
@@ -69,6 +69,7 @@ func TestDefaults(t *testing.T) {
 	}
 	want.HeartbeatInterval.Duration = 10 * time.Second
 	want.Postgres.MaxLag.Duration = 30 * time.Second
+	want.Postgres.MaxImportAge.Duration = 25 * time.Hour
 	want.Health.Interval.Duration = 10 * time.Second
 	want.Health.Timeout.Duration = 5 * time.Second
 	want.Alerts.Remember.Duration = 24 * time.Hour
@@ -111,6 +112,9 @@ func TestValidationNamesTheKey(t *testing.T) {
 			[]string{"alerts.path", "alerts.authSecret: must name", "alerts.rules: an enabled bridge"}},
 		{"bad alert rules", minimal + "alerts: {enabled: true, authSecret: am, rules: [{action: fix, target: West, mode: now}]}\n",
 			[]string{"alerts.rules[0].alert", `alerts.rules[0].action: "fix"`, "alerts.rules[0].target", `alerts.rules[0].mode: "now"`}},
+		{"postgres limits and promotion", minimal + "postgres: {topology: independent, maxLagBytes: -1, maxImportAge: 0s, promoteOnFailover: true, database: " +
+			strings.Repeat("d", 64) + "}\n", []string{"postgres.maxLagBytes: must be positive", `postgres.promoteOnFailover: promotes a streaming replica: not for topology "independent"`,
+			"postgres.promoteOnFailover: needs postgres.dsnSecret", "postgres.database: must be a Postgres database name"}},
 		{"wrong scheme", with("git", "git: {url: ftp://g/x.git}"), []string{`git.url: want a [https http ssh] URL`}},
 	}
 	for _, tc := range tests {

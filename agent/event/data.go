@@ -1,5 +1,7 @@
 package event
 
+import "time"
+
 // Mode is how a failover is asked for (architecture §6).
 type Mode string
 
@@ -83,7 +85,25 @@ type FailoverStatus struct {
 	DryRun bool     `json:"dryRun,omitempty"`
 	Plan   []string `json:"plan,omitempty"`
 	Diff   string   `json:"diff,omitempty"`
+	// Steps are actions the agent took on the way, with their outcome (promoting the standby's
+	// database once merged).
+	Steps []Step `json:"steps,omitempty"`
 }
+
+// Step is one action of a failover's follow-through and its outcome.
+type Step struct {
+	Name string `json:"name"`
+	// Result is done, skipped or failed.
+	Result string `json:"result"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Step results.
+const (
+	StepDone    = "done"
+	StepSkipped = "skipped"
+	StepFailed  = "failed"
+)
 
 // Check is one preflight check's verdict in a status event.
 type Check struct {
@@ -126,6 +146,13 @@ type PostgresStatus struct {
 	LSN  string `json:"lsn,omitempty"`
 	// LagSeconds is the replica's replay lag; nil when not a replica or unknown.
 	LagSeconds *float64 `json:"lagSeconds,omitempty"`
+	// SystemID is the server's system identifier (pg_control_system): equal on a primary and its
+	// streaming replicas, so the peer can tell which server this site uses.
+	SystemID string `json:"systemID,omitempty"`
+	// LagBytes is the replica's WAL received but not yet replayed; nil when not a replica.
+	LagBytes *int64 `json:"lagBytes,omitempty"`
+	// ImportedAt is when the database was last replaced by a verified `mpha db sync`.
+	ImportedAt *time.Time `json:"importedAt,omitempty"`
 }
 
 // Rejected is the data of a rejected event on the dead-letter subject: which message an agent

@@ -445,6 +445,9 @@ func (h *Handler) publishStatus(ctx context.Context, st event.FailoverStatus) er
 	if st.DryRun {
 		phase = "dry-run"
 	}
+	for _, step := range st.Steps {
+		phase += "." + step.Name // a step's report is a status of its own, not a duplicate
+	}
 	e, err := event.NewFailoverStatus(h.source(), statusID(st.Event, phase), st)
 	if err != nil {
 		return err
@@ -457,7 +460,9 @@ func (h *Handler) publishStatus(ctx context.Context, st event.FailoverStatus) er
 		return nil // published before: a redelivery or a copy
 	}
 	h.log.Info("failover status", "event", st.Event, "phase", st.Phase, "pr", st.PR, "branch", st.Branch)
-	h.m.status(st, h.opts.Now())
+	if len(st.Steps) == 0 { // a step's report repeats its phase: count the phase once
+		h.m.status(st, h.opts.Now())
+	}
 	return nil
 }
 

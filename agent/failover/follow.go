@@ -40,6 +40,11 @@ type FollowOptions struct {
 	// TSB front envoy through the floating name); Client makes the requests.
 	ProbeURL string
 	Client   *http.Client
+	// OnMerged, when set, runs once per follow-through right after the merge is seen (before
+	// waiting for Flux): the moment to promote the standby's database before the new MP's
+	// writers start. Its step is published in a merged status; an error also ends the
+	// follow-through as failed. Drills and dry runs are never followed, so never reach it.
+	OnMerged func(ctx context.Context, st event.FailoverStatus) (event.Step, error)
 }
 
 func (o *FollowOptions) defaults() {
@@ -101,6 +106,9 @@ func (h *Handler) followThrough(ctx context.Context, st event.FailoverStatus, fr
 			return err
 		}
 	}
+	if err := h.onMerged(ctx, st); err != nil {
+		return err
+	}
 	pair, err := h.waitApplied(ctx, st, from)
 	if err != nil {
 		return err
@@ -119,6 +127,33 @@ func (h *Handler) followThrough(ctx context.Context, st event.FailoverStatus, fr
 	}
 	return h.publishStatus(ctx, event.FailoverStatus{Event: st.Event, Phase: event.PhaseVerified, Epoch: st.Epoch,
 		PR: st.PR, Branch: st.Branch, Commit: st.Commit, Message: url + " answers: " + h.opts.Cluster + " is the active management plane"})
+}
+
+// onMerged runs the OnMerged hook and publishes its step in a merged status of its own.
+func (h *Handler) onMerged(ctx context.Context, st event.FailoverStatus) error {
+	if h.opts.Follow.OnMerged == nil {
+		return nil
+	}
+	step, err := h.opts.Follow.OnMerged(ctx, st)
+	if err != nil && step.Result == "" {
+		step.Result, step.Detail = event.StepFailed, err.Error()
+	}
+	if step.Name == "" {
+		step.Name = "on-merged"
+	}
+	h.log.Info("failover step", "event", st.Event, "step", step.Name, "result", step.Result, "detail", step.Detail)
+	msg := step.Name + " " + step.Result
+	if step.Detail != "" {
+		msg += ": " + step.Detail
+	}
+	if perr := h.publishStatus(ctx, event.FailoverStatus{Event: st.Event, Phase: event.PhaseMerged, Epoch: st.Epoch, PR: st.PR,
+		Branch: st.Branch, Commit: st.Commit, Message: msg, Steps: []event.Step{step}}); perr != nil {
+		return perr
+	}
+	if err != nil {
+		return fmt.Errorf("%s after the merge: %w", step.Name, err)
+	}
+	return nil
 }
 
 // waitMerged waits until pair.yaml on the base branch records this failover. A pull request

@@ -36,41 +36,51 @@ func FluxRevision(dyn dynamic.Interface, namespace, name string) func(ctx contex
 // whose last heartbeat is older than maxAge, or that never sent one, is ErrUnreachable.
 func HeartbeatRevision(js jetstream.JetStream, pair string, maxAge time.Duration) RevisionSource {
 	return func(ctx context.Context, cluster string) (string, error) {
-		subj, err := event.NewSubjects(pair)
+		hb, _, err := LastHeartbeat(ctx, js, pair, cluster, maxAge)
 		if err != nil {
 			return "", err
-		}
-		subject, err := subj.Heartbeat(cluster)
-		if err != nil {
-			return "", err
-		}
-		st, err := js.Stream(ctx, subj.Stream())
-		if err != nil {
-			return "", fmt.Errorf("heartbeats of %s: %w", cluster, err)
-		}
-		m, err := st.GetLastMsgForSubject(ctx, subject)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return "", fmt.Errorf("%w: %s never sent a heartbeat", ErrUnreachable, cluster)
-		}
-		if err != nil {
-			return "", fmt.Errorf("heartbeats of %s: %w", cluster, err)
-		}
-		if age := time.Since(m.Time); age > maxAge {
-			return "", fmt.Errorf("%w: the last heartbeat of %s is %s old", ErrUnreachable, cluster, age.Round(time.Second))
-		}
-		e, err := event.Decode(m.Data, event.TypeHeartbeat)
-		if err != nil {
-			return "", fmt.Errorf("heartbeat of %s: %w", cluster, err)
-		}
-		var hb event.Heartbeat
-		if err := e.DataAs(&hb); err != nil {
-			return "", fmt.Errorf("heartbeat of %s: %w", cluster, err)
 		}
 		if hb.FluxRevision == "" {
 			return "", fmt.Errorf("the heartbeat of %s reports no Flux revision", cluster)
 		}
 		return hb.FluxRevision, nil
 	}
+}
+
+// LastHeartbeat reads a cluster's last heartbeat and when it was sent. A cluster whose last
+// heartbeat is older than maxAge, or that never sent one, is ErrUnreachable.
+func LastHeartbeat(ctx context.Context, js jetstream.JetStream, pair, cluster string, maxAge time.Duration) (event.Heartbeat, time.Time, error) {
+	var hb event.Heartbeat
+	subj, err := event.NewSubjects(pair)
+	if err != nil {
+		return hb, time.Time{}, err
+	}
+	subject, err := subj.Heartbeat(cluster)
+	if err != nil {
+		return hb, time.Time{}, err
+	}
+	st, err := js.Stream(ctx, subj.Stream())
+	if err != nil {
+		return hb, time.Time{}, fmt.Errorf("heartbeats of %s: %w", cluster, err)
+	}
+	m, err := st.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return hb, time.Time{}, fmt.Errorf("%w: %s never sent a heartbeat", ErrUnreachable, cluster)
+	}
+	if err != nil {
+		return hb, time.Time{}, fmt.Errorf("heartbeats of %s: %w", cluster, err)
+	}
+	if age := time.Since(m.Time); age > maxAge {
+		return hb, m.Time, fmt.Errorf("%w: the last heartbeat of %s is %s old", ErrUnreachable, cluster, age.Round(time.Second))
+	}
+	e, err := event.Decode(m.Data, event.TypeHeartbeat)
+	if err != nil {
+		return hb, m.Time, fmt.Errorf("heartbeat of %s: %w", cluster, err)
+	}
+	if err := e.DataAs(&hb); err != nil {
+		return hb, m.Time, fmt.Errorf("heartbeat of %s: %w", cluster, err)
+	}
+	return hb, m.Time, nil
 }
 
 // Revisions asks own for this cluster and peers for the others.

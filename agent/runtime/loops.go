@@ -21,6 +21,7 @@ import (
 
 	"github.com/mpha-dev/mpha/agent/alerts"
 	"github.com/mpha-dev/mpha/agent/certificate"
+	"github.com/mpha-dev/mpha/agent/database"
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/export"
 	"github.com/mpha-dev/mpha/agent/failover"
@@ -163,6 +164,8 @@ type deps struct {
 	probeCreds health.Credentials
 	probeCA    []byte
 	alertAuth  alerts.Auth
+	// selfDSN and peerDSN are this site's and the active's MP database (postgres.*); "" unset.
+	selfDSN, peerDSN string
 	// exportMetrics outlive each exporter (one per term as the active).
 	exportMetrics *export.Metrics
 }
@@ -304,7 +307,7 @@ func (d *deps) loops(o Options, cs kubernetes.Interface, dyn dynamic.Interface) 
 	if err != nil {
 		return nil, err
 	}
-	fo, err := d.failoverHandler(o, dyn, mon)
+	fo, err := d.failoverHandler(o, cs, dyn, mon)
 	if err != nil {
 		return nil, err
 	}
@@ -331,7 +334,7 @@ func (d *deps) loops(o Options, cs kubernetes.Interface, dyn dynamic.Interface) 
 	return loops, nil
 }
 
-func (d *deps) failoverHandler(o Options, dyn dynamic.Interface, mon *readiness.Monitor) (*failover.Handler, error) {
+func (d *deps) failoverHandler(o Options, cs kubernetes.Interface, dyn dynamic.Interface, mon *readiness.Monitor) (*failover.Handler, error) {
 	cfg := o.Config
 	keys, err := event.ParseTrustedKeys(cfg.NATS.TrustedKeys)
 	if err != nil {
@@ -340,7 +343,7 @@ func (d *deps) failoverHandler(o Options, dyn dynamic.Interface, mon *readiness.
 	opts := failover.Options{
 		Cluster: cfg.Cluster, Pair: cfg.Pair, Layout: d.layout, Namespace: cfg.Kubernetes.Namespace, Base: cfg.Git.Branch,
 		Mode: cfg.Forge.Mode, RequireSigned: cfg.NATS.RequireSignedEvents, TrustedKeys: keys,
-		Preflight: failover.Preflights(failover.Monitor(mon), failover.StandbyReady(dyn, cfg.Kubernetes.Namespace, cfg.Kubernetes.HelmRelease)),
+		Preflight: failover.Preflights(d.preflights(cs, dyn, mon)...),
 		Follow: failover.FollowOptions{ProbeURL: cfg.Health.ProbeURL,
 			Revision: failover.Revisions(cfg.Cluster, failover.FluxRevision(dyn, cfg.Flux.Namespace, cfg.Flux.Kustomization),
 				failover.HeartbeatRevision(d.js, cfg.Pair, 3*cfg.HeartbeatInterval.Duration))},
@@ -348,6 +351,9 @@ func (d *deps) failoverHandler(o Options, dyn dynamic.Interface, mon *readiness.
 	}
 	if d.forge != nil {
 		opts.Forge = d.forge
+	}
+	if cfg.Postgres.PromoteOnFailover && d.selfDSN != "" {
+		opts.Follow.OnMerged = database.OnMerged(database.PromoteOptions{DSN: d.selfDSN, Logger: o.Logger.With("loop", "failover")})
 	}
 	return failover.New(d.js, d.repo, opts)
 }

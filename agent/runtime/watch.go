@@ -12,10 +12,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/mpha-dev/mpha/agent/alerts"
+	"github.com/mpha-dev/mpha/agent/database"
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/failover"
 	"github.com/mpha-dev/mpha/agent/health"
 	"github.com/mpha-dev/mpha/agent/readiness"
+	"github.com/mpha-dev/mpha/internal/redact"
 )
 
 // watchSecrets reads what the health monitor and the alert bridge need from the agent's Secrets:
@@ -36,6 +38,24 @@ func (d *deps) watchSecrets(ctx context.Context, o Options, cs kubernetes.Interf
 			return fmt.Errorf("health.caSecret: %w", err)
 		}
 		d.probeCA = ca
+	}
+	pg := o.Config.Postgres
+	for _, ref := range []struct {
+		key, name string
+		dsn       *string
+	}{{"postgres.dsnSecret", pg.DSNSecret, &d.selfDSN}, {"postgres.peerDSNSecret", pg.PeerDSNSecret, &d.peerDSN}} {
+		if ref.name == "" {
+			continue
+		}
+		s, err := cs.CoreV1().Secrets(o.Namespace).Get(ctx, ref.name, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("%s: reading %s/%s: %w", ref.key, o.Namespace, ref.name, err)
+		}
+		// A "dsn" key, or username/password with the server's "address" (host:port).
+		if *ref.dsn, err = database.DSN(s.Data, database.DataStore{Address: string(s.Data["address"]), Name: pg.Database,
+			SSLMode: string(s.Data["sslMode"])}); err != nil {
+			return fmt.Errorf("%s %s: %w", ref.key, ref.name, err)
+		}
 	}
 	if a.Enabled {
 		s, err := cs.CoreV1().Secrets(o.Namespace).Get(ctx, a.AuthSecret, metav1.GetOptions{})
@@ -93,6 +113,11 @@ func (d *deps) facts(cs kubernetes.Interface, dyn dynamic.Interface) func(ctx co
 		if d.watch != nil {
 			hb.MP = d.watch.Self()
 		}
+		if d.selfDSN != "" {
+			if hb.Postgres, err = database.Status(ctx, d.selfDSN, database.Topology(cfg.Postgres.Topology)); err != nil {
+				log.Debug("heartbeat without the database's status", "error", redact.String(err.Error()))
+			}
+		}
 		facts, err := readiness.Gather(ctx, cs, cfg.Kubernetes.Namespace, readiness.CheckedSecrets(), d.key)
 		if err != nil {
 			log.Debug("heartbeat without the secrets' facts", "error", err)
@@ -114,6 +139,23 @@ func (d *deps) facts(cs kubernetes.Interface, dyn dynamic.Interface) func(ctx co
 		hb.CAFingerprints = slices.Compact(cas)
 		return hb, nil
 	}
+}
+
+// preflights are the failover's checks: the readiness monitor's, the standby's HelmRelease, and,
+// where a database is configured (or embedded, judged by its restore job), the database's RPO.
+func (d *deps) preflights(cs kubernetes.Interface, dyn dynamic.Interface, mon *readiness.Monitor) []failover.Preflight {
+	cfg := d.o.Config
+	out := []failover.Preflight{failover.Monitor(mon), failover.StandbyReady(dyn, cfg.Kubernetes.Namespace, cfg.Kubernetes.HelmRelease)}
+	pg := cfg.Postgres
+	if d.selfDSN == "" && pg.Topology != string(database.Embedded) {
+		return out
+	}
+	return append(out, database.Preflight(database.CheckOptions{
+		Topology: database.Topology(pg.Topology), Self: d.selfDSN, Peer: d.peerDSN,
+		PeerStatus: database.HeartbeatStatus(d.js, cfg.Pair, 3*cfg.HeartbeatInterval.Duration),
+		MaxLag:     pg.MaxLag.Duration, MaxLagBytes: pg.MaxLagBytes, MaxImportAge: pg.MaxImportAge.Duration,
+		LastRestore: database.RestoreJob(cs, cfg.Kubernetes.Namespace, cfg.Standby.RestoreCronJob),
+	}))
 }
 
 // alertBridge builds the Alertmanager webhook receiver (alerts.*); nil when disabled.

@@ -114,6 +114,7 @@ func TestWatchHeartbeatsAndAlertBridge(t *testing.T) {
 	}
 	secret("tsb", "iam-signing-key", map[string][]byte{"kid": []byte(signingKid), "private.key": []byte(signingKey)})
 	secret("tsb", "tsb-certs", map[string][]byte{"ca.crt": ca.PEM})
+	pg := testrig.StartPostgres(t)
 	for _, ns := range []string{"mpha-east", "mpha-west"} {
 		c.Apply(t, []byte("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: "+ns+"\n"))
 		secret(ns, "mpha-git", srv.Credentials())
@@ -122,6 +123,7 @@ func TestWatchHeartbeatsAndAlertBridge(t *testing.T) {
 		secret(ns, "mpha-probe-ca", map[string][]byte{"ca.crt": ca.PEM})
 		secret(ns, "mpha-alertmanager", map[string][]byte{"token": []byte(alertToken)})
 	}
+	secret("mpha-east", "mpha-db", map[string][]byte{"dsn": []byte(pg.DSN("postgres"))})
 	config := func(cluster, extra string) *agent.Config {
 		cfg, err := agent.Parse([]byte(fmt.Sprintf(`cluster: %s
 pair: tsb-mp
@@ -137,7 +139,7 @@ health: {organization: tetrate, credentialsSecret: mpha-probe, caSecret: mpha-pr
 		}
 		return cfg
 	}
-	east := config("east", "")
+	east := config("east", "postgres: {dsnSecret: mpha-db, database: postgres}\n")
 	east.Health.SelfURL = eastMP.url()
 	west := config("west", `alerts:
   enabled: true
@@ -166,7 +168,7 @@ health: {organization: tetrate, credentialsSecret: mpha-probe, caSecret: mpha-pr
 		return nil
 	})
 
-	// 1. East's heartbeat: its MP healthy, its signing key's kid, its CA.
+	// 1. East's heartbeat: its MP healthy, its signing key's kid, its CA, its database's position.
 	beats, err := health.NewStreamHeartbeats(js, "tsb-mp")
 	if err != nil {
 		t.Fatal(err)
@@ -182,6 +184,8 @@ health: {organization: tetrate, credentialsSecret: mpha-probe, caSecret: mpha-pr
 			return fmt.Errorf("kids %v", hb.Kids)
 		case len(hb.CAFingerprints) != 1 || hb.CAFingerprints[0] != ca.Fingerprint():
 			return fmt.Errorf("CAs %v", hb.CAFingerprints)
+		case hb.Postgres == nil || hb.Postgres.Role != "primary" || hb.Postgres.LSN == "" || hb.Postgres.SystemID == "":
+			return fmt.Errorf("postgres %+v", hb.Postgres)
 		}
 		return nil
 	})

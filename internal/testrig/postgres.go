@@ -160,3 +160,6 @@ func (p *Postgres) Restart(t testing.TB) {
 
 // Process is the postmaster's process, for fault tests (Kill is a crash).
 func (p *Postgres) Process() *Process { return p.proc }
+
+// Tool is the path of a client program (pg_dump, psql, pg_restore) of the server's version.
+func (p *Postgres) Tool(name string) string { return filepath.Join(p.bin, name) }

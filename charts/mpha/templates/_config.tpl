@@ -26,7 +26,10 @@ kubernetes:
   installModel: helm
   namespace: tsb
 postgres:
+  database: tsb
+  maxImportAge: 25h0m0s
   maxLag: 30s
+  maxLagBytes: 16777216
   topology: auto
 sealedSecrets:
   controllerName: sealed-secrets-controller
@@ -72,6 +75,7 @@ agentSecrets:
 - nats.credsSecret
 - nats.signingKeySecret
 - postgres.dsnSecret
+- postgres.peerDSNSecret
 - health.credentialsSecret
 - health.caSecret
 - alerts.authSecret

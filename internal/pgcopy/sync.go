@@ -1,0 +1,361 @@
+// Package pgcopy copies one PostgreSQL database into another server: a consistent snapshot of
+// the source (REPEATABLE READ, exported to every stream), the schema recreated from the catalog,
+// the rows in parallel binary COPY streams, then a verification that reads the target back. The
+// copy is built in a new database that replaces the target by a rename only once verified, so an
+// error at any step leaves the target as it was. It imports only pgx and internal/redact.
+package pgcopy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mpha-dev/mpha/internal/redact"
+)
+
+// Decisions a caller may want to tell apart.
+var (
+	// ErrInRecovery: the target server is a standby; writing into it is refused.
+	ErrInRecovery = errors.New("the target server is in recovery (a standby)")
+	// ErrBusy: sessions are connected to the target database and Force is not set.
+	ErrBusy = errors.New("the target database has active sessions")
+	// ErrMismatch: the target read back differs from the source; the target was not replaced.
+	ErrMismatch = errors.New("verification failed")
+)
+
+// DefaultDatabase is TSB's database (dataStore.postgres.name).
+const DefaultDatabase = "tsb"
+
+// Options configure a Sync.
+type Options struct {
+	// Database is the database copied, on both servers (default tsb). The DSNs name the servers
+	// and the credentials; their database names are ignored.
+	Database string
+	// Jobs is the number of parallel streams (default 4).
+	Jobs int
+	// ChunkSize splits a table larger than this into page ranges copied in parallel (default 128 MiB).
+	ChunkSize int64
+	// Force terminates the sessions connected to the target database instead of refusing.
+	Force bool
+	// Progress, when set, is called about once a second and at each phase.
+	Progress func(Progress)
+	// ProgressInterval is how often Progress is called during a phase (default 1s).
+	ProgressInterval time.Duration
+	Logger           *slog.Logger
+	// Now is the clock of the import record (default time.Now).
+	Now func() time.Time
+}
+
+func (o *Options) defaults() {
+	if o.Database == "" {
+		o.Database = DefaultDatabase
+	}
+	if o.Jobs <= 0 {
+		o.Jobs = 4
+	}
+	if o.ChunkSize <= 0 {
+		o.ChunkSize = 128 << 20
+	}
+	if o.ProgressInterval <= 0 {
+		o.ProgressInterval = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Progress is how far a Sync got.
+type Progress struct {
+	Phase              string // schema, data, indexes, verify, swap, done
+	Tables, TablesDone int
+	Rows, Bytes        int64
+	Elapsed            time.Duration
+}
+
+// Result is what a Sync copied and verified.
+type Result struct {
+	Database string
+	// Source identifies the snapshot: the server's system identifier and its WAL position.
+	Source Origin
+	Tables []TableResult
+	// Rows and Bytes (binary COPY stream) over all tables.
+	Rows, Bytes int64
+	At          time.Time
+	Duration    time.Duration
+	// Warnings are what was not carried over (a grant to a role the target lacks).
+	Warnings []string
+}
+
+// Origin identifies where and when a copy was taken.
+type Origin struct {
+	SystemID string `json:"systemID,omitempty"`
+	LSN      string `json:"lsn,omitempty"`
+}
+
+// TableResult is one table's verified copy.
+type TableResult struct {
+	Name     string
+	Rows     int64
+	Bytes    int64
+	Checksum string
+}
+
+// Sync copies opts.Database from the server of from into the server of to (libpq DSNs) and
+// verifies it. The target database is replaced only after the copy is verified.
+func Sync(ctx context.Context, from, to string, opts Options) (*Result, error) {
+	opts.defaults()
+	src, err := connConfig(from, opts.Database)
+	if err != nil {
+		return nil, fmt.Errorf("source: %w", err)
+	}
+	dst, err := connConfig(to, opts.Database)
+	if err != nil {
+		return nil, fmt.Errorf("target: %w", err)
+	}
+	s := &syncer{opts: opts, keys: newKeys(), src: src, dst: dst, start: time.Now()}
+	res, err := s.run(ctx)
+	return res, redact.Error(err)
+}
+
+func connConfig(dsn, db string) (*pgx.ConnConfig, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parsing the DSN: %w", redact.Error(err))
+	}
+	cfg.Database = db
+	cfg.RuntimeParams["application_name"] = "mpha-db-sync"
+	return cfg, nil
+}
+
+// syncer is one Sync's state.
+type syncer struct {
+	opts     Options
+	keys     keys
+	src, dst *pgx.ConnConfig
+	start    time.Time
+
+	phase      atomic.Value // string
+	tables     int
+	tablesDone atomic.Int64
+	rows       atomic.Int64
+	bytes      atomic.Int64
+	mu         sync.Mutex
+	warnings   []string
+}
+
+func (s *syncer) run(ctx context.Context) (*Result, error) {
+	admin, err := connect(ctx, s.dst, "postgres")
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the target server: %w", err)
+	}
+	defer admin.Close(context.Background())
+	tgt, err := inspectTarget(ctx, admin, s.opts.Database)
+	if err != nil {
+		return nil, err
+	}
+	if err := tgt.refusal(s.opts.Force); err != nil {
+		return nil, err
+	}
+
+	s.setPhase("schema")
+	srcConn, err := connect(ctx, s.src, "")
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the source: %w", err)
+	}
+	defer srcConn.Close(context.Background())
+	snap, err := openSnapshot(ctx, srcConn)
+	if err != nil {
+		return nil, err
+	}
+	defer snap.tx.Rollback(context.Background())
+	sc, err := readSchema(ctx, snap.tx)
+	if err != nil {
+		return nil, err
+	}
+	s.tables = len(sc.Tables)
+	if err := tgt.adoptOwner(ctx, admin, snap.owner); err != nil {
+		return nil, err
+	}
+
+	tmp := s.opts.Database + "_mpha_" + randomSuffix()
+	if err := createDatabase(ctx, admin, tmp, tgt.owner, snap.locale); err != nil {
+		return nil, err
+	}
+	stop := s.report(ctx)
+	digests, err := s.build(ctx, snap, sc, tmp, tgt)
+	stop()
+	if err == nil {
+		err = s.record(ctx, admin, tmp, snap, tgt)
+	}
+	if err == nil {
+		s.setPhase("swap")
+		err = swap(ctx, admin, s.opts.Database, tmp, tgt.exists, s.opts.Force, s.opts.Logger)
+	}
+	if err != nil {
+		dropDatabase(admin, tmp, s.opts.Logger)
+		return nil, err
+	}
+	s.setPhase("done")
+	s.emit()
+	return s.result(sc, digests, snap.origin), nil
+}
+
+// build makes the copy in the database tmp and verifies it; it returns each table's digest.
+func (s *syncer) build(ctx context.Context, snap *snapshot, sc *schema, tmp string, tgt *target) (map[string]Digest, error) {
+	conns, err := s.targetConns(ctx, tmp)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAll(conns)
+	if err := execAll(ctx, conns[0], sc.preData()); err != nil {
+		return nil, fmt.Errorf("creating the schema: %w", err)
+	}
+	s.setPhase("data")
+	source, err := s.copyData(ctx, snap, sc, conns)
+	if err != nil {
+		return nil, err
+	}
+	if err := setSequences(ctx, conns[0], sc.Sequences); err != nil {
+		return nil, err
+	}
+	s.setPhase("indexes")
+	if err := s.postData(ctx, sc, conns, tgt.owner); err != nil {
+		return nil, err
+	}
+	s.setPhase("verify")
+	if err := s.verify(ctx, sc, conns, source); err != nil {
+		return nil, err
+	}
+	return source, nil
+}
+
+func (s *syncer) targetConns(ctx context.Context, db string) ([]*pgx.Conn, error) {
+	conns := make([]*pgx.Conn, 0, s.opts.Jobs)
+	for range s.opts.Jobs {
+		c, err := connect(ctx, s.dst, db)
+		if err != nil {
+			closeAll(conns)
+			return nil, fmt.Errorf("connecting to the new database: %w", err)
+		}
+		// Durable enough: the rename that publishes the copy commits synchronously, which
+		// flushes the WAL of everything before it. Function bodies may name tables made later.
+		if _, err := c.Exec(ctx, "SET synchronous_commit = off; SET maintenance_work_mem = '256MB'; SET check_function_bodies = off"); err != nil {
+			c.Close(context.Background())
+			closeAll(conns)
+			return nil, fmt.Errorf("setting up a target session: %w", err)
+		}
+		conns = append(conns, c)
+	}
+	return conns, nil
+}
+
+// connect opens a connection with an empty search_path, so that every name the catalog
+// functions print is qualified and every name executed is read as qualified. db overrides the
+// config's database unless empty.
+func connect(ctx context.Context, cfg *pgx.ConnConfig, db string) (*pgx.Conn, error) {
+	c := cfg.Copy()
+	if db != "" {
+		c.Database = db
+	}
+	c.RuntimeParams["search_path"] = ""
+	conn, err := pgx.ConnectConfig(ctx, c)
+	if err != nil {
+		return nil, redact.Error(err)
+	}
+	return conn, nil
+}
+
+func closeAll(conns []*pgx.Conn) {
+	for _, c := range conns {
+		c.Close(context.Background())
+	}
+}
+
+func execAll(ctx context.Context, c *pgx.Conn, stmts []string) error {
+	for _, q := range stmts {
+		if _, err := c.Exec(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", abbreviate(q), err)
+		}
+	}
+	return nil
+}
+
+// abbreviate keeps error messages to the start of a statement.
+func abbreviate(q string) string {
+	if len(q) > 120 {
+		return q[:120] + "..."
+	}
+	return q
+}
+
+func randomSuffix() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (s *syncer) setPhase(p string) {
+	s.phase.Store(p)
+	s.emit()
+}
+
+func (s *syncer) warn(msg string) {
+	s.mu.Lock()
+	s.warnings = append(s.warnings, msg)
+	s.mu.Unlock()
+	s.opts.Logger.Warn("db sync", "warning", msg)
+}
+
+func (s *syncer) emit() {
+	if s.opts.Progress == nil {
+		return
+	}
+	phase, _ := s.phase.Load().(string)
+	s.opts.Progress(Progress{Phase: phase, Tables: s.tables, TablesDone: int(s.tablesDone.Load()),
+		Rows: s.rows.Load(), Bytes: s.bytes.Load(), Elapsed: time.Since(s.start)})
+}
+
+// report calls Progress every interval until the returned stop is called.
+func (s *syncer) report(ctx context.Context) (stop func()) {
+	if s.opts.Progress == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(s.opts.ProgressInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				s.emit()
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+func (s *syncer) result(sc *schema, digests map[string]Digest, origin Origin) *Result {
+	r := &Result{Database: s.opts.Database, Source: origin, At: s.opts.Now().UTC(), Duration: time.Since(s.start), Warnings: s.warnings}
+	for _, t := range sc.Tables {
+		d := digests[t.Name]
+		r.Tables = append(r.Tables, TableResult{Name: t.Name, Rows: d.Rows, Bytes: d.Bytes, Checksum: d.String()})
+		r.Rows += d.Rows
+		r.Bytes += d.Bytes
+	}
+	return r
+}

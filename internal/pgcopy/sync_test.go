@@ -1,0 +1,244 @@
+package pgcopy_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mpha-dev/mpha/internal/pgcopy"
+	"github.com/mpha-dev/mpha/internal/pgcopy/pgcopytest"
+	"github.com/mpha-dev/mpha/internal/testrig"
+)
+
+const password = "s3cret-Pa55-for-tsb" // the tsb role's; no output may show it
+
+func integration(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts real Postgres servers; skipped with -short")
+	}
+}
+
+func exec(ctx context.Context, t *testing.T, dsn string, stmts ...string) {
+	t.Helper()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	for _, q := range stmts {
+		if _, err := c.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
+// server starts a primary with the role tsb (a password) and a database tsb it owns.
+func server(ctx context.Context, t *testing.T) *testrig.Postgres {
+	t.Helper()
+	p := testrig.StartPostgres(t)
+	exec(ctx, t, p.DSN("postgres"), "CREATE ROLE tsb LOGIN PASSWORD '"+password+"'", "CREATE ROLE reader", "CREATE DATABASE tsb OWNER tsb")
+	return p
+}
+
+// withPassword is the DSN the MP would use: the tsb role and its password.
+func withPassword(p *testrig.Postgres) string {
+	return fmt.Sprintf("postgres://tsb:%s@127.0.0.1:%d/tsb?sslmode=disable", password, p.Port)
+}
+
+func fingerprint(ctx context.Context, t *testing.T, dsn string) *pgcopytest.Fingerprint {
+	t.Helper()
+	f, err := pgcopytest.Take(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func databases(ctx context.Context, t *testing.T, dsn string) []string {
+	t.Helper()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	rows, _ := c.Query(ctx, "SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1")
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+// A TSB-shaped database (two schemas, dozens of tables, foreign keys, serial and identity
+// sequences, a generated column, an enum, views on views, a trigger, bytea and jsonb, a large
+// audit_log split over several streams) is copied over an older target database: the oracle's
+// checksums and catalog listing are equal, the target's owner owns everything, grants to
+// roles that exist are kept, the import record is there, and the copy takes new rows.
+func TestSyncCopiesTheDatabase(t *testing.T) {
+	integration(t)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	src, dst := server(ctx, t), server(ctx, t)
+	if err := pgcopytest.Generate(ctx, src.DSN("tsb"), "tsb", 20000); err != nil {
+		t.Fatal(err)
+	}
+	exec(ctx, t, src.DSN("tsb"), "GRANT SELECT ON public.audit_log TO reader", "CREATE ROLE only_on_source",
+		"GRANT SELECT ON public.tenants TO only_on_source", "GRANT USAGE ON SCHEMA iam TO reader")
+	exec(ctx, t, dst.DSN("tsb"), "CREATE TABLE stale (x int)", "INSERT INTO stale VALUES (1)")
+	exec(ctx, t, dst.DSN("postgres"), "REVOKE ALL ON DATABASE tsb FROM PUBLIC", "GRANT CONNECT ON DATABASE tsb TO reader")
+
+	if d := pgcopytest.Diff(fingerprint(ctx, t, src.DSN("tsb")), fingerprint(ctx, t, dst.DSN("tsb"))); len(d) == 0 {
+		t.Fatal("the oracle sees no difference before the copy")
+	}
+	var phases []string
+	var mu sync.Mutex
+	at := time.Date(2026, 8, 1, 12, 0, 0, 0, time.UTC)
+	res, err := pgcopy.Sync(ctx, src.DSN("postgres"), dst.DSN("postgres"), pgcopy.Options{
+		Jobs: 3, ChunkSize: 1 << 20, Now: func() time.Time { return at }, ProgressInterval: 10 * time.Millisecond,
+		Progress: func(p pgcopy.Progress) {
+			mu.Lock()
+			defer mu.Unlock()
+			if len(phases) == 0 || phases[len(phases)-1] != p.Phase {
+				phases = append(phases, p.Phase)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(phases, ","); got != "schema,data,indexes,verify,swap,done" {
+		t.Errorf("phases = %s", got)
+	}
+	if len(res.Tables) != 13+pgcopytest.ConfigTables || res.Rows < 20000 {
+		t.Errorf("copied %d tables, %d rows", len(res.Tables), res.Rows)
+	}
+	if want := []string{"only_on_source"}; len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], want[0]) {
+		t.Errorf("warnings = %q, want one about %s", res.Warnings, want[0])
+	}
+
+	want, got := fingerprint(ctx, t, src.DSN("tsb")), fingerprint(ctx, t, dst.DSN("tsb"))
+	if d := pgcopytest.Diff(want, got); len(d) > 0 {
+		t.Errorf("the target differs from the source:\n%s", strings.Join(d, "\n"))
+	}
+	c, err := pgx.Connect(ctx, dst.DSN("tsb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var grants, dbGrants, stale string
+	if err := c.QueryRow(ctx, `SELECT string_agg(grantee || ':' || privilege_type || ':' || table_name, ',' ORDER BY 1)
+		FROM information_schema.role_table_grants WHERE grantee IN ('reader', 'only_on_source')`).Scan(&grants); err != nil {
+		t.Fatal(err)
+	}
+	if grants != "reader:SELECT:audit_log" {
+		t.Errorf("grants = %q", grants)
+	}
+	if err := c.QueryRow(ctx, "SELECT datacl::text FROM pg_database WHERE datname = 'tsb'").Scan(&dbGrants); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(dbGrants, "reader=c/") || strings.Contains(dbGrants, "=Tc/") {
+		t.Errorf("the database's grants are %s; want the old ones (reader may connect, PUBLIC may not)", dbGrants)
+	}
+	err = c.QueryRow(ctx, "SELECT to_regclass('public.stale')::text").Scan(&stale)
+	if err == nil && stale != "" {
+		t.Error("the old target's table is still there")
+	}
+	rec, err := pgcopy.ReadRecord(ctx, c, "tsb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rec.At.Equal(at) || !rec.Verified || rec.Rows != res.Rows || rec.Source.SystemID == "" || rec.Source.LSN == "" {
+		t.Errorf("import record = %+v", rec)
+	}
+	// The MP, connecting as tsb, writes on: sequences continue after the copied rows.
+	exec(ctx, t, withPassword(dst), "INSERT INTO public.audit_log (time, actor, kind, resource, operation) VALUES (1, 'a', 'tenant', 'r', 'create')",
+		"INSERT INTO public.tenants (org_id, name) VALUES (1, 'new')", "INSERT INTO public.config_01 (name, spec) VALUES ('n', '{}')")
+	if dbs := databases(ctx, t, dst.DSN("postgres")); strings.Contains(strings.Join(dbs, ","), "_mpha_") {
+		t.Errorf("left over databases: %v", dbs)
+	}
+}
+
+// The target stays as it was when the copy cannot finish: the source dies mid-copy, the target
+// is a standby, sessions are connected, or the source holds objects the copy cannot make.
+func TestSyncLeavesTheTargetAlone(t *testing.T) {
+	integration(t)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	src, dst := server(ctx, t), server(ctx, t)
+	if err := pgcopytest.Generate(ctx, src.DSN("tsb"), "tsb", 60000); err != nil {
+		t.Fatal(err)
+	}
+	exec(ctx, t, dst.DSN("tsb"), "CREATE TABLE kept (x int)", "INSERT INTO kept SELECT generate_series(1, 100)")
+	before := fingerprint(ctx, t, dst.DSN("tsb"))
+	unchanged := func(t *testing.T) {
+		t.Helper()
+		if d := pgcopytest.Diff(before, fingerprint(ctx, t, dst.DSN("tsb"))); len(d) > 0 {
+			t.Errorf("the target changed:\n%s", strings.Join(d, "\n"))
+		}
+		if dbs := databases(ctx, t, dst.DSN("postgres")); strings.Contains(strings.Join(dbs, ","), "_mpha_") {
+			t.Errorf("left over databases: %v", dbs)
+		}
+	}
+
+	t.Run("target in recovery", func(t *testing.T) {
+		replica := dst.StartReplica(t)
+		_, err := pgcopy.Sync(ctx, src.DSN("tsb"), replica.DSN("tsb"), pgcopy.Options{})
+		if !errors.Is(err, pgcopy.ErrInRecovery) {
+			t.Errorf("err = %v, want ErrInRecovery", err)
+		}
+		replica.Stop(t)
+	})
+	t.Run("sessions on the target", func(t *testing.T) {
+		mp, err := pgx.Connect(ctx, withPassword(dst))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer mp.Close(context.Background())
+		_, err = pgcopy.Sync(ctx, src.DSN("tsb"), withPassword(dst), pgcopy.Options{})
+		if !errors.Is(err, pgcopy.ErrBusy) || !strings.Contains(err.Error(), "tsb@127.0.0.1") {
+			t.Errorf("err = %v, want ErrBusy naming the session", err)
+		}
+		if strings.Contains(err.Error(), password) {
+			t.Error("the error shows the password")
+		}
+		unchanged(t)
+	})
+	t.Run("unsupported objects", func(t *testing.T) {
+		exec(ctx, t, src.DSN("tsb"), "CREATE MATERIALIZED VIEW public.mv AS SELECT 1 AS one")
+		_, err := pgcopy.Sync(ctx, src.DSN("tsb"), dst.DSN("tsb"), pgcopy.Options{})
+		exec(ctx, t, src.DSN("tsb"), "DROP MATERIALIZED VIEW public.mv")
+		if !errors.Is(err, pgcopy.ErrUnsupported) || !strings.Contains(err.Error(), "public.mv") {
+			t.Errorf("err = %v, want ErrUnsupported naming public.mv", err)
+		}
+		unchanged(t)
+	})
+	t.Run("source killed mid-copy", func(t *testing.T) {
+		var once sync.Once
+		_, err := pgcopy.Sync(ctx, src.DSN("tsb"), dst.DSN("tsb"), pgcopy.Options{
+			Jobs: 2, ChunkSize: 4 << 20, ProgressInterval: time.Millisecond,
+			Progress: func(p pgcopy.Progress) {
+				if p.Phase == "data" && p.Bytes > 1<<20 {
+					once.Do(func() {
+						if err := src.Process().Kill(); err != nil {
+							t.Error(err)
+						}
+					})
+				}
+			},
+		})
+		if err == nil {
+			t.Fatal("the copy succeeded with its source killed")
+		}
+		t.Logf("the copy failed as it should: %v", err)
+		unchanged(t)
+	})
+}

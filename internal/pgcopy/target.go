@@ -1,0 +1,230 @@
+package pgcopy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// target is the target server and database as found before the copy.
+type target struct {
+	exists     bool
+	owner      string // the database's owner, or the connecting role for a new database
+	inRecovery bool
+	sessions   []string
+	acl        []grant // the database's grants to others than its owner
+	aclSet     bool    // the database has explicit grants (PUBLIC's defaults may be revoked)
+}
+
+func inspectTarget(ctx context.Context, c *pgx.Conn, db string) (*target, error) {
+	t := &target{}
+	if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery(), current_user").Scan(&t.inRecovery, &t.owner); err != nil {
+		return nil, fmt.Errorf("inspecting the target server: %w", err)
+	}
+	err := c.QueryRow(ctx, `SELECT r.rolname, d.datacl IS NOT NULL FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba
+ WHERE d.datname = $1`, db).Scan(&t.owner, &t.aclSet)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return t, nil
+	case err != nil:
+		return nil, fmt.Errorf("inspecting the target database: %w", err)
+	}
+	t.exists = true
+	rows, err := c.Query(ctx, `SELECT coalesce(usename, '?') || '@' || coalesce(host(client_addr), 'local') ||
+       coalesce(' (' || nullif(application_name, '') || ')', '')
+  FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() ORDER BY 1`, db)
+	if err != nil {
+		return nil, fmt.Errorf("listing the target's sessions: %w", err)
+	}
+	if t.sessions, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		return nil, fmt.Errorf("listing the target's sessions: %w", err)
+	}
+	rows, err = c.Query(ctx, `SELECT 'DATABASE', '', coalesce(r.rolname, ''), a.privilege_type, a.is_grantable
+  FROM pg_database d, aclexplode(d.datacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee
+ WHERE d.datname = $1 AND a.grantee <> d.datdba ORDER BY 3, 4`, db)
+	if err != nil {
+		return nil, fmt.Errorf("reading the target database's grants: %w", err)
+	}
+	t.acl, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (grant, error) {
+		var g grant
+		return g, r.Scan(&g.Kind, &g.Object, &g.Grantee, &g.Privilege, &g.Grantable)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the target database's grants: %w", err)
+	}
+	return t, nil
+}
+
+// adoptOwner makes a new target database the source's owner's when that role exists on the
+// target (the MP's role, tsb); an existing database keeps its owner.
+func (t *target) adoptOwner(ctx context.Context, c *pgx.Conn, owner string) error {
+	if t.exists {
+		return nil
+	}
+	var ok bool
+	if err := c.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", owner).Scan(&ok); err != nil {
+		return fmt.Errorf("looking up role %s on the target: %w", owner, err)
+	}
+	if ok {
+		t.owner = owner
+	}
+	return nil
+}
+
+// refusal says why the copy must not write into this target.
+func (t *target) refusal(force bool) error {
+	if t.inRecovery {
+		return fmt.Errorf("%w: promote it or sync into its primary", ErrInRecovery)
+	}
+	if len(t.sessions) > 0 && !force {
+		return fmt.Errorf("%w: %s; scale tsb and iam to 0 first, or pass --force to terminate them",
+			ErrBusy, strings.Join(t.sessions, ", "))
+	}
+	return nil
+}
+
+func createDatabase(ctx context.Context, c *pgx.Conn, name, owner string, l locale) error {
+	q := fmt.Sprintf("CREATE DATABASE %s OWNER %s TEMPLATE template0 ENCODING %s LC_COLLATE %s LC_CTYPE %s",
+		pgx.Identifier{name}.Sanitize(), pgx.Identifier{owner}.Sanitize(), literal(l.Encoding), literal(l.Collate), literal(l.Ctype))
+	if _, err := c.Exec(ctx, q); err != nil {
+		return fmt.Errorf("creating the database %s on the target: %w", name, err)
+	}
+	return nil
+}
+
+func literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// dropDatabase removes the unfinished copy on a connection of its own (ctx may be over, and the
+// admin connection with it).
+func dropDatabase(admin *pgx.Conn, name string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := admin.Config().Copy()
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err == nil {
+		defer c.Close(context.Background())
+		_, err = c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+	}
+	if err != nil {
+		log.Warn("the unfinished copy could not be dropped; drop it by hand", "database", name, "error", err)
+	}
+}
+
+// RecordPrefix starts the comment a Sync leaves on the database it made (COMMENT ON DATABASE):
+// the import record the database check reads for the age of the last verified import.
+const RecordPrefix = "mpha-sync "
+
+// Record is the import record of a verified copy.
+type Record struct {
+	At       time.Time `json:"at"`
+	Source   Origin    `json:"source"`
+	Tables   int       `json:"tables"`
+	Rows     int64     `json:"rows"`
+	Verified bool      `json:"verified"`
+}
+
+// ErrNoRecord: the database carries no import record (it was never synced by mpha).
+var ErrNoRecord = errors.New("no import record")
+
+// ReadRecord reads the import record of database db through any connection to its server.
+func ReadRecord(ctx context.Context, c *pgx.Conn, db string) (*Record, error) {
+	var comment *string
+	err := c.QueryRow(ctx, "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1", db).Scan(&comment)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: no database %s", ErrNoRecord, db)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the import record of %s: %w", db, err)
+	}
+	if comment == nil || !strings.HasPrefix(*comment, RecordPrefix) {
+		return nil, fmt.Errorf("%w on database %s", ErrNoRecord, db)
+	}
+	var r Record
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(*comment, RecordPrefix)), &r); err != nil {
+		return nil, fmt.Errorf("the import record of %s: %w", db, err)
+	}
+	return &r, nil
+}
+
+// record gives the new database the old one's grants and the import record.
+func (s *syncer) record(ctx context.Context, admin *pgx.Conn, tmp string, snap *snapshot, tgt *target) error {
+	db := pgx.Identifier{tmp}.Sanitize()
+	var stmts []string
+	if tgt.aclSet {
+		stmts = append(stmts, "REVOKE ALL ON DATABASE "+db+" FROM PUBLIC")
+	}
+	for _, g := range tgt.acl {
+		to := "PUBLIC"
+		if g.Grantee != "" {
+			to = pgx.Identifier{g.Grantee}.Sanitize()
+		}
+		q := fmt.Sprintf("GRANT %s ON DATABASE %s TO %s", g.Privilege, db, to)
+		if g.Grantable {
+			q += " WITH GRANT OPTION"
+		}
+		stmts = append(stmts, q)
+	}
+	rec := Record{At: s.opts.Now().UTC(), Source: snap.origin, Tables: s.tables, Rows: s.rows.Load(), Verified: true}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	stmts = append(stmts, "COMMENT ON DATABASE "+db+" IS "+literal(RecordPrefix+string(b)))
+	if err := execAll(ctx, admin, stmts); err != nil {
+		return fmt.Errorf("recording the import: %w", err)
+	}
+	return nil
+}
+
+// swap puts the verified copy tmp in the place of db: db is renamed aside, tmp renamed to db (or
+// db renamed back if that fails), then the old one is dropped.
+func swap(ctx context.Context, admin *pgx.Conn, db, tmp string, exists, force bool, log *slog.Logger) error {
+	name, tmpName := pgx.Identifier{db}.Sanitize(), pgx.Identifier{tmp}.Sanitize()
+	if !exists {
+		if _, err := admin.Exec(ctx, "ALTER DATABASE "+tmpName+" RENAME TO "+name); err != nil {
+			return fmt.Errorf("renaming the copy to %s: %w", db, err)
+		}
+		return nil
+	}
+	old := db + "_mpha_old_" + randomSuffix()
+	oldName := pgx.Identifier{old}.Sanitize()
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if force {
+			if _, err := admin.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", db); err != nil {
+				return fmt.Errorf("terminating the sessions of %s: %w", db, err)
+			}
+		}
+		if _, err = admin.Exec(ctx, "ALTER DATABASE "+name+" RENAME TO "+oldName); err == nil {
+			break
+		}
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "55006" { // object_in_use
+			return fmt.Errorf("renaming %s aside: %w", db, err)
+		}
+		if !force {
+			return fmt.Errorf("%w: a session connected to %s while copying; pass --force to terminate it", ErrBusy, db)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		return fmt.Errorf("renaming %s aside: %w", db, err)
+	}
+	if _, err := admin.Exec(ctx, "ALTER DATABASE "+tmpName+" RENAME TO "+name); err != nil {
+		if _, back := admin.Exec(context.Background(), "ALTER DATABASE "+oldName+" RENAME TO "+name); back != nil {
+			return fmt.Errorf("renaming the copy to %s: %w; and renaming %s back to %s: %v", db, err, old, db, back)
+		}
+		return fmt.Errorf("renaming the copy to %s: %w", db, err)
+	}
+	if _, err := admin.Exec(ctx, "DROP DATABASE "+oldName+" WITH (FORCE)"); err != nil {
+		log.Warn("the replaced database could not be dropped; drop it by hand", "database", old, "error", err)
+	}
+	return nil
+}

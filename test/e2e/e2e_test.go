@@ -41,6 +41,9 @@ func TestDrill(t *testing.T) {
 		{"e signing key rotated on west reaches east", p.rotateSigningKey},
 		{"f failback to east", func(t *testing.T) {
 			p.failover(t, p.east, "e2e-failback-east")
+			// East exports again, west's rotated key included: the standby is in step before the
+			// next failover may start from it.
+			p.secretsReach(t, p.east, p.west, exported, 3*time.Minute)
 			p.doctor(t, p.east, p.west)
 		}},
 		{"h east fails: failover without it, split brain until its Flux applies", p.eastFails},

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/mpha-dev/mpha/agent/database"
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/internal/pgcopy"
@@ -29,16 +27,7 @@ func integration(t *testing.T) {
 
 func exec(ctx context.Context, t *testing.T, dsn string, stmts ...string) {
 	t.Helper()
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
-	for _, q := range stmts {
-		if _, err := c.Exec(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	testrig.ExecSQL(ctx, t, dsn, stmts...)
 }
 
 // primary starts a server with the MP's role tsb (a password, pg_monitor to read the WAL

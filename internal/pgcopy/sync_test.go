@@ -27,16 +27,7 @@ func integration(t *testing.T) {
 
 func exec(ctx context.Context, t *testing.T, dsn string, stmts ...string) {
 	t.Helper()
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
-	for _, q := range stmts {
-		if _, err := c.Exec(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	testrig.ExecSQL(ctx, t, dsn, stmts...)
 }
 
 // server starts a primary with the role tsb (a password) and a database tsb it owns.

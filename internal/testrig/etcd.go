@@ -36,7 +36,7 @@ func StartEtcd(t testing.TB) *Etcd {
 		},
 		logDir: dir,
 	})
-	waitFor(t, "etcd /health", 30*time.Second, p, func(ctx context.Context) error { return httpOK(ctx, url+"/health") })
+	waitFor(t, "etcd /health", 30*time.Second, p, func(ctx context.Context) error { return HTTPOK(ctx, url+"/health") })
 	return &Etcd{URL: url, proc: p}
 }
 

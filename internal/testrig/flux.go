@@ -58,7 +58,7 @@ func StartFlux(t testing.TB, c *Cluster) *Flux {
 				"--events-addr=", "--watch-all-namespaces=true", "--log-level", "info",
 			}, extra...),
 		})
-		waitFor(t, name+" /readyz", 60*time.Second, p, func(ctx context.Context) error { return httpOK(ctx, "http://"+health+"/readyz") })
+		waitFor(t, name+" /readyz", 60*time.Second, p, func(ctx context.Context) error { return HTTPOK(ctx, "http://"+health+"/readyz") })
 		return p
 	}
 	f := &Flux{cluster: c}

@@ -66,7 +66,7 @@ func StartGitea(t testing.TB) *Gitea {
 		name: "gitea", path: bin, args: []string{"web", "--config", conf}, env: env, dir: dir, logDir: dir,
 	})
 	waitFor(t, "gitea /api/healthz", 60*time.Second, g.proc, func(ctx context.Context) error {
-		return httpOK(ctx, g.URL+"api/healthz")
+		return HTTPOK(ctx, g.URL+"api/healthz")
 	})
 	return g
 }

@@ -66,8 +66,8 @@ func waitFor(t testing.TB, what string, timeout time.Duration, p *Process, cond 
 	}
 }
 
-// httpOK returns nil when GET url answers 200.
-func httpOK(ctx context.Context, url string) error {
+// HTTPOK returns nil when GET url answers 200: the readiness probe the rig and the drill wait on.
+func HTTPOK(ctx context.Context, url string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // pgBinDirs are where Debian's postgresql packages put the server binaries, newest first.
@@ -134,6 +136,21 @@ func (p *Postgres) waitReady(t testing.TB) {
 		}
 		return nil
 	})
+}
+
+// ExecSQL runs each statement on dsn, failing the test on the first error.
+func ExecSQL(ctx context.Context, t testing.TB, dsn string, stmts ...string) {
+	t.Helper()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	for _, q := range stmts {
+		if _, err := c.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
 }
 
 // DSN returns a libpq URL for database db as the superuser postgres.

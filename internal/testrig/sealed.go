@@ -68,7 +68,7 @@ cp "$MPHA_SA_DIR"/* /run/secrets/kubernetes.io/serviceaccount/ && exec "$@"`
 		},
 		logDir: dir,
 	})
-	waitFor(t, "sealed-secrets "+s.CertURL, 60*time.Second, s.proc, func(ctx context.Context) error { return httpOK(ctx, s.CertURL) })
+	waitFor(t, "sealed-secrets "+s.CertURL, 60*time.Second, s.proc, func(ctx context.Context) error { return HTTPOK(ctx, s.CertURL) })
 	return s
 }
 

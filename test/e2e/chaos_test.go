@@ -163,7 +163,7 @@ func (p *pair) chaos(t *testing.T) {
 	if err := gitea.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	testrig.Eventually(t, "Gitea back", time.Minute, func(ctx context.Context) error { return httpGet(ctx, p.gitea.URL+"api/healthz") })
+	testrig.Eventually(t, "Gitea back", time.Minute, func(ctx context.Context) error { return testrig.HTTPOK(ctx, p.gitea.URL+"api/healthz") })
 	p.say("The Git server is back after %s", time.Since(down).Round(time.Second))
 
 	sts := p.waitPhase(t, id, event.PhaseProposed, 5*time.Minute)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -286,7 +285,7 @@ func (p *pair) startAgent(t *testing.T, s *site) {
 			t.Fatalf("%s's agent exited; see %s", s.name, s.agent.LogPath())
 		default:
 		}
-		return httpGet(ctx, s.agentURL+"/readyz")
+		return testrig.HTTPOK(ctx, s.agentURL+"/readyz")
 	})
 	p.say("Cluster %s: `mpha agent --config %s` runs (log %s)", s.name, s.config, s.agent.LogPath())
 }
@@ -299,22 +298,6 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-func httpGet(ctx context.Context, url string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return nil
 }
 
 // agentLogs is everything both agents logged so far.

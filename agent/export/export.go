@@ -128,6 +128,9 @@ const (
 type Report struct {
 	// Secrets maps each configured name to its outcome.
 	Secrets map[string]Outcome
+	// Own maps the secrets that have a SealedSecret in this cluster's own folder (left there by the
+	// peer's export while this cluster was the standby) to what the run did with that copy.
+	Own map[string]Outcome
 	// Commit is the pushed commit, "" when nothing was committed.
 	Commit string
 	// CertFingerprint names the peer certificate the secrets are sealed for.
@@ -169,7 +172,7 @@ func isWaiting(err error) bool { return errors.Is(err, ErrNoPeerCert) }
 func (e *Exporter) run(ctx context.Context, get getter) (Report, error) {
 	l := e.opts.Layout
 	certPath := l.SealingCert(e.opts.Peer)
-	snap, err := e.repo.Read(ctx, certPath, l.SecretsDir(e.opts.Peer)+"/")
+	snap, err := e.repo.Read(ctx, certPath, l.SecretsDir(e.opts.Peer)+"/", l.SealingCert(e.opts.Self), l.SecretsDir(e.opts.Self)+"/")
 	if err != nil {
 		return Report{}, err
 	}
@@ -196,6 +199,11 @@ func (e *Exporter) run(ctx context.Context, get getter) (Report, error) {
 			ch.Delete = append(ch.Delete, l.Secret(e.opts.Peer, name))
 		}
 	}
+	own, err := e.ownCopies(ctx, get, snap.Files, &ch)
+	if err != nil {
+		return Report{}, err
+	}
+	rep.Own = own
 	if len(ch.Files) == 0 && len(ch.Delete) == 0 {
 		e.log.Debug("secrets export: nothing changed", "secrets", len(rep.Secrets))
 		return rep, nil
@@ -213,6 +221,50 @@ func (e *Exporter) run(ctx context.Context, get getter) (Report, error) {
 	}
 	e.log.Info("secrets exported", "commit", rep.Commit, "sealed", rep.Count(Sealed), "resealed", rep.Count(Resealed), "deleted", rep.Count(Deleted))
 	return rep, nil
+}
+
+// ownCopies keeps the SealedSecrets in this cluster's own folder equal to its live Secrets. They
+// were sealed for it by the peer while it was the standby, and its Flux still applies them: after a
+// rotation here, a restart of its sealed-secrets controller would unseal the old copy over the new
+// key. Only files already there are refreshed (a cluster that was never a standby has none), sealed
+// with the certificate this cluster published itself; without that certificate they are left as
+// they are, with a warning.
+func (e *Exporter) ownCopies(ctx context.Context, get getter, files map[string][]byte, ch *gitrepo.Change) (map[string]Outcome, error) {
+	l := e.opts.Layout
+	present := map[string][]byte{}
+	for _, name := range e.opts.Names {
+		if f, ok := files[l.Secret(e.opts.Self, name)]; ok {
+			present[name] = f
+		}
+	}
+	if len(present) == 0 {
+		return nil, nil
+	}
+	certPEM, ok := files[l.SealingCert(e.opts.Self)]
+	if !ok {
+		e.log.Warn("this cluster's own folder holds sealed secrets from its standby days, but its sealing certificate is not in Git: they are not refreshed, and a restart of its sealed-secrets controller would restore them",
+			"folder", l.SecretsDir(e.opts.Self), "secrets", len(present))
+		return nil, nil
+	}
+	cert, err := seal.ParseCert(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", l.SealingCert(e.opts.Self), err)
+	}
+	own := map[string]Outcome{}
+	for _, name := range slices.Sorted(maps.Keys(present)) {
+		out, file, err := e.plan(ctx, get, cert, name, present[name])
+		if err != nil {
+			return nil, fmt.Errorf("own copy: %w", err)
+		}
+		own[name] = out
+		switch out {
+		case Sealed, Resealed:
+			ch.Files[l.Secret(e.opts.Self, name)] = file
+		case Deleted:
+			ch.Delete = append(ch.Delete, l.Secret(e.opts.Self, name))
+		}
+	}
+	return own, nil
 }
 
 // plan decides one secret's outcome and, when it must be committed, its file.
@@ -278,11 +330,27 @@ func (e *Exporter) message(rep Report) string {
 			lines = append(lines, fmt.Sprintf("- %s: %s", name, o))
 		}
 	}
+	var own []string
+	for _, name := range slices.Sorted(maps.Keys(rep.Own)) {
+		if o := rep.Own[name]; o == Sealed || o == Resealed || o == Deleted {
+			own = append(own, fmt.Sprintf("- %s: %s", name, o))
+		}
+	}
 	subject := fmt.Sprintf("Export %d secret(s) from %s for %s", len(lines), e.opts.Self, e.opts.Peer)
-	if rep.Count(Resealed) == len(lines) {
+	switch {
+	case len(lines) == 0:
+		subject = fmt.Sprintf("Refresh %d of %s's own sealed secret(s)", len(own), e.opts.Self)
+	case rep.Count(Resealed) == len(lines):
 		subject = fmt.Sprintf("Re-seal %d secret(s) for %s's new certificate", len(lines), e.opts.Peer)
 	}
-	return subject + "\n\nSealed for certificate " + rep.CertFingerprint[:16] + "…\n" + strings.Join(lines, "\n") + "\n"
+	msg := subject + "\n"
+	if len(lines) > 0 {
+		msg += "\nSealed for certificate " + rep.CertFingerprint[:16] + "…\n" + strings.Join(lines, "\n") + "\n"
+	}
+	if len(own) > 0 {
+		msg += "\nAlso refreshed in " + e.opts.Self + "'s own folder, so that a restart of its sealed-secrets controller\nrestores the current data:\n" + strings.Join(own, "\n") + "\n"
+	}
+	return msg
 }
 
 // Run watches the Secrets and exports until ctx ends. Each change schedules a run after Debounce

@@ -156,6 +156,10 @@ func printReport(o *globalOptions, peer string, rep export.Report) error {
 	for _, n := range slices.Sorted(maps.Keys(rep.Secrets)) {
 		fmt.Fprintf(tw, "%s\t%s\n", n, rep.Secrets[n])
 	}
+	// The copies in this cluster's own folder (from its standby days), refreshed alongside.
+	for _, n := range slices.Sorted(maps.Keys(rep.Own)) {
+		fmt.Fprintf(tw, "%s (own copy)\t%s\n", n, rep.Own[n])
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

@@ -110,6 +110,47 @@ func (p *pair) rotateSigningKey(t *testing.T) {
 	}
 	p.say("Rotated iam-signing-key on west (kid iam-key-2026-2)")
 	p.secretsReach(t, p.west, p.east, []string{"iam-signing-key"}, 3*time.Minute)
+	p.ownCopyCurrent(t, p.west, "iam-signing-key")
+}
+
+// ownCopyCurrent: the copy east sealed for west before the failover stays in west's folder and
+// west's Flux keeps applying it; west's exporter refreshes it with the rotation, so that a restart
+// of west's controller restores the rotated key rather than the old one (agent/export's
+// TestExporterRefreshesItsOwnCopies restarts the controller; here the refresh is followed to the
+// live SealedSecret).
+func (p *pair) ownCopyCurrent(t *testing.T, s *site, name string) {
+	t.Helper()
+	live, err := s.cluster.Clientset.CoreV1().Secrets(mpNS).Get(p.ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest, err := seal.Digest(p.hmacKey, live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := seal.ParseCert(s.sealed.Cert(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testrig.Eventually(t, fmt.Sprintf("%s's own copy of %s refreshed and applied", s.name, name), 3*time.Minute, func(ctx context.Context) error {
+		path := p.layout.Secret(s.name, name)
+		st, err := seal.ReadStamp(p.files(t, path)[path])
+		if err != nil {
+			return fmt.Errorf("%s on main: %w", path, err)
+		}
+		if st.CertFingerprint != cert.Fingerprint || st.Digest != digest {
+			return fmt.Errorf("%s on main: not sealed for %s with its current data", path, s.name)
+		}
+		u, err := s.dynamic.Resource(sealedSecrets).Namespace(mpNS).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if got := u.GetAnnotations()[seal.DigestAnnotation]; got != digest {
+			return fmt.Errorf("the SealedSecret %s in %s still carries the old digest", name, s.name)
+		}
+		return nil
+	})
+	p.say("%s's own copy of %s in %s was refreshed with the rotation and applied by its Flux", s.name, name, p.layout.SecretsDir(s.name))
 }
 
 func ownedBySealedSecret(s *corev1.Secret) bool {

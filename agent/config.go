@@ -142,8 +142,9 @@ type Health struct {
 	// SelfURL is where the active's agent probes its own MP for its heartbeat (default
 	// https://<its mpFQDN from pair.yaml>:<port>), e.g. front-envoy's in-cluster Service.
 	SelfURL string `json:"selfURL"`
-	// Organization is the MP's spec.organization, the status probe's path. The watch is off
-	// while neither it nor probes are set.
+	// Organization is the MP's spec.organization, the status probe's path. Unset, it is read at
+	// start from the HelmRelease values committed for either cluster; the watch is off while
+	// none of these nor probes say it.
 	Organization string `json:"organization"`
 	// Port is front-envoy's port on both FQDNs (default 8443).
 	Port int `json:"port"`

@@ -58,7 +58,7 @@ func runLoops(ctx context.Context, o Options, cs kubernetes.Interface, dyn dynam
 		return nil // ctx ended
 	}
 	defer d.close()
-	loops, err := d.loops(o, cs, dyn)
+	loops, err := d.loops(ctx, o, cs, dyn)
 	if err != nil {
 		return err
 	}
@@ -281,7 +281,7 @@ func secretField(ctx context.Context, cs kubernetes.Interface, ns, name, field s
 }
 
 // loops builds every loop of this cluster's agent.
-func (d *deps) loops(o Options, cs kubernetes.Interface, dyn dynamic.Interface) ([]loop, error) {
+func (d *deps) loops(ctx context.Context, o Options, cs kubernetes.Interface, dyn dynamic.Interface) ([]loop, error) {
 	cfg, log := o.Config, o.Logger
 	subj, err := event.NewSubjects(cfg.Pair)
 	if err != nil {
@@ -311,7 +311,7 @@ func (d *deps) loops(o Options, cs kubernetes.Interface, dyn dynamic.Interface) 
 	if err != nil {
 		return nil, err
 	}
-	if d.watch, err = d.healthMonitor(o); err != nil {
+	if d.watch, err = d.healthMonitor(ctx, o); err != nil {
 		return nil, err
 	}
 	split, err := fence.New(cs, d.pairs, fence.Options{Cluster: cfg.Cluster, Namespace: cfg.Kubernetes.Namespace, EventNamespace: o.Namespace,

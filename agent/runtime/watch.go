@@ -17,6 +17,8 @@ import (
 	"github.com/mpha-dev/mpha/agent/failover"
 	"github.com/mpha-dev/mpha/agent/health"
 	"github.com/mpha-dev/mpha/agent/readiness"
+	"github.com/mpha-dev/mpha/gitops"
+	"github.com/mpha-dev/mpha/gitops/values"
 	"github.com/mpha-dev/mpha/internal/redact"
 )
 
@@ -68,15 +70,22 @@ func (d *deps) watchSecrets(ctx context.Context, o Options, cs kubernetes.Interf
 }
 
 // healthMonitor builds the watch on the active MP (architecture §2) from health.*; nil, and a
-// warning, when neither an organization nor probes say what to ask the MP.
-func (d *deps) healthMonitor(o Options) (*health.Monitor, error) {
+// warning, when neither an organization (configured, or read from a committed HelmRelease) nor
+// probes say what to ask the MP.
+func (d *deps) healthMonitor(ctx context.Context, o Options) (*health.Monitor, error) {
 	h := o.Config.Health
-	if h.Organization == "" && len(h.Probes) == 0 {
-		o.Logger.Warn("health monitoring is off: set health.organization (the MP's spec.organization) or health.probes")
-		return nil, nil
+	org := h.Organization
+	if org == "" && len(h.Probes) == 0 {
+		var from string
+		org, from = d.committedOrganization(ctx)
+		if org == "" {
+			o.Logger.Warn("health monitoring is off: set health.organization (the MP's spec.organization) or health.probes; no committed HelmRelease names it yet")
+			return nil, nil
+		}
+		o.Logger.Info("health monitoring probes the organization of the committed HelmRelease (health.organization is not set)", "organization", org, "file", from)
 	}
 	opts := health.Options{
-		Cluster: o.Config.Cluster, Pair: o.Config.Pair, Organization: h.Organization, Port: h.Port, SelfURL: h.SelfURL,
+		Cluster: o.Config.Cluster, Pair: o.Config.Pair, Organization: org, Port: h.Port, SelfURL: h.SelfURL,
 		Credentials: d.probeCreds, CABundle: d.probeCA,
 		Timeout: h.Timeout.Duration, Interval: h.Interval.Duration, Failures: h.Failures, Recoveries: h.Recoveries,
 		HeartbeatMaxAge: 3 * o.Config.HeartbeatInterval.Duration, AutoPropose: h.AutoPropose, SigningKey: d.signer,
@@ -93,6 +102,45 @@ func (d *deps) healthMonitor(o Options) (*health.Monitor, error) {
 		return nil, err
 	}
 	return health.New(d.js, d.pairs, peers, opts)
+}
+
+// committedOrganization reads spec.organization from the HelmReleases the active rendered into
+// Git (the standby's, or this cluster's own from its standby days): both MPs serve the same
+// organization. "" when there is none yet or Git cannot be read; the watch is then off until the
+// agent restarts or health.organization is set.
+func (d *deps) committedOrganization(ctx context.Context) (org, file string) {
+	l := d.layout
+	snap, err := d.repo.Read(ctx, l.Pair())
+	if err != nil {
+		return "", ""
+	}
+	p, err := gitops.ParsePair(snap.Files[l.Pair()])
+	if err != nil {
+		return "", ""
+	}
+	var paths []string
+	for _, c := range p.Clusters {
+		paths = append(paths, l.HelmRelease(c.Name))
+	}
+	if snap, err = d.repo.Read(ctx, paths...); err != nil {
+		return "", ""
+	}
+	for _, path := range paths {
+		b, ok := snap.Files[path]
+		if !ok {
+			continue
+		}
+		r, err := values.ParseRelease(b)
+		if err != nil {
+			continue
+		}
+		if v, ok := values.Get(r.Values, "spec.organization"); ok {
+			if s, ok := v.(string); ok && s != "" {
+				return s, path
+			}
+		}
+	}
+	return "", ""
 }
 
 // facts are the heartbeat's optional fields (architecture §6): what this cluster's Flux applied,

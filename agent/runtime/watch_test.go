@@ -29,6 +29,7 @@ import (
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/health"
 	"github.com/mpha-dev/mpha/agent/readiness/readinesstest"
+	"github.com/mpha-dev/mpha/gitops/values"
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
 
@@ -94,7 +95,14 @@ func TestWatchHeartbeatsAndAlertBridge(t *testing.T) {
 	n := testrig.StartNATS(t)
 	js := n.JetStream(t)
 	srv := testrig.StartGitServer(t)
-	srv.CreateRepo(t, "org/fleet.git", "main", map[string]string{"mpha/pair.yaml": pairYAML})
+	// West's HelmRelease as the active rendered it: west's configuration names no organization,
+	// so west's watch takes the MP's from there.
+	hr, err := values.Release{Name: "mp", Namespace: "tsb", Chart: "managementplane", Version: "1.12.0",
+		RepositoryURL: "https://charts.example.com/tsb", Values: map[string]any{"spec": map[string]any{"organization": "tetrate"}}}.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.CreateRepo(t, "org/fleet.git", "main", map[string]string{"mpha/pair.yaml": pairYAML, "mpha/clusters/west/mp/helmrelease.yaml": string(hr)})
 	certPEM := rsaCert(t)
 	certSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(certPEM) }))
 	t.Cleanup(certSrv.Close)
@@ -147,6 +155,7 @@ health: {organization: tetrate, credentialsSecret: mpha-probe, caSecret: mpha-pr
   rules: [{alert: TSBManagementPlaneDown, labels: {cluster: east}, action: suggest, target: west}]
 `)
 	west.Health.ProbeURL = westView.url() + "/v2/organizations/tetrate/status"
+	west.Health.Organization = ""
 
 	logs := &testrig.LogBuffer{}
 	t.Cleanup(func() {
@@ -202,6 +211,9 @@ health: {organization: tetrate, credentialsSecret: mpha-probe, caSecret: mpha-pr
 		}
 		return nil
 	})
+	if !strings.Contains(logs.String(), "organization=tetrate file=mpha/clusters/west/mp/helmrelease.yaml") {
+		t.Error("west's watch did not say it took the organization from its committed HelmRelease")
+	}
 
 	// 3. West's view breaks, east still vouches for its MP: "I cannot reach it", for many rounds.
 	westView.down.Store(true)

@@ -117,10 +117,14 @@ type NATS struct {
 
 // Postgres is the management plane's database, as far as the agent checks it.
 type Postgres struct {
-	Topology          string          `json:"topology"` // auto | shared | streaming | independent | embedded
-	DSNSecret         string          `json:"dsnSecret"`
-	MaxLag            metav1.Duration `json:"maxLag"`
-	PromoteOnFailover bool            `json:"promoteOnFailover"`
+	Topology  string          `json:"topology"` // auto | shared | streaming | independent | embedded
+	DSNSecret string          `json:"dsnSecret"`
+	MaxLag    metav1.Duration `json:"maxLag"`
+	// PromoteOnFailover promotes this site's streaming replica (pg_promote) once a failover to it
+	// is merged, before Flux starts its MP; never for drills or dry runs. The DSN's role needs
+	// EXECUTE on pg_promote in the MP's database, granted by a superuser; a db sync into that
+	// database drops the grant (it is per database), so grant it again after one.
+	PromoteOnFailover bool `json:"promoteOnFailover"`
 	// Database is the MP's database (dataStore.postgres.name; default tsb).
 	Database string `json:"database"`
 	// PeerDSNSecret holds the peer site's DSN, to compare servers and read the active's WAL

@@ -117,10 +117,14 @@ type NATS struct {
 
 // Postgres is the management plane's database, as far as the agent checks it.
 type Postgres struct {
-	Topology          string          `json:"topology"` // auto | shared | streaming | independent | embedded
-	DSNSecret         string          `json:"dsnSecret"`
-	MaxLag            metav1.Duration `json:"maxLag"`
-	PromoteOnFailover bool            `json:"promoteOnFailover"`
+	Topology  string          `json:"topology"` // auto | shared | streaming | independent | embedded
+	DSNSecret string          `json:"dsnSecret"`
+	MaxLag    metav1.Duration `json:"maxLag"`
+	// PromoteOnFailover promotes this site's streaming replica (pg_promote) once a failover to it
+	// is merged, before Flux starts its MP; never for drills or dry runs. The DSN's role needs
+	// EXECUTE on pg_promote in the MP's database, granted by a superuser; a db sync into that
+	// database drops the grant (it is per database), so grant it again after one.
+	PromoteOnFailover bool `json:"promoteOnFailover"`
 	// Database is the MP's database (dataStore.postgres.name; default tsb).
 	Database string `json:"database"`
 	// PeerDSNSecret holds the peer site's DSN, to compare servers and read the active's WAL
@@ -131,6 +135,16 @@ type Postgres struct {
 	// MaxImportAge bounds the age of the last verified `mpha db sync` (independent) or of the
 	// last tsb-restore run (embedded) (default 25h: a daily import and some slack).
 	MaxImportAge metav1.Duration `json:"maxImportAge"`
+	// SyncOnFailover copies the active's database into this site's (`mpha db sync`: a consistent
+	// snapshot, verified by checksums, the target replaced only once verified) when this agent
+	// handles a failover to its site and the topology is independent (or auto and detected so),
+	// before the checks and the failover commit. The failover's target agent runs it, so it needs
+	// postgres.dsnSecret (this site's database, the target: its role needs CREATEDB and to own the
+	// database) and postgres.peerDSNSecret (the active's, the source: read access). A planned
+	// failover whose sync fails is refused (reason step-failed); an emergency with the active's
+	// database unreachable goes on without it and reports the last import's age. Dry runs and
+	// drills never sync.
+	SyncOnFailover bool `json:"syncOnFailover"`
 }
 
 // Health is how the standby's agent watches the active MP (tsb-mp-ha.md §6), and how the
@@ -439,6 +453,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Postgres.PromoteOnFailover && c.Postgres.DSNSecret == "" {
 		bad("postgres.promoteOnFailover", "needs postgres.dsnSecret (the database to promote)")
+	}
+	if c.Postgres.SyncOnFailover && c.Postgres.Topology != "independent" && c.Postgres.Topology != "auto" {
+		bad("postgres.syncOnFailover", "copies between independent databases: not for topology %q", c.Postgres.Topology)
+	}
+	if c.Postgres.SyncOnFailover && (c.Postgres.DSNSecret == "" || c.Postgres.PeerDSNSecret == "") {
+		bad("postgres.syncOnFailover", "needs postgres.dsnSecret (the copy's target) and postgres.peerDSNSecret (its source)")
 	}
 	positive("health.interval", c.Health.Interval)
 	if c.Health.Failures < 1 {

@@ -115,6 +115,9 @@ func TestValidationNamesTheKey(t *testing.T) {
 		{"postgres limits and promotion", minimal + "postgres: {topology: independent, maxLagBytes: -1, maxImportAge: 0s, promoteOnFailover: true, database: " +
 			strings.Repeat("d", 64) + "}\n", []string{"postgres.maxLagBytes: must be positive", `postgres.promoteOnFailover: promotes a streaming replica: not for topology "independent"`,
 			"postgres.promoteOnFailover: needs postgres.dsnSecret", "postgres.database: must be a Postgres database name"}},
+		{"postgres sync before a failover", minimal + "postgres: {topology: streaming, syncOnFailover: true, dsnSecret: mpha-postgres}\n",
+			[]string{`postgres.syncOnFailover: copies between independent databases: not for topology "streaming"`,
+				"postgres.syncOnFailover: needs postgres.dsnSecret (the copy's target) and postgres.peerDSNSecret"}},
 		{"wrong scheme", with("git", "git: {url: ftp://g/x.git}"), []string{`git.url: want a [https http ssh] URL`}},
 	}
 	for _, tc := range tests {

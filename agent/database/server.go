@@ -20,7 +20,9 @@ type Server struct {
 	StartedAt  time.Time
 	Database   string
 	InRecovery bool
-	// LSN is pg_current_wal_lsn() on a primary, pg_last_wal_replay_lsn() on a replica.
+	// LSN is pg_current_wal_flush_lsn() on a primary, pg_last_wal_replay_lsn() on a replica.
+	// Flushed, not written: a replica receives only flushed WAL, and an idle primary can keep a
+	// few bytes (a running-xacts record) written but unflushed for long, which would read as lag.
 	LSN string
 	// ReceiveLSN and ReplayedAt (pg_last_xact_replay_timestamp) are a replica's; Receiving says
 	// whether its WAL receiver is streaming now.
@@ -42,7 +44,7 @@ func Probe(ctx context.Context, dsn string) (*Server, error) {
 	s := &Server{Name: name}
 	var receive *string
 	err = c.QueryRow(ctx, `SELECT s.system_identifier::text, pg_postmaster_start_time(), current_database(), pg_is_in_recovery(),
-       CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_wal_replay_lsn(), '0/0') ELSE pg_current_wal_lsn() END::text,
+       CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_wal_replay_lsn(), '0/0') ELSE pg_current_wal_flush_lsn() END::text,
        pg_last_wal_receive_lsn()::text, pg_last_xact_replay_timestamp(),
        EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'), now()
   FROM pg_control_system() s`).Scan(&s.SystemID, &s.StartedAt, &s.Database, &s.InRecovery, &s.LSN, &receive, &s.ReplayedAt, &s.Receiving, &s.Now)

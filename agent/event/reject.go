@@ -37,11 +37,12 @@ const (
 	ReasonPreflightFailed  = "preflight-failed"  // a check failed and was not forced
 	ReasonPlanFailed       = "plan-failed"       // the repository's files do not make a failover commit
 	ReasonRetriesExhausted = "retries-exhausted" // every delivery failed for a transient reason
+	ReasonStepFailed       = "step-failed"       // a step before the commit (the database sync) failed
 )
 
 // HandlerReasons lists the handling agent's reason codes.
 func HandlerReasons() []string {
-	return []string{ReasonAlreadyActive, ReasonPreflightFailed, ReasonPlanFailed, ReasonRetriesExhausted}
+	return []string{ReasonAlreadyActive, ReasonPreflightFailed, ReasonPlanFailed, ReasonRetriesExhausted, ReasonStepFailed}
 }
 
 // Reasons lists the reason codes.
@@ -50,7 +51,7 @@ func Reasons() []string {
 		ReasonOversized, ReasonNotJSON, ReasonNotCloudEvent, ReasonWrongType, ReasonBadID,
 		ReasonUnsigned, ReasonBadSignature, ReasonMissingField, ReasonBadField, ReasonUnknownTarget,
 		ReasonBadMode, ReasonStaleEpoch, ReasonForceWithoutEmergency, ReasonUnknownCheck,
-		ReasonAlreadyActive, ReasonPreflightFailed, ReasonPlanFailed, ReasonRetriesExhausted,
+		ReasonAlreadyActive, ReasonPreflightFailed, ReasonPlanFailed, ReasonRetriesExhausted, ReasonStepFailed,
 	}
 }
 

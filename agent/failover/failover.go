@@ -71,6 +71,10 @@ type Options struct {
 	TrustedKeys   []event.TrustedKey
 	// Preflight runs the readiness checks; nil runs only the epoch check.
 	Preflight Preflight
+	// Prepare, when set, runs once a request is accepted and before its checks: the moment to
+	// bring the target's data in step with the active's (the database sync of independent
+	// databases), so that the checks judge the result. See prepare.
+	Prepare PrepareFunc
 	// Consumer configures the durable consumer (default durable "agent-<cluster>").
 	Consumer event.ConsumerOptions
 	// Follow configures the follow-through after a failover is proposed.
@@ -337,6 +341,13 @@ func (h *Handler) answer(ctx context.Context, st *state, req event.Request, subj
 		}
 	}
 	if err := h.publishStatus(ctx, event.FailoverStatus{Event: id, Phase: event.PhaseAccepted, Epoch: st.pair.Epoch}); err != nil {
+		return err
+	}
+	if err := h.prepare(ctx, st, req); err != nil {
+		var rerr *event.RejectError
+		if errors.As(err, &rerr) {
+			return h.refuse(ctx, subject, id, payload, rerr, nil)
+		}
 		return err
 	}
 	checks, summary, rerr, err := h.preflight(ctx, st, req)

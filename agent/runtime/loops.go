@@ -355,6 +355,11 @@ func (d *deps) failoverHandler(o Options, cs kubernetes.Interface, dyn dynamic.I
 	if cfg.Postgres.PromoteOnFailover && d.selfDSN != "" {
 		opts.Follow.OnMerged = database.OnMerged(database.PromoteOptions{DSN: d.selfDSN, Logger: o.Logger.With("loop", "failover")})
 	}
+	if cfg.Postgres.SyncOnFailover && d.selfDSN != "" && d.peerDSN != "" {
+		// This agent handles failovers to its site, so it copies the active's database into its own.
+		opts.Prepare = database.BeforeFailover(database.SyncOptions{Topology: database.Topology(cfg.Postgres.Topology),
+			Self: d.selfDSN, Peer: d.peerDSN, Database: cfg.Postgres.Database, Logger: o.Logger.With("loop", "failover")})
+	}
 	return failover.New(d.js, d.repo, opts)
 }
 

@@ -37,17 +37,18 @@ func TestDrill(t *testing.T) {
 		{"a secrets reach the standby", p.secretsReachStandby},
 		{"b standby values and role reach west", p.standbyReachesWest},
 		{"c doctor passes", func(t *testing.T) { p.doctor(t, p.east, p.west) }},
-		{"d failover to west", func(t *testing.T) { p.failover(t, p.west, "e2e-failover-west") }},
+		{"d failover to west", p.failoverPromotes},
 		{"e signing key rotated on west reaches east", p.rotateSigningKey},
 		{"f failback to east", func(t *testing.T) {
-			p.failover(t, p.east, "e2e-failback-east")
+			p.failbackSyncs(t)
 			// East exports again, west's rotated key included: the standby is in step before the
 			// next failover may start from it.
 			p.secretsReach(t, p.east, p.west, exported, 3*time.Minute)
 			p.doctor(t, p.east, p.west)
 		}},
-		{"h east fails: failover without it, split brain until its Flux applies", p.eastFails},
-		{"g chaos: 100 copies, kill -9, Git down 30s, NATS restart", p.chaos},
+		{"f' west's database rebuilt as east's replica", p.rebuildStandby},
+		{"h east fails: failover without it, split brain until its Flux applies", p.eastFailsPromotes},
+		{"g chaos: 100 copies, kill -9, Git down 30s, NATS restart", p.chaosSyncs},
 		{"no secret leaked", p.noLeaks},
 	}
 	for _, s := range steps {

@@ -194,6 +194,7 @@ func (p *pair) agentConfig(s *site) agent.Config {
 		Forge:             agent.Forge{Kind: "gitea", URL: p.gitea.URL, TokenSecret: "mpha-forge", Mode: "pr"},
 		NATS:              agent.NATS{URL: p.nats.URL},
 		Health:            agent.Health{ProbeURL: p.probe.URL},
+		Postgres:          postgresConfig(),
 		Standby:           agent.Standby{ChartRepository: "https://charts.example.invalid/tsb"},
 	}
 }

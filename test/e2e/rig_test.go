@@ -60,6 +60,7 @@ type pair struct {
 	hmacKey    []byte
 	leaks      *readinesstest.Leaks
 	dir        string
+	db         *mpDB // the MP databases (postgres_test.go)
 }
 
 // site is one cluster and what runs against it.
@@ -132,6 +133,7 @@ func startPair(t *testing.T, say func(string, ...any)) *pair {
 		s.flux.WaitApplied(t, "mpha-dns", seed, 3*time.Minute)
 	}
 	say("Both clusters' Flux applied the bootstrap commit %s", short(seed))
+	p.startPostgres(t)
 	for _, s := range p.sites() {
 		p.startAgent(t, s)
 	}

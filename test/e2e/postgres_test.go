@@ -1,0 +1,300 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/mpha-dev/mpha/agent"
+	"github.com/mpha-dev/mpha/agent/database"
+	"github.com/mpha-dev/mpha/agent/event"
+	"github.com/mpha-dev/mpha/internal/testrig"
+)
+
+// The MP databases of the drill. East's server is a primary, west's a streaming replica of it
+// (pg_basebackup -R), each reached by its agent as the MP's role tsb through a DSN Secret. The
+// data story through the drill, as an operator would run it:
+//
+//	step  east's server     west's server             how
+//	start primary           replica of east           -
+//	d     primary (stale)   promoted: primary         west's agent promotes it once the merge is seen
+//	f     primary, synced   primary (source)          east's agent copies west's into east before the commit
+//	f'    primary           rebuilt: replica of east  the operator re-seeds the standby (pg_basebackup)
+//	h     primary           promoted: primary         east's cluster is down, its database (outside it) is not
+//	g     primary, synced   primary (source)          east's agent copies west's into east again
+//
+// After d the two servers are independent primaries: the old primary is not rewound into a
+// replica (that is the operator's rebuild, f'), so the failback copies the data back with the
+// sync pre-step. After f the standby is re-seeded as a replica, as an operator does to get
+// streaming back, which h then promotes again. Both agents run with topology auto, so one
+// configuration follows these changes (streaming, then independent, then streaming) without a
+// restart; only a new server behind a DSN Secret needs one, as it would in a cluster.
+const (
+	pgPassword   = "tsb-E2e-Pa55word-never-shown"
+	pgSecret     = "mpha-postgres"
+	pgPeerSecret = "mpha-postgres-peer"
+)
+
+// mpDB is each site's database server, swapped when the operator rebuilds one.
+type mpDB struct {
+	east, west *testrig.Postgres
+	// drill is the whole drill's test: a server started in a step outlives it.
+	drill testing.TB
+}
+
+// startPostgres starts east's primary with the MP's database and role, west's streaming replica,
+// and each agent's DSN Secrets (its own server, the peer's).
+func (p *pair) startPostgres(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 2*time.Minute)
+	defer cancel()
+	p.leaks.Add([]byte(pgPassword))
+	east := testrig.StartPostgres(t)
+	// tsb: the MP's role; CREATEDB to take a sync, pg_monitor to read replication state,
+	// pg_promote (granted in the database the agent connects to: a function's grants are per
+	// database) to promote its standby. Granted before the replica is cloned, so both have it.
+	testrig.ExecSQL(ctx, t, east.DSN("postgres"), "CREATE ROLE tsb LOGIN CREATEDB PASSWORD '"+pgPassword+"'",
+		"GRANT pg_monitor TO tsb", "CREATE DATABASE tsb OWNER tsb")
+	testrig.ExecSQL(ctx, t, east.DSN("tsb"), "GRANT EXECUTE ON FUNCTION pg_promote(boolean, integer) TO tsb", "SET ROLE tsb",
+		"CREATE TABLE public.organizations (id bigserial PRIMARY KEY, name text NOT NULL UNIQUE, spec jsonb)",
+		"CREATE TABLE public.audit_log (id bigserial PRIMARY KEY, org bigint REFERENCES public.organizations, at timestamptz DEFAULT now(), payload bytea)",
+		"INSERT INTO public.organizations (name, spec) VALUES ('tetrate', '{\"tier\": \"gold\"}')",
+		"INSERT INTO public.audit_log (org, payload) SELECT 1, decode(md5(i::text), 'hex') FROM generate_series(1, 500) i")
+	p.db = &mpDB{east: east, west: east.StartReplica(t), drill: t}
+	p.setDSN(t, p.east, pgSecret, p.db.east)
+	p.setDSN(t, p.east, pgPeerSecret, p.db.west)
+	p.setDSN(t, p.west, pgSecret, p.db.west)
+	p.setDSN(t, p.west, pgPeerSecret, p.db.east)
+	p.say("Postgres: east's MP database a primary (port %d), west's a streaming replica of it (port %d)", p.db.east.Port, p.db.west.Port)
+}
+
+// postgresConfig is the agents' postgres section: topology auto (it changes along the drill),
+// promote a streaming standby once a failover is merged, sync independent ones before.
+func postgresConfig() agent.Postgres {
+	return agent.Postgres{Topology: "auto", DSNSecret: pgSecret, PeerDSNSecret: pgPeerSecret, PromoteOnFailover: true, SyncOnFailover: true}
+}
+
+func mpDSN(pg *testrig.Postgres) string {
+	return fmt.Sprintf("postgres://tsb:%s@127.0.0.1:%d/tsb?sslmode=disable", pgPassword, pg.Port)
+}
+
+// setDSN creates or replaces s's DSN Secret name to reach pg.
+func (p *pair) setDSN(t *testing.T, s *site, name string, pg *testrig.Postgres) {
+	t.Helper()
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: agentNS}, Data: map[string][]byte{"dsn": []byte(mpDSN(pg))}}
+	secrets := s.cluster.Clientset.CoreV1().Secrets(agentNS)
+	if _, err := secrets.Update(p.ctx, sec, metav1.UpdateOptions{}); err == nil {
+		return
+	}
+	if _, err := secrets.Create(p.ctx, sec, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("%s: writing secret %s: %v", s.name, name, err)
+	}
+}
+
+// inRecovery says whether pg is a standby.
+func (p *pair) inRecovery(t testing.TB, pg *testrig.Postgres) bool {
+	t.Helper()
+	c, err := pgx.Connect(p.ctx, mpDSN(pg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var b bool
+	if err := c.QueryRow(p.ctx, "SELECT pg_is_in_recovery()").Scan(&b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// writeMarker inserts an organization on pg as the MP would (a write: pg must be a primary).
+func (p *pair) writeMarker(t *testing.T, pg *testrig.Postgres, name string) {
+	t.Helper()
+	testrig.ExecSQL(p.ctx, t, mpDSN(pg), "INSERT INTO public.organizations (name) VALUES ('"+name+"')")
+}
+
+func (p *pair) hasMarker(t *testing.T, pg *testrig.Postgres, name string) bool {
+	t.Helper()
+	var n int
+	c, err := pgx.Connect(p.ctx, mpDSN(pg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	if err := c.QueryRow(p.ctx, "SELECT count(*) FROM public.organizations WHERE name = $1", name).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n == 1
+}
+
+// failoverPromotes (step d with its database): west's database passes the database check on its
+// lag, stays a replica while the pull request waits, and is promoted once the merge is seen,
+// before Flux starts west's MP; it then takes writes.
+func (p *pair) failoverPromotes(t *testing.T) {
+	id := "e2e-failover-west"
+	if !p.inRecovery(t, p.db.west) {
+		t.Fatal("west's database is not a replica before the failover")
+	}
+	before := p.pairFile(t)
+	pr := p.request(t, p.west, id)
+	sts := p.statuses(t, id)
+	c := checkOf(sts, database.CheckName)
+	if c == nil || c.Result != "pass" || !strings.Contains(c.Evidence, "streaming replica 127.0.0.1:") ||
+		!strings.Contains(c.Evidence, "per the active's server") || !strings.Contains(c.Evidence, "limits 16.0 MiB and 30s") {
+		t.Errorf("the database check before the failover: %+v", c)
+	}
+	if s := stepOf(sts, database.StepSync); s == nil || s.Result != event.StepSkipped || !strings.Contains(s.Detail, "streaming") {
+		t.Errorf("the sync step of a streaming pair: %+v", s)
+	}
+	if !p.inRecovery(t, p.db.west) {
+		t.Fatal("west's database was promoted before the pull request was merged")
+	}
+	p.say("The database check passed on the replica's lag (%s); west's database is still a replica while the pull request waits", c.Evidence)
+	p.complete(t, p.west, id, pr, before.Epoch, completion{})
+	p.checkPromoted(t, id, p.db.west)
+	p.writeMarker(t, p.db.west, "written-on-west-after-d")
+}
+
+// checkPromoted: the request's statuses record pg's promotion between merged and applied, and pg
+// is a primary that takes writes.
+func (p *pair) checkPromoted(t *testing.T, id string, pg *testrig.Postgres) {
+	t.Helper()
+	sts := p.statuses(t, id)
+	merged, promoted, applied := -1, -1, -1
+	for i, st := range sts {
+		switch {
+		case st.Phase == event.PhaseMerged && len(st.Steps) == 0 && merged < 0:
+			merged = i
+		case len(st.Steps) == 1 && st.Steps[0].Name == database.StepPromote && st.Steps[0].Result == event.StepDone:
+			promoted = i
+		case st.Phase == event.PhaseApplied && applied < 0:
+			applied = i
+		}
+	}
+	if merged < 0 || promoted < merged || applied < promoted {
+		t.Errorf("%s: merged at %d, promoted at %d, applied at %d: want merged < promoted < applied (%s)", id, merged, promoted, applied, phaseList(sts))
+	}
+	if p.inRecovery(t, pg) {
+		t.Fatalf("%s: the database at port %d is still a replica", id, pg.Port)
+	}
+	p.say("The promotion is in the statuses after the merge, before Flux applied it: %s", sts[promoted].Message)
+}
+
+// failbackSyncs (step f with its database): the two servers are independent primaries now; east's
+// agent copies west's database (with the row written on west after d) into east's, verified,
+// before the failover commit; the database check passes on that import; nothing is promoted.
+func (p *pair) failbackSyncs(t *testing.T) {
+	id := "e2e-failback-east"
+	p.failover(t, p.east, id)
+	p.checkSynced(t, id, p.db.east, "written-on-west-after-d")
+}
+
+// checkSynced: a sync step of request id copied into pg, verified; the database check judged the
+// import; pg holds marker.
+func (p *pair) checkSynced(t *testing.T, id string, pg *testrig.Postgres, marker string) {
+	t.Helper()
+	sts := p.statuses(t, id)
+	s := stepOf(sts, database.StepSync)
+	if s == nil || s.Result != event.StepDone || !strings.Contains(s.Detail, "and verified it") {
+		t.Errorf("%s: the sync step: %+v", id, s)
+	}
+	if c := checkOf(sts, database.CheckName); c == nil || c.Result != "pass" || !strings.Contains(c.Evidence, "the last verified import into") {
+		t.Errorf("%s: the database check after the sync: %+v", id, c)
+	}
+	if pr := stepOf(sts, database.StepPromote); pr == nil || pr.Result != event.StepSkipped {
+		t.Errorf("%s: the promotion of a primary: %+v", id, pr)
+	}
+	if !p.hasMarker(t, pg, marker) {
+		t.Errorf("%s: the row %q is not in the new active's database", id, marker)
+	}
+	if s != nil {
+		p.say("Before the commit: %s", s.Detail)
+	}
+}
+
+// rebuildStandby (step f'): the operator re-seeds west's database as a streaming replica of
+// east's (pg_basebackup), retires the old server, points both agents' Secrets at the new one and
+// restarts west's agent, which reads its Secrets at start (east's restarts in h). The sync in f
+// replaced east's tsb database by a copy made from template0, which lost the tsb role's EXECUTE
+// on pg_promote (grants on catalog functions are per database): the operator grants it again
+// before cloning, or the next promotion is refused.
+func (p *pair) rebuildStandby(t *testing.T) {
+	testrig.ExecSQL(p.ctx, t, p.db.east.DSN("tsb"), "GRANT EXECUTE ON FUNCTION pg_promote(boolean, integer) TO tsb")
+	old := p.db.west
+	p.db.west = p.db.east.StartReplica(p.db.drill)
+	old.Stop(t)
+	p.setDSN(t, p.west, pgSecret, p.db.west)
+	p.setDSN(t, p.east, pgPeerSecret, p.db.west)
+	if err := p.west.agent.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.west.agent.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	testrig.Eventually(t, "west's agent /readyz", time.Minute, func(ctx context.Context) error {
+		return testrig.HTTPOK(ctx, p.west.agentURL+"/readyz")
+	})
+	if !p.inRecovery(t, p.db.west) || !p.hasMarker(t, p.db.west, "written-on-west-after-d") {
+		t.Fatal("west's rebuilt database is not a replica holding east's data")
+	}
+	p.say("west's database rebuilt as a streaming replica of east's (port %d); west's agent restarted on the new Secret", p.db.west.Port)
+}
+
+// eastFailsPromotes (step h with its database): east's cluster is down but its database, outside
+// it, is not: west's check measures the replica against it and the merge promotes west's again.
+// West's MP then writes a row that the chaos step's failback must carry to east.
+func (p *pair) eastFailsPromotes(t *testing.T) {
+	p.eastFails(t)
+	p.checkPromoted(t, "e2e-east-down", p.db.west)
+	p.writeMarker(t, p.db.west, "written-on-west-after-h")
+}
+
+// chaosSyncs (step g with its database): through the chaos the failover to east still copied
+// west's database into east's, verified.
+func (p *pair) chaosSyncs(t *testing.T) {
+	p.chaos(t)
+	p.checkSynced(t, "e2e-chaos-east", p.db.east, "written-on-west-after-h")
+}
+
+func checkOf(sts []event.FailoverStatus, name string) *event.Check {
+	for _, st := range sts {
+		for _, c := range st.Checks {
+			if c.Name == name {
+				return &c
+			}
+		}
+	}
+	return nil
+}
+
+// stepOf is the last report of the named step.
+func stepOf(sts []event.FailoverStatus, name string) *event.Step {
+	var out *event.Step
+	for _, st := range sts {
+		for _, s := range st.Steps {
+			if s.Name == name {
+				out = &s
+			}
+		}
+	}
+	return out
+}
+
+// withoutSteps drops the statuses that report a step (a sync, a promotion): each repeats its
+// phase, and the phase order is checked without them.
+func withoutSteps(sts []event.FailoverStatus) []event.FailoverStatus {
+	var out []event.FailoverStatus
+	for _, st := range sts {
+		if len(st.Steps) == 0 {
+			out = append(out, st)
+		}
+	}
+	return out
+}

@@ -122,8 +122,8 @@ type Postgres struct {
 	MaxLag    metav1.Duration `json:"maxLag"`
 	// PromoteOnFailover promotes this site's streaming replica (pg_promote) once a failover to it
 	// is merged, before Flux starts its MP; never for drills or dry runs. The DSN's role needs
-	// EXECUTE on pg_promote in the MP's database, granted by a superuser; a db sync into that
-	// database drops the grant (it is per database), so grant it again after one.
+	// EXECUTE on pg_promote granted by a superuser in the server's postgres database, where the
+	// agent connects to promote (a grant in the MP's database would be dropped by a db sync).
 	PromoteOnFailover bool `json:"promoteOnFailover"`
 	// Database is the MP's database (dataStore.postgres.name; default tsb).
 	Database string `json:"database"`

@@ -19,10 +19,9 @@ const StepPromote = "promote-database"
 // granted EXECUTE on it) and waits up to wait for it to accept writes. It reports false when the
 // server is a primary already: promoting twice is harmless.
 func Promote(ctx context.Context, dsn string, wait time.Duration) (bool, error) {
-	name := Describe(dsn)
-	c, err := pgx.Connect(ctx, dsn)
+	c, name, err := connectMaintenance(ctx, dsn)
 	if err != nil {
-		return false, fmt.Errorf("connecting to %s: %w", name, redact.Error(err))
+		return false, err
 	}
 	defer c.Close(context.Background())
 	var inRecovery bool
@@ -34,12 +33,38 @@ func Promote(ctx context.Context, dsn string, wait time.Duration) (bool, error) 
 	}
 	var done bool
 	if err := c.QueryRow(ctx, "SELECT pg_promote(true, $1)", int(max(wait, time.Second).Seconds())).Scan(&done); err != nil {
-		return false, fmt.Errorf("promoting %s: %w", name, redact.Error(err))
+		return false, fmt.Errorf("promoting %s (the role needs EXECUTE on pg_promote, granted in the database the agent connects to: %s): %w", name, MaintenanceDatabase, redact.Error(err))
 	}
 	if !done {
 		return false, fmt.Errorf("%s did not finish promoting within %s", name, wait)
 	}
 	return true, nil
+}
+
+// MaintenanceDatabase is where Promote runs pg_promote. A function's grants live in each
+// database's catalog, and a db sync rebuilds the MP's database from template0, which would drop
+// a grant made there; the maintenance database is never synced.
+const MaintenanceDatabase = "postgres"
+
+// connectMaintenance connects to the server of dsn through MaintenanceDatabase, or through
+// dsn's own database when the role may not connect there (a hardened server revokes CONNECT
+// from PUBLIC).
+func connectMaintenance(ctx context.Context, dsn string) (*pgx.Conn, string, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, Describe(dsn), fmt.Errorf("parsing the DSN of %s: %w", Describe(dsn), redact.Error(err))
+	}
+	own := cfg.Database
+	cfg.Database = MaintenanceDatabase
+	if c, err := pgx.ConnectConfig(ctx, cfg); err == nil {
+		return c, Describe(dsn), nil
+	}
+	cfg.Database = own
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, Describe(dsn), fmt.Errorf("connecting to %s: %w", Describe(dsn), redact.Error(err))
+	}
+	return c, Describe(dsn), nil
 }
 
 // PromoteOptions configure the promotion after a failover merges.

@@ -242,3 +242,25 @@ func TestPromote(t *testing.T) {
 		t.Errorf("promoting again: %+v, %v", step, err)
 	}
 }
+
+// The MP's role promotes with EXECUTE on pg_promote granted in the postgres database, where
+// Promote connects: a db sync that rebuilt the MP's database (dropping any grant made there)
+// does not take the right away.
+func TestPromoteAfterSync(t *testing.T) {
+	integration(t)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	a, b := primary(ctx, t), primary(ctx, t)
+	exec(ctx, t, a.DSN("postgres"), "GRANT EXECUTE ON FUNCTION pg_promote(boolean, integer) TO tsb")
+	exec(ctx, t, b.DSN("tsb"), "INSERT INTO public.audit_log (payload) VALUES ('from b')")
+	if _, err := pgcopy.Sync(ctx, b.DSN("postgres"), a.DSN("postgres"), pgcopy.Options{}); err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	replica := a.StartReplica(t)
+	promoted, err := database.Promote(ctx, mp(replica), time.Minute)
+	if err != nil || !promoted {
+		t.Fatalf("promoting as the MP's role after a sync: %v, %v", promoted, err)
+	}
+	exec(ctx, t, mp(replica), "INSERT INTO public.audit_log (payload) VALUES ('after the failover')")
+}

@@ -59,11 +59,12 @@ func (p *pair) startPostgres(t *testing.T) {
 	p.leaks.Add([]byte(pgPassword))
 	east := testrig.StartPostgres(t)
 	// tsb: the MP's role; CREATEDB to take a sync, pg_monitor to read replication state,
-	// pg_promote (granted in the database the agent connects to: a function's grants are per
-	// database) to promote its standby. Granted before the replica is cloned, so both have it.
+	// pg_promote (granted in the postgres database, where the agent connects to promote: a
+	// function's grants are per database, and a sync rebuilds tsb) to promote its standby.
+	// Granted before the replica is cloned, so both have it.
 	testrig.ExecSQL(ctx, t, east.DSN("postgres"), "CREATE ROLE tsb LOGIN CREATEDB PASSWORD '"+pgPassword+"'",
-		"GRANT pg_monitor TO tsb", "CREATE DATABASE tsb OWNER tsb")
-	testrig.ExecSQL(ctx, t, east.DSN("tsb"), "GRANT EXECUTE ON FUNCTION pg_promote(boolean, integer) TO tsb", "SET ROLE tsb",
+		"GRANT pg_monitor TO tsb", "CREATE DATABASE tsb OWNER tsb", "GRANT EXECUTE ON FUNCTION pg_promote(boolean, integer) TO tsb")
+	testrig.ExecSQL(ctx, t, east.DSN("tsb"), "SET ROLE tsb",
 		"CREATE TABLE public.organizations (id bigserial PRIMARY KEY, name text NOT NULL UNIQUE, spec jsonb)",
 		"CREATE TABLE public.audit_log (id bigserial PRIMARY KEY, org bigint REFERENCES public.organizations, at timestamptz DEFAULT now(), payload bytea)",
 		"INSERT INTO public.organizations (name, spec) VALUES ('tetrate', '{\"tier\": \"gold\"}')",
@@ -222,11 +223,9 @@ func (p *pair) checkSynced(t *testing.T, id string, pg *testrig.Postgres, marker
 // rebuildStandby (step f'): the operator re-seeds west's database as a streaming replica of
 // east's (pg_basebackup), retires the old server, points both agents' Secrets at the new one and
 // restarts west's agent, which reads its Secrets at start (east's restarts in h). The sync in f
-// replaced east's tsb database by a copy made from template0, which lost the tsb role's EXECUTE
-// on pg_promote (grants on catalog functions are per database): the operator grants it again
-// before cloning, or the next promotion is refused.
+// replaced east's tsb database by a copy made from template0; the grant on pg_promote lives in
+// the postgres database, which no sync touches, so the next promotion needs nothing more.
 func (p *pair) rebuildStandby(t *testing.T) {
-	testrig.ExecSQL(p.ctx, t, p.db.east.DSN("tsb"), "GRANT EXECUTE ON FUNCTION pg_promote(boolean, integer) TO tsb")
 	old := p.db.west
 	p.db.west = p.db.east.StartReplica(p.db.drill)
 	old.Stop(t)

@@ -36,6 +36,7 @@ func TestDrill(t *testing.T) {
 	}{
 		{"a secrets reach the standby", p.secretsReachStandby},
 		{"b standby values and role reach west", p.standbyReachesWest},
+		{"c doctor names east's unmanaged secrets; its fix applied", p.managedFix},
 		{"c doctor passes", func(t *testing.T) { p.doctor(t, p.east, p.west) }},
 		{"d failover to west", func(t *testing.T) { p.failover(t, p.west, "e2e-failover-west") }},
 		{"e signing key rotated on west reaches east", p.rotateSigningKey},
@@ -48,6 +49,7 @@ func TestDrill(t *testing.T) {
 		}},
 		{"h east fails: failover without it, split brain until its Flux applies", p.eastFails},
 		{"g chaos: 100 copies, kill -9, Git down 30s, NATS restart", p.chaos},
+		{"the agents needed only the chart's RBAC", p.rbacSuffices},
 		{"no secret leaked", p.noLeaks},
 	}
 	for _, s := range steps {

@@ -45,7 +45,7 @@ func Phases() []Phase {
 func CheckNames() []string {
 	return []string{
 		"signing-key-kid", "jwks-kid", "secrets-in-sync", "root-ca",
-		"database", "standby-ready", "epoch", "values-drift",
+		"database", "standby-ready", "epoch", "values-drift", "secrets-managed",
 	}
 }
 

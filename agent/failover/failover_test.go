@@ -16,6 +16,7 @@ import (
 
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/failover"
+	"github.com/mpha-dev/mpha/agent/failover/failovertest"
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/trailer"
 	"github.com/mpha-dev/mpha/internal/testrig"
@@ -36,7 +37,7 @@ func TestRequestOpensOnePullRequest(t *testing.T) {
 	})
 	r.publish(t, request(t, "ev-1", planned("west")))
 	got := r.waitPhase(t, "ev-1", event.PhaseProposed, time.Minute)
-	if p := phases(got); p != "accepted,preflight,proposed" {
+	if p := failovertest.Phases(got); p != "accepted,preflight,proposed" {
 		t.Errorf("phases %s", p)
 	}
 	proposed := got[len(got)-1]
@@ -94,7 +95,7 @@ func TestRequestOpensOnePullRequest(t *testing.T) {
 	// A second request while this one is open gets the open pull request.
 	r.publish(t, request(t, "ev-2", planned("west")))
 	second := r.waitPhase(t, "ev-2", event.PhaseProposed, time.Minute)
-	if p := phases(second); p != "proposed" || second[0].PR != proposed.PR || !strings.Contains(second[0].Message, "already open") {
+	if p := failovertest.Phases(second); p != "proposed" || second[0].PR != proposed.PR || !strings.Contains(second[0].Message, "already open") {
 		t.Errorf("second request: %+v", second)
 	}
 	if n := len(r.pullRequests(t)); n != 1 {
@@ -348,7 +349,7 @@ func TestDirectMode(t *testing.T) {
 	})
 	r.publish(t, request(t, "direct-1", planned("west")))
 	sts := r.waitPhase(t, "direct-1", event.PhaseVerified, time.Minute)
-	if p := phases(sts); p != "accepted,preflight,merged,applied,verified" {
+	if p := failovertest.Phases(sts); p != "accepted,preflight,merged,applied,verified" {
 		t.Errorf("phases %s", p)
 	}
 	if !strings.Contains(sts[3].Message, "east unreachable") {

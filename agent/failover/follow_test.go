@@ -17,6 +17,7 @@ import (
 
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/failover"
+	"github.com/mpha-dev/mpha/agent/failover/failovertest"
 	"github.com/mpha-dev/mpha/gitops/audit"
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
@@ -64,7 +65,7 @@ func TestFollowThroughToVerified(t *testing.T) {
 		t.Fatalf("PR URL %s: %v", pr, err)
 	}
 	time.Sleep(2 * time.Second) // nothing may happen before the merge
-	if p := phases(r.statuses(t, "ev-life")); p != "accepted,preflight,proposed" {
+	if p := failovertest.Phases(r.statuses(t, "ev-life")); p != "accepted,preflight,proposed" {
 		t.Fatalf("before the merge: %s", p)
 	}
 	if err := r.forge.Merge(r.ctx, number, "Merge the failover"); err != nil {
@@ -74,12 +75,12 @@ func TestFollowThroughToVerified(t *testing.T) {
 	head := merged[len(merged)-1].Commit
 	flux.Reconcile(t, "mpha")
 	flux.WaitApplied(t, "mpha", head, 2*time.Minute)
-	if p := phases(r.statuses(t, "ev-life")); strings.Contains(p, "applied") {
+	if p := failovertest.Phases(r.statuses(t, "ev-life")); strings.Contains(p, "applied") {
 		t.Fatalf("applied before east reported the merge: %s", p)
 	}
 	r.heartbeat(t, "east", "main@sha1:"+head)
 	sts = r.waitPhase(t, "ev-life", event.PhaseVerified, 2*time.Minute)
-	if p := phases(sts); p != "accepted,preflight,proposed,merged,applied,verified" {
+	if p := failovertest.Phases(sts); p != "accepted,preflight,proposed,merged,applied,verified" {
 		t.Errorf("phases %s", p)
 	}
 	applied := sts[4]

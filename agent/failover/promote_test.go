@@ -14,6 +14,7 @@ import (
 	"github.com/mpha-dev/mpha/agent/database"
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/failover"
+	"github.com/mpha-dev/mpha/agent/failover/failovertest"
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
 
@@ -60,7 +61,7 @@ func TestFollowThroughPromotesAfterTheMerge(t *testing.T) {
 	mergeBranch(t, r, sts[len(sts)-1].Branch)
 
 	sts = r.waitPhase(t, "ev-promote", event.PhaseVerified, time.Minute)
-	if p := phases(sts); p != "accepted,preflight,proposed,merged,merged,verified" {
+	if p := failovertest.Phases(sts); p != "accepted,preflight,proposed,merged,merged,verified" {
 		t.Errorf("phases %s", p)
 	}
 	step := sts[4]

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mpha-dev/mpha/agent/event"
+	"github.com/mpha-dev/mpha/agent/failover/failovertest"
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
 
@@ -69,7 +70,7 @@ func TestDuplicatesAndCrashesMakeOnePullRequest(t *testing.T) {
 		return nil
 	})
 	sts := r.statuses(t, "ev-dup")
-	if p := phases(sts); p != "accepted,preflight,proposed" {
+	if p := failovertest.Phases(sts); p != "accepted,preflight,proposed" {
 		t.Errorf("statuses %s: each phase once, in order", p)
 	}
 	if bs, err := r.repo.Branches(r.ctx, "mpha/"); err != nil || len(bs) != 1 || bs[0].Name != "mpha/failover/ev-dup" {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/failover"
+	"github.com/mpha-dev/mpha/agent/failover/failovertest"
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/forge"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
@@ -252,21 +252,7 @@ func (r *rig) messages(t testing.TB, subject string) []*jetstream.RawStreamMsg {
 // statuses returns the failover.status data published for request id, in order.
 func (r *rig) statuses(t testing.TB, id string) []event.FailoverStatus {
 	t.Helper()
-	var out []event.FailoverStatus
-	for _, m := range r.messages(t, r.subj.Status()) {
-		e, err := event.Decode(m.Data, event.TypeFailoverStatus)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var st event.FailoverStatus
-		if err := e.DataAs(&st); err != nil {
-			t.Fatal(err)
-		}
-		if st.Event == id {
-			out = append(out, st)
-		}
-	}
-	return out
+	return failovertest.Stream{JS: r.js, Subjects: r.subj}.Statuses(t, r.ctx, id)
 }
 
 // rejections returns the DLQ's rejected events.
@@ -290,28 +276,7 @@ func (r *rig) rejections(t testing.TB) []event.Rejected {
 // waitPhase waits until request id reached phase and returns its statuses.
 func (r *rig) waitPhase(t *testing.T, id string, phase event.Phase, timeout time.Duration) []event.FailoverStatus {
 	t.Helper()
-	var got []event.FailoverStatus
-	testrig.Eventually(t, "request "+id+" to reach "+string(phase), timeout, func(context.Context) error {
-		got = r.statuses(t, id)
-		for _, st := range got {
-			if st.Phase == phase {
-				return nil
-			}
-			if st.Phase == event.PhaseRejected || st.Phase == event.PhaseFailed {
-				t.Fatalf("request %s ended %s (%s): %s", id, st.Phase, st.Reason, st.Message)
-			}
-		}
-		return errors.New("phases so far: " + phases(got))
-	})
-	return got
-}
-
-func phases(sts []event.FailoverStatus) string {
-	var s []string
-	for _, st := range sts {
-		s = append(s, string(st.Phase))
-	}
-	return strings.Join(s, ",")
+	return failovertest.Stream{JS: r.js, Subjects: r.subj}.WaitPhase(t, r.ctx, id, phase, timeout)
 }
 
 // cloneAll clones every branch of the repository into memory.

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mpha-dev/mpha/agent/readiness"
 	"github.com/mpha-dev/mpha/agent/readiness/readinesstest"
@@ -29,6 +30,9 @@ func newFixture(t *testing.T) *fixture {
 	f := &fixture{leaks: &readinesstest.Leaks{}, ca: readinesstest.NewCA(t, "shared root"), otherCA: readinesstest.NewCA(t, "west's own root")}
 	f.secrets = readinesstest.Site{Namespace: "tsb", SigningKid: "sig-1", JWKSKid: "jwks-1", CA: f.ca,
 		DNSNames: []string{"mp1.tsb.example.com", floating}}.Secrets(t, f.leaks)
+	for _, s := range f.secrets {
+		s.Annotations = map[string]string{readiness.ManagedAnnotation: "true"} // sealed-secrets may replace them
+	}
 	f.activeValues = map[string]any{
 		"image":   map[string]any{"registry": "registry.example.com"},
 		"secrets": map[string]any{"tsb": map[string]any{"adminPassword": "not-for-the-standby"}},
@@ -283,7 +287,8 @@ func TestEvaluate(t *testing.T) {
 				in := f.input(t, nil)
 				crt, k := f.ca.Leaf(t, "mp1.tsb.example.com")
 				f.leaks.Add(k)
-				facts, err := readiness.SecretFacts(key, &corev1.Secret{Data: map[string][]byte{"tls.crt": crt, "tls.key": k, "ca.crt": f.ca.PEM}})
+				facts, err := readiness.SecretFacts(key, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Annotations: managed},
+					Data: map[string][]byte{"tls.crt": crt, "tls.key": k, "ca.crt": f.ca.PEM}})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -294,7 +299,8 @@ func TestEvaluate(t *testing.T) {
 				return in
 			},
 			want: map[string]readiness.Status{readiness.SigningKeyKid: readiness.Warn, readiness.JWKSKid: readiness.Warn,
-				readiness.SecretsInSync: readiness.Warn, readiness.RootCA: readiness.Fail, readiness.ValuesDrift: readiness.Warn},
+				readiness.SecretsInSync: readiness.Warn, readiness.RootCA: readiness.Fail, readiness.ValuesDrift: readiness.Warn,
+				readiness.SecretsManaged: readiness.Pass},
 			evidence: map[string][]string{
 				readiness.SigningKeyKid: {"cannot compare with west (standby): no live facts"},
 				readiness.RootCA:        {"cannot compare with west (standby)", "tsb-certs on east (active): the leaf's DNS SANs (mp1.tsb.example.com) lack"},
@@ -317,6 +323,78 @@ func TestEvaluate(t *testing.T) {
 				readiness.SigningKeyKid: {"SealedSecret of iam-signing-key on east (active, as exported to Git) carries no kid"},
 				readiness.RootCA:        {"tsb-certs on east (active, as exported to Git) unknown: tsb-certs is not exported"},
 			},
+		},
+		{
+			name: "the active's own copies are not managed by sealed-secrets",
+			in: func(t *testing.T) readiness.Input {
+				in := f.input(t, nil)
+				in.Active = f.site(t, "east", unmanage("iam-signing-key", "tsb-iam-jwks"))
+				in.Active.Values = f.activeValues
+				return in
+			},
+			want: with(map[string]readiness.Status{readiness.SecretsManaged: readiness.Warn}),
+			evidence: map[string][]string{readiness.SecretsManaged: {
+				"on east (active), sealed-secrets may not replace iam-signing-key and tsb-iam-jwks",
+				"after a failover the new active's exports cannot reach them",
+				"fix: kubectl -n tsb annotate secret iam-signing-key tsb-iam-jwks sealedsecrets.bitnami.com/managed=true (in east)"}},
+		},
+		{
+			name: "the standby's own secret is not managed, nor annotated true",
+			in: func(t *testing.T) readiness.Input {
+				return f.input(t, func(m map[string]*corev1.Secret) {
+					m["postgres-credentials"].Annotations[readiness.ManagedAnnotation] = "false"
+				})
+			},
+			want: with(map[string]readiness.Status{readiness.SecretsManaged: readiness.Warn}),
+			evidence: map[string][]string{readiness.SecretsManaged: {"on west (standby), sealed-secrets may not replace postgres-credentials",
+				"the active's exports cannot reach it", "annotate secret postgres-credentials sealedsecrets.bitnami.com/managed=true (in west)"}},
+		},
+		{
+			name: "the standby's copies are owned by their SealedSecrets",
+			in: func(t *testing.T) readiness.Input {
+				return f.input(t, func(m map[string]*corev1.Secret) {
+					for _, s := range m {
+						s.Annotations = nil
+						s.OwnerReferences = []metav1.OwnerReference{{APIVersion: "bitnami.com/v1alpha1", Kind: "SealedSecret", Name: s.Name, UID: "u",
+							Controller: &controller}}
+					}
+				})
+			},
+			want:     allPass,
+			evidence: map[string][]string{readiness.SecretsManaged: {"on east (active) and west (standby) may be replaced by SealedSecrets"}},
+		},
+		{
+			name: "a SealedSecret that owns but does not control the copy is not enough",
+			in: func(t *testing.T) readiness.Input {
+				return f.input(t, func(m map[string]*corev1.Secret) {
+					s := m["tsb-iam-jwks"]
+					s.Annotations = nil
+					s.OwnerReferences = []metav1.OwnerReference{{APIVersion: "bitnami.com/v1alpha1", Kind: "SealedSecret", Name: s.Name, UID: "u"}}
+				})
+			},
+			want:     with(map[string]readiness.Status{readiness.SecretsManaged: readiness.Warn}),
+			evidence: map[string][]string{readiness.SecretsManaged: {"may not replace tsb-iam-jwks (sealedsecrets.bitnami.com/managed is not \"true\""}},
+		},
+		{
+			name: "facts from Git cannot tell, absent secrets are not this check's",
+			in: func(t *testing.T) readiness.Input {
+				in := f.input(t, nil)
+				for n, fs := range in.Active.Secrets {
+					fs.Sealed, fs.Managed = true, false
+					in.Active.Secrets[n] = fs
+				}
+				in.Active.Via = "as exported to Git"
+				in.Standby = f.site(t, "west", func(m map[string]*corev1.Secret) {
+					for _, n := range names() {
+						delete(m, n)
+					}
+				})
+				in.Standby.Values = in.Active.Values
+				return in
+			},
+			want: with(map[string]readiness.Status{readiness.SigningKeyKid: readiness.Fail, readiness.JWKSKid: readiness.Fail,
+				readiness.SecretsInSync: readiness.Fail, readiness.RootCA: readiness.Fail}),
+			evidence: map[string][]string{readiness.SecretsManaged: {"nothing to check"}},
 		},
 	}
 	for _, tc := range tests {
@@ -346,6 +424,20 @@ func TestEvaluate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+var (
+	managed    = map[string]string{readiness.ManagedAnnotation: "true"}
+	controller = true
+)
+
+// unmanage strips the managed annotation from the named secrets.
+func unmanage(names ...string) func(map[string]*corev1.Secret) {
+	return func(m map[string]*corev1.Secret) {
+		for _, n := range names {
+			delete(m[n].Annotations, readiness.ManagedAnnotation)
+		}
 	}
 }
 

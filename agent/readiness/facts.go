@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	ssv1alpha1 "github.com/bitnami-labs/sealed-secrets/pkg/apis/sealedsecrets/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -45,7 +46,15 @@ type Facts struct {
 	// Problem says what could not be read (a certificate that does not parse, a file that is not
 	// a SealedSecret); never a value.
 	Problem string
+	// Managed is true when the sealed-secrets controller may replace the live Secret with one
+	// unsealed from a SealedSecret of the same name: a SealedSecret controls it, or it is
+	// annotated ManagedAnnotation (or the patch annotation) "true". Unknown (false) for Sealed facts.
+	Managed bool
 }
+
+// ManagedAnnotation lets the sealed-secrets controller take over a Secret it did not create
+// (ssv1alpha1.SealedSecretManagedAnnotation); without it the controller refuses to overwrite it.
+const ManagedAnnotation = ssv1alpha1.SealedSecretManagedAnnotation
 
 // Data keys the facts come from (tsb-mp-ha.md §2, §7).
 const (
@@ -69,7 +78,7 @@ func SecretFacts(key []byte, s *corev1.Secret) (Facts, error) {
 	for k, v := range s.StringData {
 		data[k] = []byte(v)
 	}
-	f := Facts{Present: true, Digest: digest}
+	f := Facts{Present: true, Digest: digest, Managed: managed(s)}
 	// Only the signing keys' kid is an identifier; a "kid" key elsewhere could be anything.
 	if s.Name == SigningKeySecret || s.Name == JWKSSecret {
 		f.Kids = kids(data)
@@ -78,6 +87,16 @@ func SecretFacts(key []byte, s *corev1.Secret) (Facts, error) {
 		f.Problem = err.Error()
 	}
 	return f, nil
+}
+
+// managed says whether the sealed-secrets controller may replace s (Facts.Managed): as its
+// controller does, when a SealedSecret controls s or s is annotated to be managed or patched.
+func managed(s *corev1.Secret) bool {
+	if s.Annotations[ManagedAnnotation] == "true" || s.Annotations[ssv1alpha1.SealedSecretPatchAnnotation] == "true" {
+		return true
+	}
+	o := metav1.GetControllerOfNoCopy(s)
+	return o != nil && o.Kind == "SealedSecret" && strings.HasPrefix(o.APIVersion, ssv1alpha1.SchemeGroupVersion.Group+"/")
 }
 
 // kids returns the `kid` value, or the kids of every JWKS-shaped value, sorted and unique.
@@ -181,7 +200,7 @@ func LocalSite(ctx context.Context, cs kubernetes.Interface, l Local) (Site, err
 	if err != nil {
 		return Site{}, fmt.Errorf("cluster %s: %w", l.Cluster, err)
 	}
-	site := Site{Cluster: l.Cluster, Secrets: secrets}
+	site := Site{Cluster: l.Cluster, Namespace: l.Namespace, Secrets: secrets}
 	rels := l.Releases
 	if rels == nil {
 		rels = release.NewReader(cs, l.Namespace, cmp.Or(l.Release, "mp"))

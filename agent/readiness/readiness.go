@@ -52,10 +52,14 @@ const (
 	SecretsInSync = "secrets-in-sync"
 	RootCA        = "root-ca"
 	ValuesDrift   = "values-drift"
+	// SecretsManaged: the exported secrets each site holds live may be replaced by SealedSecrets.
+	SecretsManaged = "secrets-managed"
 )
 
 // Checks lists the checks in the order Evaluate returns them.
-func Checks() []string { return []string{SigningKeyKid, JWKSKid, SecretsInSync, RootCA, ValuesDrift} }
+func Checks() []string {
+	return []string{SigningKeyKid, JWKSKid, SecretsInSync, RootCA, ValuesDrift, SecretsManaged}
+}
 
 // The TSB secrets the checks read, whatever secrets.names exports (tsb-mp-ha.md §2).
 const (
@@ -111,6 +115,8 @@ type Site struct {
 	// Cluster names the site; Role ("active" or "standby") is filled in by Evaluate.
 	Cluster string
 	role    string
+	// Namespace is the MP's namespace, when the facts are live (for the fixes evidence names).
+	Namespace string
 	// Secrets holds each secret's facts by name. A name that is not in the map is unknown (as
 	// opposed to a Facts with Present false: known to be absent).
 	Secrets map[string]Facts
@@ -169,6 +175,7 @@ func Evaluate(in Input) []Result {
 		syncCheck(in),
 		rootCACheck(in),
 		driftCheck(in),
+		managedCheck(in),
 	}
 }
 

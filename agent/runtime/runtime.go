@@ -61,11 +61,12 @@ func Run(ctx context.Context, o Options) error {
 	if err := o.defaults(); err != nil {
 		return err
 	}
-	cs, err := kubernetes.NewForConfig(o.Rest)
+	rc := clientConfig(o.Rest)
+	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
-	dyn, err := dynamic.NewForConfig(o.Rest)
+	dyn, err := dynamic.NewForConfig(rc)
 	if err != nil {
 		return fmt.Errorf("kubernetes dynamic client: %w", err)
 	}
@@ -123,6 +124,27 @@ func (o *Options) defaults() error {
 		o.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	return nil
+}
+
+// Client-side rate of the agent's Kubernetes clients when the kubeconfig sets none.
+const (
+	clientQPS   = 50
+	clientBurst = 100
+)
+
+// clientConfig is rc with a client-side rate fit for reading by name. Under the chart's Role the
+// agent may not list Secrets, so a cold search for the MP's Helm release is one GET per fifth
+// revision up to the Role's limit (40 at rbac.helmReleaseRevisions 200), paid in every readiness
+// round by a standby whose MP is not installed yet. At client-go's default 5/s (burst 10), shared
+// with the other loops, the e2e drill's preflight took half a minute. The API server's priority
+// and fairness still bounds the agent.
+func clientConfig(rc *rest.Config) *rest.Config {
+	if rc.QPS != 0 || rc.Burst != 0 || rc.RateLimiter != nil {
+		return rc
+	}
+	out := rest.CopyConfig(rc)
+	out.QPS, out.Burst = clientQPS, clientBurst
+	return out
 }
 
 // LeaseName is the Lease the replicas of one cluster's agent compete for.

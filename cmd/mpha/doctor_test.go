@@ -98,6 +98,8 @@ func TestDoctor(t *testing.T) {
 		DNSNames: []string{"mp1.tsb.example.com", "mp2.tsb.example.com", doctorFQDN}}.Secrets(t, leaks)
 	byName := map[string]*corev1.Secret{}
 	for _, s := range secrets {
+		// As the sealed-secrets controller needs them to replace the copies after a failover.
+		s.Annotations = map[string]string{readiness.ManagedAnnotation: "true"}
 		byName[s.Name] = s
 	}
 	for _, c := range cs {
@@ -228,6 +230,38 @@ standby: {overrides: {image.registry: registry.west.example.com}}
 		_, rep := doctor(t, exitChecksFailed, "-o", "json", "--config", "", "--secrets", "iam-signing-key")
 		expect(t, rep, map[string]readiness.Status{readiness.ValuesDrift: readiness.Fail},
 			map[string]string{readiness.ValuesDrift: "image.registry (values not shown)", readiness.SecretsInSync: "1 secret(s)"})
+	})
+
+	// A real install: the active's own TSB Secrets lack the managed annotation. Doctor warns
+	// (exit 0), names them (never their data) and prints the fix; applying the fix clears it.
+	t.Run("exported secrets not managed by sealed-secrets", func(t *testing.T) {
+		var bare []*corev1.Secret
+		for _, n := range []string{"iam-signing-key", "tsb-iam-jwks"} {
+			s := byName[n].DeepCopy()
+			s.Annotations = nil
+			bare = append(bare, s)
+		}
+		putSecrets(t, ctx, east, bare...)
+		defer putSecrets(t, ctx, east, byName["iam-signing-key"], byName["tsb-iam-jwks"])
+		fix := "kubectl -n tsb annotate secret iam-signing-key tsb-iam-jwks sealedsecrets.bitnami.com/managed=true (in east)"
+		out, _ := doctor(t, 0)
+		if !strings.Contains(out, "secrets-managed  warn") || !strings.Contains(out, fix) {
+			t.Errorf("table:\n%s", out)
+		}
+		_, rep := doctor(t, 0, "-o", "json")
+		expect(t, rep, map[string]readiness.Status{readiness.SecretsManaged: readiness.Warn},
+			map[string]string{readiness.SecretsManaged: "on east (active), sealed-secrets may not replace iam-signing-key and tsb-iam-jwks"})
+		if e := rep[readiness.SecretsManaged].Evidence; strings.Contains(e, "postgres-credentials") || strings.Contains(e, "west (standby),") {
+			t.Errorf("secrets-managed names a managed secret or site: %s", e)
+		}
+
+		// The printed fix, as the annotation it sets.
+		for _, s := range bare {
+			s.Annotations = map[string]string{readiness.ManagedAnnotation: "true"}
+		}
+		putSecrets(t, ctx, east, bare...)
+		_, rep = doctor(t, 0, "-o", "json")
+		expect(t, rep, nil, nil)
 	})
 
 	t.Run("errors", func(t *testing.T) {

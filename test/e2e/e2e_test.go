@@ -36,6 +36,7 @@ func TestDrill(t *testing.T) {
 	}{
 		{"a secrets reach the standby", p.secretsReachStandby},
 		{"b standby values and role reach west", p.standbyReachesWest},
+		{"c doctor names east's unmanaged secrets; its fix applied", p.managedFix},
 		{"c doctor passes", func(t *testing.T) { p.doctor(t, p.east, p.west) }},
 		{"d failover to west", p.failoverPromotes},
 		{"e signing key rotated on west reaches east", p.rotateSigningKey},
@@ -49,6 +50,7 @@ func TestDrill(t *testing.T) {
 		{"f' west's database rebuilt as east's replica", p.rebuildStandby},
 		{"h east fails: failover without it, split brain until its Flux applies", p.eastFailsPromotes},
 		{"g chaos: 100 copies, kill -9, Git down 30s, NATS restart", p.chaosSyncs},
+		{"the agents needed only the chart's RBAC", p.rbacSuffices},
 		{"no secret leaked", p.noLeaks},
 	}
 	for _, s := range steps {

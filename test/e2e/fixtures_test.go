@@ -13,14 +13,12 @@ import (
 	"testing"
 	"time"
 
-	ssv1alpha1 "github.com/bitnami-labs/sealed-secrets/pkg/apis/sealedsecrets/v1alpha1"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/yaml"
 
 	"github.com/mpha-dev/mpha/agent"
 	"github.com/mpha-dev/mpha/agent/readiness/readinesstest"
@@ -61,9 +59,8 @@ func (p *pair) fixtures(t *testing.T, s *site, ca *readinesstest.CA) {
 		if s == p.west && sec.Name != "tsb-certs" && sec.Name != "xcp-central-cert" {
 			continue
 		}
-		// The sealed-secrets controller only replaces a Secret it did not create when the Secret
-		// says so: after a failover, the new active's exports must reach the old active's copies.
-		sec.Annotations = map[string]string{ssv1alpha1.SealedSecretManagedAnnotation: "true"}
+		// Like a real install's, none says sealed-secrets may replace it: before step c, doctor
+		// finds that and its fix is applied (managedFix).
 		if _, err := cs.CoreV1().Secrets(mpNS).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
 			t.Fatalf("%s: creating secret %s: %v", s.name, sec.Name, err)
 		}
@@ -183,8 +180,8 @@ func cnameTarget(ctx context.Context, s *site) (string, error) {
 	return "", fmt.Errorf("%s has no single CNAME target in %s's DNSEndpoint", floatingFQDN, s.name)
 }
 
-// agentConfig is the agent's configuration as a user writes it for s (the chart renders the same
-// agent.Config into a ConfigMap): only the keys that differ from the defaults.
+// agentConfig is the agent's configuration as a user writes it for s under config: in the chart's
+// values file (agentValues): only the keys that differ from the defaults.
 func (p *pair) agentConfig(s *site) agent.Config {
 	return agent.Config{
 		Cluster: s.name, Pair: pairName,
@@ -196,28 +193,6 @@ func (p *pair) agentConfig(s *site) agent.Config {
 		Health:            agent.Health{ProbeURL: p.probe.URL},
 		Postgres:          postgresConfig(),
 		Standby:           agent.Standby{ChartRepository: "https://charts.example.invalid/tsb"},
-	}
-}
-
-// writeConfig writes c as YAML without its empty keys, and checks it loads as the agent loads it.
-func writeConfig(t *testing.T, path string, c agent.Config) {
-	t.Helper()
-	b, err := yaml.Marshal(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := yaml.Unmarshal(b, &m); err != nil {
-		t.Fatal(err)
-	}
-	if b, err = yaml.Marshal(pruneEmpty(m)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := agent.Parse(b); err != nil {
-		t.Fatalf("the agent configuration does not load: %v\n%s", err, b)
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -254,8 +229,9 @@ func pruneEmpty(m map[string]any) map[string]any {
 	return out
 }
 
-// startAgent writes s's agent configuration and Secrets and starts `mpha agent` against s's API
-// server; it returns once /readyz answers.
+// startAgent writes s's agent Secrets, installs the chart's ServiceAccount and Roles, and starts
+// `mpha agent` as the chart's Deployment would (chartAgent) against s's API server; it returns
+// once /readyz answers.
 func (p *pair) startAgent(t *testing.T, s *site) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(p.ctx, time.Minute)
@@ -271,14 +247,11 @@ func (p *pair) startAgent(t *testing.T, s *site) {
 		}
 	}
 	s.config = filepath.Join(p.dir, s.name+"-agent.yaml")
-	writeConfig(t, s.config, p.agentConfig(s))
 	listen := freeAddr(t)
 	s.agentURL = "http://" + listen
+	args, env := p.chartAgent(t, s, listen)
 	s.agent = testrig.StartCommand(t, testrig.Command{
-		Name: "mpha-agent-" + s.name, Path: p.mpha,
-		Args: []string{"agent", "--config", s.config, "--kubeconfig", s.cluster.Kubeconfig, "--namespace", agentNS,
-			"--identity", s.name + "-agent-0", "--listen", listen, "--insecure-http-credentials",
-			"--lease-duration", "4s", "--renew-deadline", "3s", "--retry-period", "500ms", "--log-format", "json"},
+		Name: "mpha-agent-" + s.name, Path: p.mpha, Args: args, Env: env,
 		StopGrace: 10 * time.Second,
 	})
 	testrig.Eventually(t, s.name+"'s agent /readyz", time.Minute, func(ctx context.Context) error {
@@ -289,7 +262,8 @@ func (p *pair) startAgent(t *testing.T, s *site) {
 		}
 		return testrig.HTTPOK(ctx, s.agentURL+"/readyz")
 	})
-	p.say("Cluster %s: `mpha agent --config %s` runs (log %s)", s.name, s.config, s.agent.LogPath())
+	p.say("Cluster %s: `mpha agent --config %s` runs as the chart's ServiceAccount, configured from %s (log %s)",
+		s.name, s.config, filepath.Join(p.dir, s.name+"-values.yaml"), s.agent.LogPath())
 }
 
 func freeAddr(t *testing.T) string {

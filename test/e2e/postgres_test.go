@@ -16,6 +16,7 @@ import (
 	"github.com/mpha-dev/mpha/agent"
 	"github.com/mpha-dev/mpha/agent/database"
 	"github.com/mpha-dev/mpha/agent/event"
+	"github.com/mpha-dev/mpha/agent/failover/failovertest"
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
 
@@ -180,7 +181,7 @@ func (p *pair) checkPromoted(t *testing.T, id string, pg *testrig.Postgres) {
 		}
 	}
 	if merged < 0 || promoted < merged || applied < promoted {
-		t.Errorf("%s: merged at %d, promoted at %d, applied at %d: want merged < promoted < applied (%s)", id, merged, promoted, applied, phaseList(sts))
+		t.Errorf("%s: merged at %d, promoted at %d, applied at %d: want merged < promoted < applied (%s)", id, merged, promoted, applied, failovertest.Phases(sts))
 	}
 	if p.inRecovery(t, pg) {
 		t.Fatalf("%s: the database at port %d is still a replica", id, pg.Port)

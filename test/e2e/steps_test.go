@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/mpha-dev/mpha/agent/event"
+	"github.com/mpha-dev/mpha/agent/failover/failovertest"
 	"github.com/mpha-dev/mpha/agent/readiness"
 	"github.com/mpha-dev/mpha/agent/readiness/readinesstest"
 	"github.com/mpha-dev/mpha/gitops/seal"
@@ -265,7 +266,8 @@ func (p *pair) doctor(t *testing.T, active, standby *site) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("doctor -o json: %v\n%s", err, out)
 	}
-	must := map[string]bool{readiness.SigningKeyKid: true, readiness.JWKSKid: true, readiness.SecretsInSync: true, readiness.RootCA: true}
+	must := map[string]bool{readiness.SigningKeyKid: true, readiness.JWKSKid: true, readiness.SecretsInSync: true, readiness.RootCA: true,
+		readiness.SecretsManaged: true}
 	for _, c := range rep.Checks {
 		if must[c.Check] && c.Status != readiness.Pass {
 			t.Errorf("doctor: %s %s: %s", c.Check, c.Status, c.Evidence)
@@ -363,7 +365,7 @@ func (p *pair) complete(t *testing.T, to *site, id, pr string, epoch int64, c co
 	p.say("Merged %s through Gitea's API (a person's review and merge)", pr)
 	all := withoutSteps(p.waitPhase(t, id, event.PhaseVerified, 5*time.Minute))
 	want := "accepted,preflight,proposed,merged,applied,verified"
-	if got := phaseList(all); got != want && (!c.repeats || phaseList(distinct(all)) != want) {
+	if got := failovertest.Phases(all); got != want && (!c.repeats || failovertest.Phases(failovertest.Distinct(all)) != want) {
 		t.Errorf("phases of %s: %s", id, got)
 	}
 	p.checkScale(t, to, 1)
@@ -400,62 +402,14 @@ func (p *pair) other(s *site) *site {
 	return p.east
 }
 
-// statuses returns the failover.status data published for request id, in order.
-func (p *pair) statuses(t testing.TB, id string) []event.FailoverStatus {
-	t.Helper()
-	var out []event.FailoverStatus
-	for _, m := range testrig.StreamMessages(t, p.ctx, p.js, p.subj.Stream(), p.subj.Status()) {
-		e, err := event.Decode(m.Data, event.TypeFailoverStatus)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var st event.FailoverStatus
-		if err := e.DataAs(&st); err != nil {
-			t.Fatal(err)
-		}
-		if st.Event == id {
-			out = append(out, st)
-		}
-	}
-	return out
-}
-
 // waitPhase waits until request id reached phase and returns its statuses.
 func (p *pair) waitPhase(t *testing.T, id string, phase event.Phase, timeout time.Duration) []event.FailoverStatus {
 	t.Helper()
-	var got []event.FailoverStatus
-	testrig.Eventually(t, "request "+id+" to reach "+string(phase), timeout, func(context.Context) error {
-		got = p.statuses(t, id)
-		for _, st := range got {
-			if st.Phase == phase {
-				return nil
-			}
-			if st.Phase == event.PhaseRejected || st.Phase == event.PhaseFailed {
-				t.Fatalf("request %s ended %s (%s): %s", id, st.Phase, st.Reason, st.Message)
-			}
-		}
-		return errors.New("phases so far: " + phaseList(got))
-	})
-	return got
+	return failovertest.Stream{JS: p.js, Subjects: p.subj}.WaitPhase(t, p.ctx, id, phase, timeout)
 }
 
-// distinct keeps the first status of each phase.
-func distinct(sts []event.FailoverStatus) []event.FailoverStatus {
-	seen := map[event.Phase]bool{}
-	var out []event.FailoverStatus
-	for _, st := range sts {
-		if !seen[st.Phase] {
-			seen[st.Phase] = true
-			out = append(out, st)
-		}
-	}
-	return out
-}
-
-func phaseList(sts []event.FailoverStatus) string {
-	var s []string
-	for _, st := range sts {
-		s = append(s, string(st.Phase))
-	}
-	return strings.Join(s, ",")
+// statuses are request id's statuses in the stream so far.
+func (p *pair) statuses(t testing.TB, id string) []event.FailoverStatus {
+	t.Helper()
+	return failovertest.Stream{JS: p.js, Subjects: p.subj}.Statuses(t, p.ctx, id)
 }

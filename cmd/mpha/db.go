@@ -133,6 +133,8 @@ func printSyncResult(w io.Writer, res *pgcopy.Result) {
 		float64(res.Bytes)/(1<<20)/max(res.Duration.Seconds(), 0.001))
 	fmt.Fprintf(w, "source: system %s at LSN %s; the import is recorded on the target database (%s)\n",
 		res.Source.SystemID, res.Source.LSN, res.At.Format(time.RFC3339))
+	// Where the time went; copy, indexes and verify overlap, busy adds up the streams.
+	fmt.Fprintf(w, "phases: %s\n", res.PhaseSummary())
 	for _, warning := range res.Warnings {
 		fmt.Fprintln(w, "warning: "+warning)
 	}

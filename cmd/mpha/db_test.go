@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -89,10 +90,11 @@ func TestDBSync(t *testing.T) {
 			t.Errorf("the password shows in the output:\n%s", s)
 		}
 	}
-	if !strings.Contains(out, "public.config  5000") || !strings.Contains(out, "row counts and checksums equal on both sides") {
+	if !strings.Contains(out, "public.config  5000") || !strings.Contains(out, "row counts and checksums equal on both sides") ||
+		!regexp.MustCompile(`phases: schema [0-9.]+s, copy [0-9.]+s.*, verify .*publish [0-9.]+s`).MatchString(out) {
 		t.Errorf("stdout:\n%s", out)
 	}
-	if !strings.Contains(errOut, "done") || !strings.Contains(errOut, "1/1 tables  5000 rows") {
+	if !strings.Contains(errOut, "done") || !strings.Contains(errOut, "1/1 tables  5000 rows") || !strings.Contains(errOut, "db sync done") {
 		t.Errorf("progress on stderr:\n%s", errOut)
 	}
 	dst, err := pgx.Connect(ctx, dsn[1])
@@ -119,7 +121,7 @@ func TestDBSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	var res pgcopy.Result
-	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Rows != 5000 {
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Rows != 5000 || len(res.Phases) != 6 {
 		t.Errorf("json: %v %+v", err, res)
 	}
 }

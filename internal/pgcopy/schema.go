@@ -106,7 +106,8 @@ func readSchema(ctx context.Context, tx pgx.Tx) (*schema, error) {
 }
 
 // refuseUnsupported lists what the copy would leave out: materialized views, partitioned and
-// foreign tables, inheritance, rules, row policies, domains, composite and range types, aggregates.
+// foreign tables, inheritance, rules, row policies, domains, composite and range types, aggregates,
+// large objects.
 func refuseUnsupported(ctx context.Context, tx pgx.Tx) error {
 	q := `
 SELECT 'relation ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname) || ' of kind ' || c.relkind::text
@@ -130,6 +131,15 @@ SELECT 'routine ' || p.oid::regprocedure::text || ' of kind ' || p.prokind::text
 	found, err := strings1(ctx, tx, q)
 	if err != nil {
 		return fmt.Errorf("looking for unsupported objects: %w", err)
+	}
+	// Large objects live outside the tables (pg_largeobject, with OIDs of their own); TSB keeps
+	// everything in plain tables, so the copy refuses them rather than leave them out.
+	var lobs int64
+	if err := tx.QueryRow(ctx, "SELECT count(*) FROM pg_largeobject_metadata").Scan(&lobs); err != nil {
+		return fmt.Errorf("counting large objects: %w", err)
+	}
+	if lobs > 0 {
+		found = append(found, fmt.Sprintf("the source has %d large objects; mpha db sync does not copy them", lobs))
 	}
 	if len(found) > 0 {
 		return fmt.Errorf("%w: %s", ErrUnsupported, strings.Join(found, "; "))

@@ -253,6 +253,16 @@ func (s *syncer) run(ctx context.Context) (*Result, error) {
 	if err := tgt.refusal(s.opts.Force); err != nil {
 		return nil, err
 	}
+	if err := lockTarget(ctx, admin, s.opts.Database); err != nil {
+		return nil, err
+	}
+	warnings, err := dropLeftovers(ctx, admin, s.opts.Database, s.opts.Logger)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range warnings {
+		s.warn(w)
+	}
 
 	s.setPhase("schema")
 	schemaStart := time.Now()

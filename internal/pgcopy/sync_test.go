@@ -3,7 +3,6 @@ package pgcopy_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	osexec "os/exec"
@@ -36,18 +35,14 @@ func exec(ctx context.Context, t *testing.T, dsn string, stmts ...string) {
 	testrig.ExecSQL(ctx, t, dsn, stmts...)
 }
 
-// server starts a primary with the role tsb (a password) and a database tsb it owns.
+// server starts a primary with the role tsb (a password), a database tsb it owns, and a role reader.
 func server(ctx context.Context, t *testing.T) *testrig.Postgres {
 	t.Helper()
-	p := testrig.StartPostgres(t)
-	exec(ctx, t, p.DSN("postgres"), "CREATE ROLE tsb LOGIN PASSWORD '"+password+"'", "CREATE ROLE reader", "CREATE DATABASE tsb OWNER tsb")
-	return p
+	return pgcopytest.StartServer(ctx, t, password, "CREATE ROLE reader")
 }
 
 // withPassword is the DSN the MP would use: the tsb role and its password.
-func withPassword(p *testrig.Postgres) string {
-	return fmt.Sprintf("postgres://tsb:%s@127.0.0.1:%d/tsb?sslmode=disable", password, p.Port)
-}
+func withPassword(p *testrig.Postgres) string { return pgcopytest.DSN(p, password) }
 
 // noSessions waits until the sessions on database db have ended: a closed client's backend
 // leaves pg_stat_activity a moment after the client is gone.

@@ -364,3 +364,45 @@ func TestSyncDropsItsLeftovers(t *testing.T) {
 		t.Errorf("the target differs from the source:\n%s", strings.Join(d, "\n"))
 	}
 }
+
+// The verification reads the target: a row changed in the new database after it was loaded and
+// before it is read back fails the sync with ErrMismatch naming the table, and the target stays
+// as it was. (One stream: the progress callback runs on it when the table's copy is done and its
+// index is next, so the change lands before the read-back.)
+func TestSyncVerifiesWhatTheTargetHolds(t *testing.T) {
+	integration(t)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	src, dst := server(ctx, t), server(ctx, t)
+	exec(ctx, t, src.DSN("tsb"), "CREATE TABLE public.certs (id int PRIMARY KEY, pem bytea, spec jsonb)",
+		"INSERT INTO public.certs SELECT i, decode(md5(i::text), 'hex'), jsonb_build_object('i', i) FROM generate_series(1, 1000) i")
+	exec(ctx, t, dst.DSN("tsb"), "CREATE TABLE kept (x int)", "INSERT INTO kept VALUES (1)")
+	before := fingerprint(ctx, t, dst.DSN("tsb"))
+	noSessions(ctx, t, dst, "tsb")
+	var tampered bool
+	_, err := pgcopy.Sync(ctx, src.DSN("tsb"), dst.DSN("tsb"), pgcopy.Options{Jobs: 1, ProgressInterval: time.Hour,
+		Progress: func(p pgcopy.Progress) {
+			if p.Phase != "indexes" || tampered {
+				return
+			}
+			tampered = true
+			for _, db := range databases(ctx, t, dst.DSN("postgres")) {
+				if strings.HasPrefix(db, "tsb_mpha_") {
+					exec(ctx, t, dst.DSN(db), "UPDATE public.certs SET pem = '\\x00' WHERE id = 500")
+				}
+			}
+		}})
+	if !tampered {
+		t.Fatal("the copy never reached its index builds")
+	}
+	if !errors.Is(err, pgcopy.ErrMismatch) || !strings.Contains(err.Error(), "public.certs: source 1000 rows") {
+		t.Errorf("err = %v, want ErrMismatch naming public.certs", err)
+	}
+	if d := pgcopytest.Diff(before, fingerprint(ctx, t, dst.DSN("tsb"))); len(d) > 0 {
+		t.Errorf("the target changed:\n%s", strings.Join(d, "\n"))
+	}
+	if dbs := databases(ctx, t, dst.DSN("postgres")); strings.Contains(strings.Join(dbs, ","), "_mpha_") {
+		t.Errorf("left over databases: %v", dbs)
+	}
+}

@@ -16,11 +16,10 @@ import (
 // chunk is a part of a table one stream copies: all of it, or a range of its pages (a TID range
 // scan reads only those), so that one large table (TSB's audit_log) uses every stream.
 type chunk struct {
-	t      *table
-	where  string // "" for the whole table
-	size   int64
-	whole  bool
-	pieces int
+	t     *table
+	where string // "" for the whole table
+	size  int64
+	whole bool
 }
 
 // chunks splits the tables larger than size into page ranges, largest work first.
@@ -32,12 +31,12 @@ func (sc *schema) chunks(size int64) []chunk {
 			n = min((t.Size+size-1)/size, t.Pages)
 		}
 		if n == 1 {
-			out = append(out, chunk{t: t, size: t.Size, whole: true, pieces: 1})
+			out = append(out, chunk{t: t, size: t.Size, whole: true})
 			continue
 		}
 		ranges := pageRanges(t.Pages, n)
 		for _, where := range ranges {
-			out = append(out, chunk{t: t, where: where, size: t.Size / n, pieces: len(ranges)})
+			out = append(out, chunk{t: t, where: where, size: t.Size / n})
 		}
 	}
 	slices.SortStableFunc(out, func(a, b chunk) int {

@@ -19,6 +19,10 @@ const (
 	kindVerify = "verify"
 )
 
+// verifyRange is about the least a stream reads back of a table split over several streams
+// (or the chunk size, when smaller).
+const verifyRange = 32 << 20
+
 // work is one task of the pipeline, run on one stream: a chunk to copy, an index to build, or a
 // range of the new table to read back.
 type work struct {
@@ -234,15 +238,16 @@ func (p *pipeline) copied(ctx context.Context, c *pgx.Conn, job work, d Digest) 
 	for _, q := range job.t.Indexes {
 		out = append(out, work{kind: kindIndex, t: job.t, sql: q, size: job.t.Size})
 	}
-	// The new table is read back in as many page ranges as it was copied in: its own pages,
-	// which need not be where the source had the rows.
+	// A large table is read back in page ranges on every stream, however it was copied (a whole
+	// table in one stream is loaded frozen): the ranges are of its own pages, which need not be
+	// where the source had the rows.
 	ranges := []string{""}
-	if job.c.pieces > 1 {
+	if n := min(int64(p.s.opts.Jobs), job.t.Size/min(verifyRange, p.s.opts.ChunkSize)); n > 1 {
 		var pages int64
 		if err := c.QueryRow(ctx, "SELECT pg_relation_size($1::regclass) / current_setting('block_size')::int8", job.t.Name).Scan(&pages); err != nil {
 			return nil, fmt.Errorf("sizing %s: %w", job.t.Name, err)
 		}
-		ranges = pageRanges(pages, int64(job.c.pieces))
+		ranges = pageRanges(pages, n)
 	}
 	p.mu.Lock()
 	st.verifyLeft = len(ranges)

@@ -130,7 +130,6 @@ func (r *Result) PhaseSummary() string {
 // timings collects the phases' spans; tasks of several streams add to the same phase.
 type timings struct {
 	mu    sync.Mutex
-	order []string
 	spans map[string]*span
 }
 
@@ -149,7 +148,6 @@ func (t *timings) add(name string, start, end time.Time) {
 	if !ok {
 		sp = &span{first: start, last: end}
 		t.spans[name] = sp
-		t.order = append(t.order, name)
 	}
 	sp.first, sp.last = minTime(sp.first, start), maxTime(sp.last, end)
 	sp.busy += end.Sub(start)

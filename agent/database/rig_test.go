@@ -11,6 +11,7 @@ import (
 	"github.com/mpha-dev/mpha/agent/database"
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/internal/pgcopy"
+	"github.com/mpha-dev/mpha/internal/pgcopy/pgcopytest"
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
 
@@ -34,17 +35,13 @@ func exec(ctx context.Context, t *testing.T, dsn string, stmts ...string) {
 // receiver and the control data) and its database tsb.
 func primary(ctx context.Context, t *testing.T) *testrig.Postgres {
 	t.Helper()
-	p := testrig.StartPostgres(t)
-	exec(ctx, t, p.DSN("postgres"), "CREATE ROLE tsb LOGIN PASSWORD '"+password+"'", "GRANT pg_monitor TO tsb",
-		"CREATE DATABASE tsb OWNER tsb")
+	p := pgcopytest.StartServer(ctx, t, password, "GRANT pg_monitor TO tsb")
 	exec(ctx, t, p.DSN("tsb"), "SET ROLE tsb", "CREATE TABLE public.audit_log (id bigserial PRIMARY KEY, payload text)")
 	return p
 }
 
 // mp is the DSN the agent has for a site: the tsb role with its password.
-func mp(p *testrig.Postgres) string {
-	return fmt.Sprintf("postgres://tsb:%s@127.0.0.1:%d/tsb?sslmode=disable", password, p.Port)
-}
+func mp(p *testrig.Postgres) string { return pgcopytest.DSN(p, password) }
 
 func noPassword(t *testing.T, what, s string) {
 	t.Helper()

@@ -98,20 +98,11 @@ func TestDBSyncVersusPgDump(t *testing.T) {
 			shell(ctx, t, fmt.Sprintf("%s -Fd -j %d -f %s -d '%s' && %s -j %d -d '%s' %s", dump, jobs, dir, src.DSN("tsb"), restore, jobs, dst.DSN(db), dir))
 		}},
 		{fmt.Sprintf("mpha db sync (%d streams)", jobs), "tsb", func(ctx context.Context, t *testing.T, db string) {
-			var phases []string
-			last, lastAt := "", time.Now()
-			progress := func(p pgcopy.Progress) {
-				if p.Phase != last {
-					if last != "" {
-						phases = append(phases, fmt.Sprintf("%s %.1fs", last, time.Since(lastAt).Seconds()))
-					}
-					last, lastAt = p.Phase, time.Now()
-				}
-			}
-			if _, err := pgcopy.Sync(ctx, src.DSN("tsb"), dst.DSN("postgres"), pgcopy.Options{Database: db, Jobs: jobs, Progress: progress, ChunkSize: int64(envInt("MPHA_BENCH_CHUNK_MIB", 128)) << 20}); err != nil {
+			res, err := pgcopy.Sync(ctx, src.DSN("tsb"), dst.DSN("postgres"), pgcopy.Options{Database: db, Jobs: jobs, ChunkSize: int64(envInt("MPHA_BENCH_CHUNK_MIB", 128)) << 20})
+			if err != nil {
 				t.Fatal(err)
 			}
-			fmt.Printf("  mpha db sync phases: %s\n", strings.Join(phases, ", "))
+			fmt.Printf("  mpha db sync phases: %s\n", res.PhaseSummary())
 		}},
 	}
 	// The machine is shared: the methods take turns, round after round, and each is judged by

@@ -49,7 +49,17 @@ check reads.
 It refuses a target server in recovery (a standby: promote it, or sync into its primary) and a
 target database with sessions (tsb and iam connected: scale them to 0 first), unless --force,
 which terminates them. Objects it cannot recreate (materialized views, partitions, rules,
-policies, domains) are refused before anything is written.
+policies, domains, large objects) are refused before anything is written. Two syncs of one
+database into one server do not run at once: the second is refused.
+
+A sync that dies mid-copy (kill -9, a crash of this machine) leaves its unfinished database
+<database>_mpha_<8 hex digits> on the target server. The next sync drops such leftovers of its
+own, unless a session is connected to them, and logs each one it drops. A database
+<database>_mpha_old_... is the previous target renamed aside by a sync that died while
+swapping; it is never dropped automatically (a warning names it): rename it back or drop it.
+
+It prints where the time went: schema, copy, indexes, verify (these three overlap: each table
+is indexed and read back as soon as its rows are in), constraints and publish.
 
 The DSNs are libpq URLs or key=value strings; their database names are ignored. Keep passwords
 off the command line: use MPHA_FROM / MPHA_TO, or PGPASSFILE / ~/.pgpass. Nothing printed shows
@@ -133,6 +143,8 @@ func printSyncResult(w io.Writer, res *pgcopy.Result) {
 		float64(res.Bytes)/(1<<20)/max(res.Duration.Seconds(), 0.001))
 	fmt.Fprintf(w, "source: system %s at LSN %s; the import is recorded on the target database (%s)\n",
 		res.Source.SystemID, res.Source.LSN, res.At.Format(time.RFC3339))
+	// Where the time went; copy, indexes and verify overlap, busy adds up the streams.
+	fmt.Fprintf(w, "phases: %s\n", res.PhaseSummary())
 	for _, warning := range res.Warnings {
 		fmt.Fprintln(w, "warning: "+warning)
 	}

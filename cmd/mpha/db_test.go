@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/mpha-dev/mpha/internal/pgcopy"
-	"github.com/mpha-dev/mpha/internal/testrig"
+	"github.com/mpha-dev/mpha/internal/pgcopy/pgcopytest"
 )
 
 const dbPassword = "Db-sync-Pa55word-4-tsb"
@@ -53,21 +53,8 @@ func TestDBSync(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var dsn [2]string
-	var servers [2]*testrig.Postgres
-	for i := range servers {
-		p := testrig.StartPostgres(t)
-		servers[i] = p
-		c, err := pgx.Connect(ctx, p.DSN("postgres"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, q := range []string{"CREATE ROLE tsb LOGIN CREATEDB PASSWORD '" + dbPassword + "'", "CREATE DATABASE tsb OWNER tsb"} {
-			if _, err := c.Exec(ctx, q); err != nil {
-				t.Fatal(err)
-			}
-		}
-		c.Close(ctx)
-		dsn[i] = fmt.Sprintf("postgres://tsb:%s@127.0.0.1:%d/tsb?sslmode=disable", dbPassword, p.Port)
+	for i := range dsn {
+		dsn[i] = pgcopytest.DSN(pgcopytest.StartServer(ctx, t, dbPassword, "ALTER ROLE tsb CREATEDB"), dbPassword)
 	}
 	src, err := pgx.Connect(ctx, dsn[0])
 	if err != nil {
@@ -89,10 +76,11 @@ func TestDBSync(t *testing.T) {
 			t.Errorf("the password shows in the output:\n%s", s)
 		}
 	}
-	if !strings.Contains(out, "public.config  5000") || !strings.Contains(out, "row counts and checksums equal on both sides") {
+	if !strings.Contains(out, "public.config  5000") || !strings.Contains(out, "row counts and checksums equal on both sides") ||
+		!regexp.MustCompile(`phases: schema [0-9.]+s, copy [0-9.]+s.*, verify .*publish [0-9.]+s`).MatchString(out) {
 		t.Errorf("stdout:\n%s", out)
 	}
-	if !strings.Contains(errOut, "done") || !strings.Contains(errOut, "1/1 tables  5000 rows") {
+	if !strings.Contains(errOut, "done") || !strings.Contains(errOut, "1/1 tables  5000 rows") || !strings.Contains(errOut, "db sync done") {
 		t.Errorf("progress on stderr:\n%s", errOut)
 	}
 	dst, err := pgx.Connect(ctx, dsn[1])
@@ -114,12 +102,36 @@ func TestDBSync(t *testing.T) {
 		t.Fatalf("with a session on the target: %v", err)
 	}
 	dst.Close(ctx)
+	waitNoSessions(ctx, t, dsn[1])
 	out, _, err = run(t, "db", "sync", "--from", dsn[0], "-o", "json")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var res pgcopy.Result
-	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Rows != 5000 {
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Rows != 5000 || len(res.Phases) != 6 {
 		t.Errorf("json: %v %+v", err, res)
+	}
+}
+
+// waitNoSessions waits until the sessions on dsn's database have ended (watching from the
+// database postgres): a closed client's backend leaves pg_stat_activity a moment after the
+// client is gone.
+func waitNoSessions(ctx context.Context, t *testing.T, dsn string) {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := cfg.Database
+	cfg.Database = "postgres"
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	for n := 1; n > 0; time.Sleep(20 * time.Millisecond) {
+		if err := c.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname = $1", db).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -32,7 +32,7 @@ type schema struct {
 	Tables     []*table
 	Checks     []string // ALTER TABLE ... ADD CONSTRAINT ... CHECK (pre-data: checked as rows arrive)
 	OwnedBy    []string // ALTER SEQUENCE ... OWNED BY
-	Indexes    []string // CREATE INDEX and primary/unique/exclusion constraints (post-data, in parallel)
+	Attach     []string // ALTER TABLE ... ADD CONSTRAINT ... USING INDEX: keys made of the indexes built
 	Foreign    []foreignKey
 	Views      []string
 	Triggers   []string
@@ -47,6 +47,10 @@ type table struct {
 	Size     int64 // bytes on disk at the source (heap and TOAST), to schedule the large tables first
 	Pages    int64 // heap pages, to split a large table into ranges
 	Unlogged bool
+	// Indexes are built as soon as the table's rows are in: CREATE INDEX (primary and unique keys
+	// as plain unique indexes, which lock only against writes, so that they build side by side
+	// and with the verification), and exclusion constraints.
+	Indexes []string
 }
 
 type column struct {
@@ -102,7 +106,8 @@ func readSchema(ctx context.Context, tx pgx.Tx) (*schema, error) {
 }
 
 // refuseUnsupported lists what the copy would leave out: materialized views, partitioned and
-// foreign tables, inheritance, rules, row policies, domains, composite and range types, aggregates.
+// foreign tables, inheritance, rules, row policies, domains, composite and range types, aggregates,
+// large objects.
 func refuseUnsupported(ctx context.Context, tx pgx.Tx) error {
 	q := `
 SELECT 'relation ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname) || ' of kind ' || c.relkind::text
@@ -126,6 +131,15 @@ SELECT 'routine ' || p.oid::regprocedure::text || ' of kind ' || p.prokind::text
 	found, err := strings1(ctx, tx, q)
 	if err != nil {
 		return fmt.Errorf("looking for unsupported objects: %w", err)
+	}
+	// Large objects live outside the tables (pg_largeobject, with OIDs of their own); TSB keeps
+	// everything in plain tables, so the copy refuses them rather than leave them out.
+	var lobs int64
+	if err := tx.QueryRow(ctx, "SELECT count(*) FROM pg_largeobject_metadata").Scan(&lobs); err != nil {
+		return fmt.Errorf("counting large objects: %w", err)
+	}
+	if lobs > 0 {
+		found = append(found, fmt.Sprintf("the source has %d large objects; mpha db sync does not copy them", lobs))
 	}
 	if len(found) > 0 {
 		return fmt.Errorf("%w: %s", ErrUnsupported, strings.Join(found, "; "))
@@ -291,17 +305,19 @@ func (q *sequence) options() string {
 }
 
 func (s *schema) readConstraints(ctx context.Context, tx pgx.Tx) error {
-	rows, err := tx.Query(ctx, `SELECT c.conrelid, quote_ident(c.conname), c.contype::text, pg_get_constraintdef(c.oid), c.convalidated
-  FROM pg_constraint c WHERE c.conrelid = ANY($1) AND c.contype IN ('p', 'u', 'c', 'f', 'x') ORDER BY c.conrelid, c.conname`, s.tableOIDs())
+	rows, err := tx.Query(ctx, `SELECT c.conrelid, quote_ident(c.conname), c.contype::text, pg_get_constraintdef(c.oid), c.convalidated,
+       coalesce(pg_get_indexdef(c.conindid), ''), coalesce(quote_ident(i.relname), ''), c.condeferrable, c.condeferred
+  FROM pg_constraint c LEFT JOIN pg_class i ON i.oid = c.conindid
+ WHERE c.conrelid = ANY($1) AND c.contype IN ('p', 'u', 'c', 'f', 'x') ORDER BY c.conrelid, c.conname`, s.tableOIDs())
 	if err != nil {
 		return err
 	}
 	var (
-		oid            uint32
-		name, typ, def string
-		validated      bool
+		oid                             uint32
+		name, typ, def, indexDef, index string
+		validated, deferrable, deferred bool
 	)
-	_, err = pgx.ForEachRow(rows, []any{&oid, &name, &typ, &def, &validated}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&oid, &name, &typ, &def, &validated, &indexDef, &index, &deferrable, &deferred}, func() error {
 		t := s.table(oid)
 		if t == nil {
 			return fmt.Errorf("constraint %s of unknown table %d", name, oid)
@@ -315,8 +331,24 @@ func (s *schema) readConstraints(ctx context.Context, tx pgx.Tx) error {
 				add += " NOT VALID"
 			}
 			s.Foreign = append(s.Foreign, foreignKey{Table: t.Name, Name: name, Def: add, Validate: validated})
+		case "p", "u":
+			// The key's index is built like any other, then the key takes it over (no scan: its
+			// columns are already NOT NULL for a primary key).
+			kind := "UNIQUE"
+			if typ == "p" {
+				kind = "PRIMARY KEY"
+			}
+			attach := fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s USING INDEX %s", t.Name, name, kind, index)
+			if deferrable {
+				attach += " DEFERRABLE"
+				if deferred {
+					attach += " INITIALLY DEFERRED"
+				}
+			}
+			t.Indexes = append(t.Indexes, indexDef)
+			s.Attach = append(s.Attach, attach)
 		default:
-			s.Indexes = append(s.Indexes, add)
+			t.Indexes = append(t.Indexes, add)
 		}
 		return nil
 	})
@@ -324,11 +356,23 @@ func (s *schema) readConstraints(ctx context.Context, tx pgx.Tx) error {
 }
 
 func (s *schema) readIndexes(ctx context.Context, tx pgx.Tx) error {
-	more, err := strings1(ctx, tx, `SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
+	rows, err := tx.Query(ctx, `SELECT i.indrelid, pg_get_indexdef(i.indexrelid) FROM pg_index i
  WHERE i.indrelid = ANY($1) AND NOT EXISTS (SELECT 1 FROM pg_constraint c
        WHERE c.conindid = i.indexrelid AND c.conrelid = i.indrelid AND c.contype IN ('p', 'u', 'x'))
  ORDER BY i.indexrelid`, s.tableOIDs())
-	s.Indexes = append(s.Indexes, more...)
+	if err != nil {
+		return err
+	}
+	var oid uint32
+	var def string
+	_, err = pgx.ForEachRow(rows, []any{&oid, &def}, func() error {
+		t := s.table(oid)
+		if t == nil {
+			return fmt.Errorf("an index of unknown table %d", oid)
+		}
+		t.Indexes = append(t.Indexes, def)
+		return nil
+	})
 	return err
 }
 

@@ -27,7 +27,7 @@ func openSnapshot(ctx context.Context, c *pgx.Conn) (*snapshot, error) {
 	}
 	s := &snapshot{tx: tx}
 	err = tx.QueryRow(ctx, `SELECT pg_export_snapshot(),
-       CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text,
+       CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_flush_lsn() END::text,
        pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, pg_get_userbyid(d.datdba)
   FROM pg_database d WHERE d.datname = current_database()`).Scan(&s.id, &s.origin.LSN, &s.locale.Encoding, &s.locale.Collate, &s.locale.Ctype, &s.owner)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,7 +78,9 @@ func (o *Options) defaults() {
 
 // Progress is how far a Sync got.
 type Progress struct {
-	Phase              string // schema, data, indexes, verify, swap, done
+	// Phase is schema, data (tables still copying; others already indexing or verifying),
+	// indexes, verify, constraints, swap, done.
+	Phase              string
 	Tables, TablesDone int
 	Rows, Bytes        int64
 	Elapsed            time.Duration
@@ -95,6 +98,86 @@ type Result struct {
 	Duration    time.Duration
 	// Warnings are what was not carried over (a grant to a role the target lacks).
 	Warnings []string
+	// Phases are where the time went, in order: schema, copy, indexes, verify, constraints, publish.
+	Phases []Phase
+}
+
+// Phase is how long one step of a Sync took. Copy, indexes and verify overlap (each table goes
+// through them while others are still copying): Wall runs from the step's first task's start to
+// its last one's end, and Busy adds its tasks' times up over all streams.
+type Phase struct {
+	Name       string
+	Wall, Busy time.Duration
+}
+
+func (p Phase) String() string {
+	s := fmt.Sprintf("%s %.1fs", p.Name, p.Wall.Seconds())
+	if p.Busy > p.Wall+p.Wall/20 {
+		s += fmt.Sprintf(" (busy %.1fs)", p.Busy.Seconds())
+	}
+	return s
+}
+
+// PhaseSummary is the phases on one line.
+func (r *Result) PhaseSummary() string {
+	parts := make([]string, len(r.Phases))
+	for i, p := range r.Phases {
+		parts[i] = p.String()
+	}
+	return strings.Join(parts, ", ")
+}
+
+// timings collects the phases' spans; tasks of several streams add to the same phase.
+type timings struct {
+	mu    sync.Mutex
+	spans map[string]*span
+}
+
+type span struct {
+	first, last time.Time
+	busy        time.Duration
+}
+
+func (t *timings) add(name string, start, end time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.spans == nil {
+		t.spans = map[string]*span{}
+	}
+	sp, ok := t.spans[name]
+	if !ok {
+		sp = &span{first: start, last: end}
+		t.spans[name] = sp
+	}
+	sp.first, sp.last = minTime(sp.first, start), maxTime(sp.last, end)
+	sp.busy += end.Sub(start)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// phases lists the spans in the pipeline's order.
+func (t *timings) phases() []Phase {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []Phase
+	for _, name := range []string{"schema", kindCopy, kindIndex, kindVerify, "constraints", "publish"} {
+		if sp, ok := t.spans[name]; ok {
+			out = append(out, Phase{Name: name, Wall: sp.last.Sub(sp.first), Busy: sp.busy})
+		}
+	}
+	return out
 }
 
 // Origin identifies where and when a copy was taken.
@@ -152,6 +235,7 @@ type syncer struct {
 	bytes      atomic.Int64
 	mu         sync.Mutex
 	warnings   []string
+	timings    timings
 }
 
 func (s *syncer) run(ctx context.Context) (*Result, error) {
@@ -167,8 +251,19 @@ func (s *syncer) run(ctx context.Context) (*Result, error) {
 	if err := tgt.refusal(s.opts.Force); err != nil {
 		return nil, err
 	}
+	if err := lockTarget(ctx, admin, s.opts.Database); err != nil {
+		return nil, err
+	}
+	warnings, err := dropLeftovers(ctx, admin, s.opts.Database, s.opts.Logger)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range warnings {
+		s.warn(w)
+	}
 
 	s.setPhase("schema")
+	schemaStart := time.Now()
 	srcConn, err := connect(ctx, s.src, "")
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the source: %w", err)
@@ -193,8 +288,9 @@ func (s *syncer) run(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	stop := s.report(ctx)
-	digests, err := s.build(ctx, snap, sc, tmp, tgt)
+	digests, err := s.build(ctx, snap, sc, tmp, tgt, schemaStart)
 	stop()
+	publish := time.Now()
 	if err == nil {
 		err = s.record(ctx, admin, tmp, snap, tgt)
 	}
@@ -206,13 +302,17 @@ func (s *syncer) run(ctx context.Context) (*Result, error) {
 		dropDatabase(admin, tmp, s.opts.Logger)
 		return nil, err
 	}
+	s.timings.add("publish", publish, time.Now())
 	s.setPhase("done")
 	s.emit()
-	return s.result(sc, digests, snap.origin), nil
+	res := s.result(sc, digests, snap.origin)
+	s.opts.Logger.Info("db sync done", "database", res.Database, "tables", len(res.Tables), "rows", res.Rows,
+		"bytes", res.Bytes, "seconds", res.Duration.Seconds(), "phases", res.PhaseSummary())
+	return res, nil
 }
 
 // build makes the copy in the database tmp and verifies it; it returns each table's digest.
-func (s *syncer) build(ctx context.Context, snap *snapshot, sc *schema, tmp string, tgt *target) (map[string]Digest, error) {
+func (s *syncer) build(ctx context.Context, snap *snapshot, sc *schema, tmp string, tgt *target, schemaStart time.Time) (map[string]Digest, error) {
 	conns, err := s.targetConns(ctx, tmp)
 	if err != nil {
 		return nil, err
@@ -221,22 +321,21 @@ func (s *syncer) build(ctx context.Context, snap *snapshot, sc *schema, tmp stri
 	if err := execAll(ctx, conns[0], sc.preData()); err != nil {
 		return nil, fmt.Errorf("creating the schema: %w", err)
 	}
+	s.timings.add("schema", schemaStart, time.Now())
 	s.setPhase("data")
-	source, err := s.copyData(ctx, snap, sc, conns)
+	source, err := s.runPipeline(ctx, snap, sc, conns)
 	if err != nil {
 		return nil, err
 	}
+	s.setPhase("constraints")
+	start := time.Now()
 	if err := setSequences(ctx, conns[0], sc.Sequences); err != nil {
 		return nil, err
 	}
-	s.setPhase("indexes")
 	if err := s.postData(ctx, sc, conns, tgt.owner); err != nil {
 		return nil, err
 	}
-	s.setPhase("verify")
-	if err := s.verify(ctx, sc, conns, source); err != nil {
-		return nil, err
-	}
+	s.timings.add("constraints", start, time.Now())
 	return source, nil
 }
 
@@ -350,7 +449,8 @@ func (s *syncer) report(ctx context.Context) (stop func()) {
 }
 
 func (s *syncer) result(sc *schema, digests map[string]Digest, origin Origin) *Result {
-	r := &Result{Database: s.opts.Database, Source: origin, At: s.opts.Now().UTC(), Duration: time.Since(s.start), Warnings: s.warnings}
+	r := &Result{Database: s.opts.Database, Source: origin, At: s.opts.Now().UTC(), Duration: time.Since(s.start), Warnings: s.warnings,
+		Phases: s.timings.phases()}
 	for _, t := range sc.Tables {
 		d := digests[t.Name]
 		r.Tables = append(r.Tables, TableResult{Name: t.Name, Rows: d.Rows, Bytes: d.Bytes, Checksum: d.String()})

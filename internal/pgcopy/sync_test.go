@@ -3,9 +3,14 @@ package pgcopy_test
 import (
 	"context"
 	"errors"
-	"fmt"
+	"log/slog"
+	"os"
+	osexec "os/exec"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,17 +35,29 @@ func exec(ctx context.Context, t *testing.T, dsn string, stmts ...string) {
 	testrig.ExecSQL(ctx, t, dsn, stmts...)
 }
 
-// server starts a primary with the role tsb (a password) and a database tsb it owns.
+// server starts a primary with the role tsb (a password), a database tsb it owns, and a role reader.
 func server(ctx context.Context, t *testing.T) *testrig.Postgres {
 	t.Helper()
-	p := testrig.StartPostgres(t)
-	exec(ctx, t, p.DSN("postgres"), "CREATE ROLE tsb LOGIN PASSWORD '"+password+"'", "CREATE ROLE reader", "CREATE DATABASE tsb OWNER tsb")
-	return p
+	return pgcopytest.StartServer(ctx, t, password, "CREATE ROLE reader")
 }
 
 // withPassword is the DSN the MP would use: the tsb role and its password.
-func withPassword(p *testrig.Postgres) string {
-	return fmt.Sprintf("postgres://tsb:%s@127.0.0.1:%d/tsb?sslmode=disable", password, p.Port)
+func withPassword(p *testrig.Postgres) string { return pgcopytest.DSN(p, password) }
+
+// noSessions waits until the sessions on database db have ended: a closed client's backend
+// leaves pg_stat_activity a moment after the client is gone.
+func noSessions(ctx context.Context, t *testing.T, p *testrig.Postgres, db string) {
+	t.Helper()
+	c, err := pgx.Connect(ctx, p.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	for n := 1; n > 0; time.Sleep(20 * time.Millisecond) {
+		if err := c.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname = $1", db).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func fingerprint(ctx context.Context, t *testing.T, dsn string) *pgcopytest.Fingerprint {
@@ -89,6 +106,7 @@ func TestSyncCopiesTheDatabase(t *testing.T) {
 	if d := pgcopytest.Diff(fingerprint(ctx, t, src.DSN("tsb")), fingerprint(ctx, t, dst.DSN("tsb"))); len(d) == 0 {
 		t.Fatal("the oracle sees no difference before the copy")
 	}
+	noSessions(ctx, t, dst, "tsb")
 	var phases []string
 	var mu sync.Mutex
 	at := time.Date(2026, 8, 1, 12, 0, 0, 0, time.UTC)
@@ -105,8 +123,20 @@ func TestSyncCopiesTheDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(phases, ","); got != "schema,data,indexes,verify,swap,done" {
-		t.Errorf("phases = %s", got)
+	// Tables index and verify while others still copy: the phases after data depend on which
+	// work ends last, but they come in this order.
+	if got := strings.Join(phases, ","); !regexp.MustCompile(`^schema,data,(indexes,)?(verify,)?constraints,swap,done$`).MatchString(got) {
+		t.Errorf("progress phases = %s", got)
+	}
+	var names []string
+	for _, p := range res.Phases {
+		names = append(names, p.Name)
+		if p.Wall <= 0 || p.Busy <= 0 {
+			t.Errorf("phase %+v: want positive wall and busy times", p)
+		}
+	}
+	if got := strings.Join(names, ","); got != "schema,copy,indexes,verify,constraints,publish" {
+		t.Errorf("result phases = %s", got)
 	}
 	if len(res.Tables) != 13+pgcopytest.ConfigTables || res.Rows < 20000 {
 		t.Errorf("copied %d tables, %d rows", len(res.Tables), res.Rows)
@@ -204,6 +234,7 @@ func TestSyncLeavesTheTargetAlone(t *testing.T) {
 		unchanged(t)
 	})
 	t.Run("unsupported objects", func(t *testing.T) {
+		noSessions(ctx, t, dst, "tsb")
 		exec(ctx, t, src.DSN("tsb"), "CREATE MATERIALIZED VIEW public.mv AS SELECT 1 AS one")
 		_, err := pgcopy.Sync(ctx, src.DSN("tsb"), dst.DSN("tsb"), pgcopy.Options{})
 		exec(ctx, t, src.DSN("tsb"), "DROP MATERIALIZED VIEW public.mv")
@@ -212,7 +243,18 @@ func TestSyncLeavesTheTargetAlone(t *testing.T) {
 		}
 		unchanged(t)
 	})
+	t.Run("large objects", func(t *testing.T) {
+		noSessions(ctx, t, dst, "tsb")
+		exec(ctx, t, src.DSN("tsb"), "SELECT lo_from_bytea(0, 'a certificate kept as a large object')", "SELECT lo_from_bytea(0, 'another')")
+		_, err := pgcopy.Sync(ctx, src.DSN("tsb"), dst.DSN("tsb"), pgcopy.Options{})
+		exec(ctx, t, src.DSN("tsb"), "SELECT lo_unlink(oid) FROM pg_largeobject_metadata")
+		if !errors.Is(err, pgcopy.ErrUnsupported) || !strings.Contains(err.Error(), "the source has 2 large objects; mpha db sync does not copy them") {
+			t.Errorf("err = %v, want ErrUnsupported counting the large objects", err)
+		}
+		unchanged(t)
+	})
 	t.Run("source killed mid-copy", func(t *testing.T) {
+		noSessions(ctx, t, dst, "tsb")
 		var once sync.Once
 		_, err := pgcopy.Sync(ctx, src.DSN("tsb"), dst.DSN("tsb"), pgcopy.Options{
 			Jobs: 2, ChunkSize: 4 << 20, ProgressInterval: time.Millisecond,
@@ -232,4 +274,135 @@ func TestSyncLeavesTheTargetAlone(t *testing.T) {
 		t.Logf("the copy failed as it should: %v", err)
 		unchanged(t)
 	})
+}
+
+// A sync killed with SIGKILL mid-copy leaves its unfinished database on the target; the next
+// sync drops it and says so, and leaves alone what is not its own: a leftover with a session,
+// the database a swap renames aside, and databases named differently. Two syncs of one database
+// into one server do not run side by side.
+func TestSyncDropsItsLeftovers(t *testing.T) {
+	integration(t)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	src, dst := server(ctx, t), server(ctx, t)
+	if err := pgcopytest.Generate(ctx, src.DSN("tsb"), "tsb", 60000); err != nil {
+		t.Fatal(err)
+	}
+	child := osexec.CommandContext(ctx, os.Args[0])
+	child.Env = append(os.Environ(), killedSyncEnv+"="+src.DSN("tsb")+" "+dst.DSN("tsb"))
+	out, err := child.CombinedOutput()
+	var exit *osexec.ExitError
+	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("the child sync was not killed: %v\n%s", err, out)
+	}
+	var leftover string
+	for _, db := range databases(ctx, t, dst.DSN("postgres")) {
+		if regexp.MustCompile(`^tsb_mpha_[0-9a-f]{8}$`).MatchString(db) {
+			leftover = db
+		}
+	}
+	if leftover == "" {
+		t.Fatalf("the killed sync left no database behind: %v", databases(ctx, t, dst.DSN("postgres")))
+	}
+	// The killed sync's sessions end when their server notices the client is gone.
+	noSessions(ctx, t, dst, leftover)
+	c, err := pgx.Connect(ctx, dst.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	others := []string{"tsb_mpha_0badf00d", "tsb_mpha_old_0badf00d", "tsb_mpha_notes", "other_mpha_0badf00d", "tsbx_mpha_0badf00d"}
+	for _, db := range others {
+		exec(ctx, t, dst.DSN("postgres"), "CREATE DATABASE "+db)
+	}
+	busy, err := pgx.Connect(ctx, dst.DSN("tsb_mpha_0badf00d")) // looks like a leftover, but in use
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close(context.Background())
+
+	// A second sync of tsb while one holds the target is refused (the lock is the one Sync takes).
+	var locked bool
+	if err := c.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtextextended('mpha db sync tsb', 0))").Scan(&locked); err != nil || !locked {
+		t.Fatalf("taking the sync's lock: %v %v", locked, err)
+	}
+	if _, err := pgcopy.Sync(ctx, src.DSN("tsb"), dst.DSN("tsb"), pgcopy.Options{}); !errors.Is(err, pgcopy.ErrConcurrent) {
+		t.Errorf("with another sync running: err = %v, want ErrConcurrent", err)
+	}
+	if _, err := c.Exec(ctx, "SELECT pg_advisory_unlock_all()"); err != nil {
+		t.Fatal(err)
+	}
+	if dbs := databases(ctx, t, dst.DSN("postgres")); !slices.Contains(dbs, leftover) {
+		t.Fatalf("the refused sync dropped %s: %v", leftover, dbs)
+	}
+
+	var logs strings.Builder
+	res, err := pgcopy.Sync(ctx, src.DSN("tsb"), dst.DSN("tsb"), pgcopy.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), `msg="dropped the leftover of an interrupted sync" database=`+leftover) {
+		t.Errorf("no log line about dropping %s:\n%s", leftover, logs.String())
+	}
+	dbs := databases(ctx, t, dst.DSN("postgres"))
+	if slices.Contains(dbs, leftover) {
+		t.Errorf("the leftover %s is still there: %v", leftover, dbs)
+	}
+	for _, db := range append(others, "tsb") {
+		if !slices.Contains(dbs, db) {
+			t.Errorf("%s was dropped: %v", db, dbs)
+		}
+	}
+	warnings := strings.Join(res.Warnings, "\n")
+	for _, want := range []string{"leftover tsb_mpha_0badf00d of an interrupted sync has sessions; it is kept", "database tsb_mpha_old_0badf00d looks like the previous tsb"} {
+		if !strings.Contains(warnings, want) {
+			t.Errorf("warnings %q lack %q", res.Warnings, want)
+		}
+	}
+	if d := pgcopytest.Diff(fingerprint(ctx, t, src.DSN("tsb")), fingerprint(ctx, t, dst.DSN("tsb"))); len(d) > 0 {
+		t.Errorf("the target differs from the source:\n%s", strings.Join(d, "\n"))
+	}
+}
+
+// The verification reads the target: a row changed in the new database after it was loaded and
+// before it is read back fails the sync with ErrMismatch naming the table, and the target stays
+// as it was. (One stream: the progress callback runs on it when the table's copy is done and its
+// index is next, so the change lands before the read-back.)
+func TestSyncVerifiesWhatTheTargetHolds(t *testing.T) {
+	integration(t)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	src, dst := server(ctx, t), server(ctx, t)
+	exec(ctx, t, src.DSN("tsb"), "CREATE TABLE public.certs (id int PRIMARY KEY, pem bytea, spec jsonb)",
+		"INSERT INTO public.certs SELECT i, decode(md5(i::text), 'hex'), jsonb_build_object('i', i) FROM generate_series(1, 1000) i")
+	exec(ctx, t, dst.DSN("tsb"), "CREATE TABLE kept (x int)", "INSERT INTO kept VALUES (1)")
+	before := fingerprint(ctx, t, dst.DSN("tsb"))
+	noSessions(ctx, t, dst, "tsb")
+	var tampered bool
+	_, err := pgcopy.Sync(ctx, src.DSN("tsb"), dst.DSN("tsb"), pgcopy.Options{Jobs: 1, ProgressInterval: time.Hour,
+		Progress: func(p pgcopy.Progress) {
+			if p.Phase != "indexes" || tampered {
+				return
+			}
+			tampered = true
+			for _, db := range databases(ctx, t, dst.DSN("postgres")) {
+				if strings.HasPrefix(db, "tsb_mpha_") {
+					exec(ctx, t, dst.DSN(db), "UPDATE public.certs SET pem = '\\x00' WHERE id = 500")
+				}
+			}
+		}})
+	if !tampered {
+		t.Fatal("the copy never reached its index builds")
+	}
+	if !errors.Is(err, pgcopy.ErrMismatch) || !strings.Contains(err.Error(), "public.certs: source 1000 rows") {
+		t.Errorf("err = %v, want ErrMismatch naming public.certs", err)
+	}
+	if d := pgcopytest.Diff(before, fingerprint(ctx, t, dst.DSN("tsb"))); len(d) > 0 {
+		t.Errorf("the target changed:\n%s", strings.Join(d, "\n"))
+	}
+	if dbs := databases(ctx, t, dst.DSN("postgres")); strings.Contains(strings.Join(dbs, ","), "_mpha_") {
+		t.Errorf("left over databases: %v", dbs)
+	}
 }

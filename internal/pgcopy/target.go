@@ -228,3 +228,73 @@ func swap(ctx context.Context, admin *pgx.Conn, db, tmp string, exists, force bo
 	}
 	return nil
 }
+
+// ErrConcurrent: another Sync of the same database into the same server is running.
+var ErrConcurrent = errors.New("another mpha db sync of this database is running on the target server")
+
+// lockTarget takes a session lock on the target server (in the admin connection's database) for
+// syncing db, so that two syncs of one database never build side by side and a leftover found
+// while holding it belongs to no running sync.
+func lockTarget(ctx context.Context, admin *pgx.Conn, db string) error {
+	var ok bool
+	if err := admin.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtextextended('mpha db sync ' || $1, 0))", db).Scan(&ok); err != nil {
+		return fmt.Errorf("locking the target server for the sync: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("%w (%s)", ErrConcurrent, db)
+	}
+	return nil
+}
+
+// dropLeftovers drops the unfinished copies (<db>_mpha_ and 8 hex digits) that a sync killed
+// mid-copy left behind: only those, and only when nobody is connected to them. The databases a
+// sync renames aside while swapping (<db>_mpha_old_...) hold the previous data; they are named
+// in a warning, never dropped. The caller holds the lock of lockTarget.
+func dropLeftovers(ctx context.Context, admin *pgx.Conn, db string, log *slog.Logger) ([]string, error) {
+	rows, err := admin.Query(ctx, `SELECT d.datname, d.datname ~ ('^' || $2 || '_mpha_[0-9a-f]{8}$'),
+       EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datid = d.oid)
+  FROM pg_database d WHERE starts_with(d.datname, $1) ORDER BY 1`, db+"_mpha_", regexpQuote(db))
+	if err != nil {
+		return nil, fmt.Errorf("looking for leftovers of earlier syncs: %w", err)
+	}
+	type found struct {
+		name            string
+		copy, connected bool
+	}
+	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (found, error) {
+		var f found
+		return f, r.Scan(&f.name, &f.copy, &f.connected)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("looking for leftovers of earlier syncs: %w", err)
+	}
+	var warnings []string
+	for _, f := range all {
+		switch {
+		case !f.copy:
+			warnings = append(warnings, fmt.Sprintf("database %s looks like the previous %s renamed aside by an interrupted sync; it is kept: rename it back or drop it by hand", f.name, db))
+		case f.connected:
+			warnings = append(warnings, fmt.Sprintf("leftover %s of an interrupted sync has sessions; it is kept", f.name))
+		default:
+			// Without FORCE: a session that connected since the look fails the drop, not itself.
+			if _, err := admin.Exec(ctx, "DROP DATABASE "+pgx.Identifier{f.name}.Sanitize()); err != nil {
+				warnings = append(warnings, fmt.Sprintf("leftover %s of an interrupted sync could not be dropped: %v", f.name, err))
+				continue
+			}
+			log.Info("dropped the leftover of an interrupted sync", "database", f.name)
+		}
+	}
+	return warnings, nil
+}
+
+// regexpQuote escapes s for a POSIX regular expression in Postgres.
+func regexpQuote(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`\.^$*+?()[]{}|`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}

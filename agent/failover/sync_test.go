@@ -12,6 +12,7 @@ import (
 	"github.com/mpha-dev/mpha/agent/database"
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/failover"
+	"github.com/mpha-dev/mpha/agent/failover/failovertest"
 	"github.com/mpha-dev/mpha/internal/pgcopy"
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
@@ -97,7 +98,7 @@ func TestPlannedFailoverSyncsIndependentDatabases(t *testing.T) {
 		var sts []event.FailoverStatus
 		testrig.Eventually(t, id+" refused", time.Minute, func(context.Context) error {
 			if sts = r.statuses(t, id); len(sts) == 0 || sts[len(sts)-1].Phase != event.PhaseRejected {
-				return fmt.Errorf("phases %s", phases(sts))
+				return fmt.Errorf("phases %s", failovertest.Phases(sts))
 			}
 			return nil
 		})
@@ -112,7 +113,7 @@ func TestPlannedFailoverSyncsIndependentDatabases(t *testing.T) {
 
 	r.publish(t, request(t, "ev-sync", planned("west")))
 	sts := r.waitPhase(t, "ev-sync", event.PhaseProposed, 2*time.Minute)
-	if p := phases(sts); p != "accepted,preflight,preflight,proposed" {
+	if p := failovertest.Phases(sts); p != "accepted,preflight,preflight,proposed" {
 		t.Errorf("phases %s", p)
 	}
 	s := stepOf(sts[1:2])
@@ -205,7 +206,7 @@ func waitRejected(t *testing.T, r *rig, id string) []event.FailoverStatus {
 	testrig.Eventually(t, id+" refused", time.Minute, func(context.Context) error {
 		sts = r.statuses(t, id)
 		if len(sts) == 0 || sts[len(sts)-1].Phase != event.PhaseRejected {
-			return fmt.Errorf("phases %s", phases(sts))
+			return fmt.Errorf("phases %s", failovertest.Phases(sts))
 		}
 		if sts[len(sts)-1].Reason != event.ReasonStepFailed {
 			t.Fatalf("%s refused for %s: %s", id, sts[len(sts)-1].Reason, sts[len(sts)-1].Message)

@@ -49,13 +49,23 @@ const (
 //     and through a burst: one failover request published 100 times.
 //
 // Every failover must reach verified with exactly one pull request and the drill's end state.
-// The tables go to stdout (printed also when the test fails part-way).
+// The tables go to stdout and to the file $MPHA_BENCH_REPORT names (also when the test fails
+// part-way).
 func TestBenchFailover(t *testing.T) {
 	n := envInt(t, "MPHA_BENCH_FAILOVERS", 50)
 	rotations := envInt(t, "MPHA_BENCH_ROTATIONS", 20)
 	idle := envDuration(t, "MPHA_BENCH_IDLE", time.Minute)
 	var report strings.Builder
-	defer func() { fmt.Print(report.String()) }()
+	defer func() {
+		fmt.Print(report.String())
+		// go test prints a passing test's output only in -v or local directory mode: the
+		// script reads the tables from this file instead.
+		if out := os.Getenv("MPHA_BENCH_REPORT"); out != "" {
+			if err := os.WriteFile(out, []byte(report.String()), 0o644); err != nil {
+				t.Errorf("writing the report: %v", err)
+			}
+		}
+	}()
 
 	p := startPair(t, t.Logf, rigOptions{fluxInterval: benchFluxInterval, mergePoll: benchMergePoll})
 	p.secretsReachStandby(t)

@@ -44,7 +44,8 @@ const (
 //     and west→east, each merged through the forge's API as soon as it is proposed, from the
 //     request's publish time (its JetStream timestamp) to each phase's status (theirs);
 //   - secret rotation → commit: MPHA_BENCH_ROTATIONS (default 20) rotations of iam-signing-key on
-//     the active, each until main holds the file re-sealed with the new data;
+//     east, the active, before any failover, each until main holds the file re-sealed with the
+//     new data;
 //   - both agents' memory and CPU idle (MPHA_BENCH_IDLE, default 60s), through the series above,
 //     and through a burst: one failover request published 100 times.
 //
@@ -77,8 +78,22 @@ func TestBenchFailover(t *testing.T) {
 	var use []usageRow
 	use = append(use, p.usage(t, fmt.Sprintf("idle %s", idle), func() { time.Sleep(idle) })...)
 
-	var fos []failoverTimes
+	// Rotations on east before any failover: east's Secrets are its MP's own. (After a failback
+	// they are owned by the SealedSecrets applied while east was standby; see rotateToCommit.)
+	var rot []time.Duration
 	load := loadAvg(t)
+	use = append(use, p.usage(t, fmt.Sprintf("%d rotations", rotations), func() {
+		for i := range rotations {
+			rot = append(rot, p.rotateToCommit(t, p.east, i))
+		}
+	})...)
+	fmt.Fprintf(&report, "\nsecret rotation on the active (east) → main holds the re-sealed file, %d rotations, seconds; load average before %s, after %s\n",
+		rotations, load, loadAvg(t))
+	printQuantiles(&report, []quantileRow{{"rotation → commit on main", rot}})
+	p.inStep(t, p.east) // west holds the last rotated key before the first failover's preflight
+
+	var fos []failoverTimes
+	load = loadAvg(t)
 	use = append(use, p.usage(t, fmt.Sprintf("%d failovers", n), func() {
 		for i := range n {
 			to := p.west
@@ -96,18 +111,6 @@ func TestBenchFailover(t *testing.T) {
 	if n%2 == 1 {
 		active = p.west
 	}
-	var rot []time.Duration
-	load = loadAvg(t)
-	use = append(use, p.usage(t, fmt.Sprintf("%d rotations", rotations), func() {
-		for i := range rotations {
-			rot = append(rot, p.rotateToCommit(t, active, i))
-		}
-	})...)
-	fmt.Fprintf(&report, "\nsecret rotation on the active (%s) → main holds the re-sealed file, %d rotations, seconds; load average before %s, after %s\n",
-		active.name, rotations, load, loadAvg(t))
-	printQuantiles(&report, []quantileRow{{"rotation → commit on main", rot}})
-
-	p.inStep(t, active) // the standby holds the last rotated key before the burst's preflight
 	to := p.other(active)
 	var burst failoverTimes
 	use = append(use, p.usage(t, fmt.Sprintf("burst: %d copies of a request", burstCopies), func() {
@@ -271,6 +274,10 @@ func (p *pair) inStep(t *testing.T, active *site) {
 
 // rotateToCommit rotates iam-signing-key on active and returns the time until main's head holds
 // the file sealed for the standby with the new data's digest (main's head is listed every 100ms).
+// Run on a cluster that was standby before, rotations sometimes never reached main with the new
+// data (once 30s, once not within 2 minutes, in runs of 3 and 20): its Secret is then owned by
+// the SealedSecret Flux applied there, which the sealed-secrets controller may restore. The
+// benchmark rotates on east before any failover; that case is left to the drill's step e.
 func (p *pair) rotateToCommit(t *testing.T, active *site, i int) time.Duration {
 	t.Helper()
 	secrets := active.cluster.Clientset.CoreV1().Secrets(mpNS)

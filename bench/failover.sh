@@ -3,7 +3,7 @@
 # MPHA_BENCH_FAILOVERS failovers, default 50), secret rotation → commit (MPHA_BENCH_ROTATIONS,
 # default 20) and both agents' RSS and CPU idle (MPHA_BENCH_IDLE, default 60s) and under a burst,
 # on the e2e drill's two-cluster rig with short Flux intervals (test/e2e/bench_test.go).
-# About 15 s per failover on a 2-core machine, plus ~5 min of rig, idle and rotations.
+# About 10 min on a 2-core machine: ~8 s per failover, plus the rig, the idle minute and the rotations.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 report=$(mktemp) log=$(mktemp)

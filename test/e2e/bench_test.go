@@ -277,8 +277,9 @@ func (p *pair) inStep(t *testing.T, active *site) {
 // Run right after failovers, on a cluster that was standby before, a rotation took 30s twice
 // (the first after the failback; the live Secret kept the new key all along) and once never
 // reached main within 2 minutes (after 50 failovers; the agent committed other exports, not
-// that one). Not explained yet: the benchmark rotates on east before any failover, and leaves
-// the case after a failback to the drill's step e.
+// that one). The 30s fit the new active starting its exporter only when it reads pair.yaml
+// again (cached for heartbeat.DefaultRefresh, 30s); the miss is not explained. So the benchmark
+// rotates on east before any failover, and leaves the case after a failback to the drill's step e.
 func (p *pair) rotateToCommit(t *testing.T, active *site, i int) time.Duration {
 	t.Helper()
 	secrets := active.cluster.Clientset.CoreV1().Secrets(mpNS)

@@ -42,9 +42,9 @@ test-short: ## unit tests only: needs no tool binary
 .PHONY: lint
 lint: ## gofmt check, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GO) vet -tags e2e,demo ./...
+	$(GO) vet -tags e2e,demo,bench ./...
 	@[ -x $(BIN)/staticcheck ] || tools/build.sh lint
-	$(BIN)/staticcheck -tags e2e,demo ./...
+	$(BIN)/staticcheck -tags e2e,demo,bench ./...
 
 .PHONY: tools
 tools: ## build the real components the tests run into bin/ (cached; a second run is a no-op)
@@ -66,10 +66,22 @@ e2e: tools deps-check ## the end-to-end drill: two clusters, Flux, sealed-secret
 demo: tools deps-check ## the local demo: the drill's rig narrated, a failover, then left running until Ctrl-C
 	$(GO) test -tags e2e,demo -count=1 -timeout 0 -run '^TestDemo$$' -v ./test/e2e/
 
+# make bench writes its tables to BENCH_RESULTS too, headed with the machine and the date.
+BENCH_RESULTS ?= bench/results/$(shell date -u +%Y-%m-%d)-$(shell hostname -s).md
+
 .PHONY: bench
-bench: tools deps-check ## benchmarks (figures for closing notes): rig start-up, then bench/ scripts
-	$(GO) test -run '^$$' -bench . -benchtime 3x -count=1 ./...
-	@for s in bench/*.sh; do [ -e "$$s" ] && bash "$$s"; done; true
+bench: tools deps-check ## benchmarks: Go benchmarks, then bench/*.sh (dbsync only with MPHA_BENCH_DBSYNC=1); tables also into bench/results/
+	@mkdir -p $(dir $(BENCH_RESULTS)); bench/lib/machine.sh > $(BENCH_RESULTS); echo '```' >> $(BENCH_RESULTS)
+	@{ $(GO) test -run '^$$' -bench . -benchtime 3x -count=1 ./... 2>&1 | { grep -v -e ' request: ' -e '^PASS$$' -e '^ok ' -e 'no test files' || true; }; \
+	  for s in bench/*.sh; do \
+	    if [ "$$s" = bench/dbsync.sh ] && [ "$${MPHA_BENCH_DBSYNC:-}" != 1 ]; then echo "== $$s skipped (~10 min): MPHA_BENCH_DBSYNC=1 make bench, or make bench-db"; continue; fi; \
+	    bash "$$s"; \
+	  done; } | tee -a $(BENCH_RESULTS)
+	@echo '```' >> $(BENCH_RESULTS); echo "results: $(BENCH_RESULTS)"
+
+.PHONY: bench-db
+bench-db: tools deps-check ## the slow database benchmark alone (bench/dbsync.sh, ~10 min)
+	bash bench/dbsync.sh
 
 .PHONY: clean
 clean: ## remove bin/ (the tools cache in ~/.cache/mpha-tools stays)

@@ -101,6 +101,9 @@ type Forge struct {
 	URL         string `json:"url"`
 	TokenSecret string `json:"tokenSecret"`
 	Mode        string `json:"mode"` // pr | branch | direct
+	// MergePollInterval is how often a proposed failover looks for its merge on the base branch
+	// (a clone each time): shorter reacts sooner to the merge and costs the forge more.
+	MergePollInterval metav1.Duration `json:"mergePollInterval"`
 }
 
 // NATS is the JetStream server carrying failover events and heartbeats.
@@ -344,6 +347,7 @@ func (c *Config) Default() {
 	setString(&c.Git.AuthSecret, "mpha-git")
 	setString(&c.Forge.Kind, "none")
 	setString(&c.Forge.Mode, "pr")
+	setDuration(&c.Forge.MergePollInterval, 30*time.Second)
 	setString(&c.Postgres.Topology, "auto")
 	setDuration(&c.Postgres.MaxLag, 30*time.Second)
 	setString(&c.Postgres.Database, "tsb")
@@ -427,6 +431,7 @@ func (c *Config) Validate() error {
 	}
 	oneOf("forge.kind", c.Forge.Kind, forgeKinds)
 	oneOf("forge.mode", c.Forge.Mode, forgeModes)
+	positive("forge.mergePollInterval", c.Forge.MergePollInterval)
 	if c.Forge.Kind != "none" {
 		check("forge.url", validateURL(c.Forge.URL, "https", "http"))
 		if c.Forge.TokenSecret == "" {

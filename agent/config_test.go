@@ -73,6 +73,7 @@ func TestDefaults(t *testing.T) {
 	want.Health.Interval.Duration = 10 * time.Second
 	want.Health.Timeout.Duration = 5 * time.Second
 	want.Alerts.Remember.Duration = 24 * time.Hour
+	want.Forge.MergePollInterval.Duration = 30 * time.Second
 	if diff := cmp.Diff(want, *c); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}
@@ -101,6 +102,8 @@ func TestValidationNamesTheKey(t *testing.T) {
 		{"bad names", strings.Replace(minimal, "cluster: east", "cluster: East_1", 1) + "secrets: {names: [ok, ../etc]}\n",
 			[]string{`cluster: cluster name "East_1"`, "secrets.names[1]"}},
 		{"bad durations", minimal + "heartbeatInterval: -1s\nhealth: {failures: -2}\n", []string{"heartbeatInterval: must be a positive", "health.failures"}},
+		{"merge poll interval", with("forge", "forge: {kind: gitea, url: https://g, tokenSecret: t, mergePollInterval: -5s}"),
+			[]string{"forge.mergePollInterval: must be a positive"}},
 		{"forge needs url and token", with("forge", "forge: {kind: github, mode: pr}"), []string{"forge.url: must be set", "forge.tokenSecret"}},
 		{"signed events need keys", with("nats", "nats: {url: nats://n:4222, requireSignedEvents: true}"), []string{"nats.trustedKeys"}},
 		{"root outside repo", with("git", "git: {url: https://g/x.git, root: ../up}"), []string{"git.root"}},

@@ -344,7 +344,7 @@ func (d *deps) failoverHandler(o Options, cs kubernetes.Interface, dyn dynamic.I
 		Cluster: cfg.Cluster, Pair: cfg.Pair, Layout: d.layout, Namespace: cfg.Kubernetes.Namespace, Base: cfg.Git.Branch,
 		Mode: cfg.Forge.Mode, RequireSigned: cfg.NATS.RequireSignedEvents, TrustedKeys: keys,
 		Preflight: failover.Preflights(d.preflights(cs, dyn, mon)...),
-		Follow: failover.FollowOptions{ProbeURL: cfg.Health.ProbeURL,
+		Follow: failover.FollowOptions{ProbeURL: cfg.Health.ProbeURL, MergeInterval: cfg.Forge.MergePollInterval.Duration,
 			Revision: failover.Revisions(cfg.Cluster, failover.FluxRevision(dyn, cfg.Flux.Namespace, cfg.Flux.Kustomization),
 				failover.HeartbeatRevision(d.js, cfg.Pair, 3*cfg.HeartbeatInterval.Duration))},
 		Registerer: o.Registry, Logger: o.Logger,

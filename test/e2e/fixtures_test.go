@@ -188,7 +188,7 @@ func (p *pair) agentConfig(s *site) agent.Config {
 		HeartbeatInterval: metav1.Duration{Duration: 2 * time.Second},
 		SealedSecrets:     agent.SealedSecrets{CertURL: s.sealed.CertURL},
 		Git:               agent.Git{URL: p.gitURL, AuthSecret: "mpha-git"},
-		Forge:             agent.Forge{Kind: "gitea", URL: p.gitea.URL, TokenSecret: "mpha-forge", Mode: "pr"},
+		Forge:             agent.Forge{Kind: "gitea", URL: p.gitea.URL, TokenSecret: "mpha-forge", Mode: "pr", MergePollInterval: metav1.Duration{Duration: p.opts.mergePoll}},
 		NATS:              agent.NATS{URL: p.nats.URL},
 		Health:            agent.Health{ProbeURL: p.probe.URL},
 		Postgres:          postgresConfig(),

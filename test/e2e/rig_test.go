@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -40,6 +41,9 @@ const (
 	// fluxInterval is how often each cluster's Flux fetches and applies unasked: short, so the
 	// drill waits on Flux as a user would, without nudging it.
 	fluxInterval = 5 * time.Second
+	// mergePoll is the agents' forge.mergePollInterval: a person merges at once here, so the
+	// default 30s would be most of each failover's time.
+	mergePoll = 5 * time.Second
 )
 
 // pair is the whole rig: two sites, the forge, NATS and what the steps share.
@@ -61,6 +65,14 @@ type pair struct {
 	leaks      *readinesstest.Leaks
 	dir        string
 	db         *mpDB // the MP databases (postgres_test.go)
+	opts       rigOptions
+}
+
+// rigOptions tune the rig for the benchmarks: zero values keep the drill's settings.
+type rigOptions struct {
+	// fluxInterval replaces the constant fluxInterval; mergePoll sets the agents'
+	// forge.mergePollInterval (the drill: mergePoll).
+	fluxInterval, mergePoll time.Duration
 }
 
 // site is one cluster and what runs against it.
@@ -77,7 +89,7 @@ type site struct {
 
 // startPair starts every component, the fixtures, the repository's bootstrap and both agents, and
 // returns once both agents serve /readyz. say narrates (the demo prints, the drill logs).
-func startPair(t *testing.T, say func(string, ...any)) *pair {
+func startPair(t *testing.T, say func(string, ...any), opts ...rigOptions) *pair {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("the end-to-end drill starts two clusters, Flux, sealed-secrets, Gitea and NATS")
@@ -85,6 +97,10 @@ func startPair(t *testing.T, say func(string, ...any)) *pair {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	p := &pair{ctx: ctx, say: say, leaks: &readinesstest.Leaks{}, dir: t.TempDir()}
+	p.opts.mergePoll = mergePoll
+	for _, o := range opts {
+		p.opts = o
+	}
 	p.layout, _ = gitops.NewLayout(gitops.DefaultRoot)
 	p.subj, _ = event.NewSubjects(pairName)
 	p.mpha = mphaBinary(t)
@@ -123,7 +139,7 @@ func startPair(t *testing.T, say func(string, ...any)) *pair {
 			{Name: "mpha", Path: "./" + p.layout.ClusterDir(s.name)},
 			{Name: "mpha-dns", Path: "./" + p.layout.Root() + "/dns"},
 		} {
-			src.URL, src.Branch, src.Interval = p.gitURL, "main", fluxInterval
+			src.URL, src.Branch, src.Interval = p.gitURL, "main", cmp.Or(p.opts.fluxInterval, fluxInterval)
 			src.Username, src.Password = p.gitea.Admin, p.gitea.Token
 			s.flux.Sync(t, src)
 		}

@@ -9,6 +9,7 @@ flux:
   namespace: flux-system
 forge:
   kind: none
+  mergePollInterval: 30s
   mode: pr
 git:
   authSecret: mpha-git

@@ -135,6 +135,9 @@ type Report struct {
 	Commit string
 	// CertFingerprint names the peer certificate the secrets are sealed for.
 	CertFingerprint string
+	// NotActive names the active cluster when pair.yaml says it is not this one: nothing was
+	// exported.
+	NotActive string
 }
 
 // Count returns how many secrets had outcome o.
@@ -172,9 +175,24 @@ func isWaiting(err error) bool { return errors.Is(err, ErrNoPeerCert) }
 func (e *Exporter) run(ctx context.Context, get getter) (Report, error) {
 	l := e.opts.Layout
 	certPath := l.SealingCert(e.opts.Peer)
-	snap, err := e.repo.Read(ctx, certPath, l.SecretsDir(e.opts.Peer)+"/", l.SealingCert(e.opts.Self), l.SecretsDir(e.opts.Self)+"/")
+	snap, err := e.repo.Read(ctx, l.Pair(), certPath, l.SecretsDir(e.opts.Peer)+"/", l.SealingCert(e.opts.Self), l.SecretsDir(e.opts.Self)+"/")
 	if err != nil {
 		return Report{}, err
+	}
+	// Only the active exports. The runtime stops the exporter when pair.yaml's active changes,
+	// but it reads pair.yaml through a cache: in between, a demoted cluster would seal its old
+	// secrets over what the new active wrote for itself. So the run checks the pair.yaml it read,
+	// and the commit is pinned to it (a failover merged meanwhile makes it a conflict).
+	pairFile := snap.Files[l.Pair()]
+	if pairFile != nil {
+		p, err := gitops.ParsePair(pairFile)
+		if err != nil {
+			return Report{}, fmt.Errorf("%s: %w", l.Pair(), err)
+		}
+		if p.Active != e.opts.Self {
+			e.log.Debug("secrets export: not the active cluster in pair.yaml; nothing exported", "active", p.Active, "epoch", p.Epoch)
+			return Report{NotActive: p.Active}, nil
+		}
 	}
 	certPEM, ok := snap.Files[certPath]
 	if !ok {
@@ -210,6 +228,7 @@ func (e *Exporter) run(ctx context.Context, get getter) (Report, error) {
 	}
 	// Planned from snap: a file someone else changed since is a conflict, and the next run re-plans.
 	ch.Check = gitrepo.Since(snap.Files, ch, gitops.CheckOwned)
+	ch.Pinned = map[string][]byte{l.Pair(): pairFile}
 	ch.Message = e.message(rep)
 	ch.Trailers = []trailer.Trailer{{Key: trailer.Kind, Value: "secrets"}, {Key: trailer.Cluster, Value: e.opts.Self}, {Key: trailer.To, Value: e.opts.Peer}}
 	res, err := e.repo.Apply(ctx, ch)

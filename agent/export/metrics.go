@@ -47,7 +47,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 
 // record counts a run and stamps the secrets it left current in Git.
 func (m *Metrics) record(peer string, rep Report, err error, now time.Time) {
-	if m == nil {
+	if m == nil || rep.NotActive != "" { // the standby's runs export nothing
 		return
 	}
 	switch {

@@ -158,6 +158,32 @@ func TestExporterRefreshesItsOwnCopies(t *testing.T) {
 		t.Errorf("a second run: %+v, %v; want no commit and the copy unchanged", rep, err)
 	}
 
+	// 3b. A failover to west merges: east's exporter, still running until the runtime notices,
+	// exports nothing, not even a rotation (it would seal east's data over west's own copies).
+	pairFile, err := (&gitops.Pair{APIVersion: gitops.PairAPIVersion, Kind: gitops.PairKind, Name: "tsb-mp", FloatingFQDN: "active.example.com",
+		Clusters: []gitops.ClusterRef{{Name: "east", MPFQDN: "mp1.example.com"}, {Name: "west", MPFQDN: "mp2.example.com"}}, Active: "west", Epoch: 2}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit(map[string][]byte{r.layout.Pair(): pairFile}, "Fail over to west")
+	base = r.head(t).Hash
+	rotate("after-failover")
+	if rep, err = exp.RunOnce(ctx); err != nil || rep.NotActive != "west" || rep.Commit != "" {
+		t.Errorf("a run after the failover: %+v, %v; want nothing exported, west named the active", rep, err)
+	}
+	if n := len(commitsSince(t, r.head(t), base)); n != 0 {
+		t.Errorf("the demoted exporter made %d commits", n)
+	}
+	// (Back to the data the refreshed copy holds, for step 4.)
+	cur, err := east.Clientset.CoreV1().Secrets("tsb").Get(ctx, signing, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Data = rotated.Data
+	if _, err := east.Clientset.CoreV1().Secrets("tsb").Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
 	// 4. Flux applies the refreshed copy; a restart now keeps the rotated key. A canary applied
 	// after the restart is unsealed after the copy (the controller has one worker and a FIFO
 	// queue), so once it is there the copy has been handled.

@@ -46,10 +46,6 @@ type loop struct {
 // restartDelay is the pause before a failed loop runs again.
 const restartDelay = 5 * time.Second
 
-// roleCheck is how often the active-only loops look at pair.yaml's roles (its cache refreshes
-// at heartbeat.DefaultRefresh).
-const roleCheck = 10 * time.Second
-
 // runLoops builds what the loops share (retrying while a Secret or NATS is missing) and runs
 // them until ctx ends.
 func runLoops(ctx context.Context, o Options, cs kubernetes.Interface, dyn dynamic.Interface, m *metrics) error {
@@ -326,7 +322,7 @@ func (d *deps) loops(ctx context.Context, o Options, cs kubernetes.Interface, dy
 		{"standby", sb.Run},
 		{"failover", fo.Run},
 		{"fence", split.Run},
-		{"export", func(ctx context.Context) error { return d.exportWhileActive(ctx, cs) }},
+		{"export", func(ctx context.Context) error { return d.export(ctx, cs) }},
 	}
 	if d.watch != nil {
 		loops = append(loops, loop{"health", d.watch.Run})
@@ -363,72 +359,24 @@ func (d *deps) failoverHandler(o Options, cs kubernetes.Interface, dyn dynamic.I
 	return failover.New(d.js, d.repo, opts)
 }
 
-// exportWhileActive runs the secret exporter while pair.yaml says this cluster is active, sealing
-// for the peer; after a failover it stops (the new active exports the other way).
-func (d *deps) exportWhileActive(ctx context.Context, cs kubernetes.Interface) error {
-	cfg, log := d.o.Config, d.o.Logger.With("loop", "export")
-	var running *child
-	defer func() { running.stop() }()
-	t := time.NewTicker(roleCheck)
-	defer t.Stop()
-	for {
-		p, err := d.pairs.Pair(ctx)
-		switch {
-		case err != nil:
-			log.Warn("reading pair.yaml", "error", err) // keep whatever runs: unknown is not standby
-		case p.Active == cfg.Cluster && running == nil:
-			peer, err := p.Peer(cfg.Cluster)
-			if err != nil {
-				return err
-			}
-			exp, err := export.New(cs, d.repo, export.Options{Self: cfg.Cluster, Peer: peer, Namespace: cfg.Kubernetes.Namespace,
-				Names: cfg.Secrets.Names, Key: d.key, Layout: d.layout, DeleteRemoved: cfg.Secrets.DeleteRemoved, Metrics: d.exportMetrics, Logger: d.o.Logger})
-			if err != nil {
-				return err
-			}
-			running = start(ctx, exp.Run)
-			log.Info("active: exporting the secrets", "peer", peer)
-		case p.Active != cfg.Cluster && running != nil:
-			running.stop()
-			running = nil
-			log.Info("standby: the secret export stopped", "active", p.Active)
-		}
-		var done <-chan error
-		if running != nil {
-			done = running.done
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-done:
-			running.cancel()
-			running = nil
-			if err != nil && ctx.Err() == nil {
-				return fmt.Errorf("exporter: %w", err)
-			}
-		case <-t.C:
-		}
+// export runs the secret exporter on both sides, sealing for the peer. Each run reads pair.yaml
+// and exports only while it names this cluster the active one (the commit is pinned to it): after
+// a failover the new active exports from its first change on, without waiting for a cached role,
+// and the demoted one stops writing at once.
+func (d *deps) export(ctx context.Context, cs kubernetes.Interface) error {
+	cfg := d.o.Config
+	p, err := d.pairs.Pair(ctx)
+	if err != nil {
+		return fmt.Errorf("reading pair.yaml: %w", err)
 	}
-}
-
-// child is a loop started under its own context.
-type child struct {
-	cancel context.CancelFunc
-	done   chan error
-}
-
-func start(ctx context.Context, run func(context.Context) error) *child {
-	ctx, cancel := context.WithCancel(ctx)
-	c := &child{cancel: cancel, done: make(chan error, 1)}
-	go func() { c.done <- run(ctx) }()
-	return c
-}
-
-// stop ends the child and waits for it (a nil child is stopped already).
-func (c *child) stop() {
-	if c == nil {
-		return
+	peer, err := p.Peer(cfg.Cluster)
+	if err != nil {
+		return err
 	}
-	c.cancel()
-	<-c.done
+	exp, err := export.New(cs, d.repo, export.Options{Self: cfg.Cluster, Peer: peer, Namespace: cfg.Kubernetes.Namespace,
+		Names: cfg.Secrets.Names, Key: d.key, Layout: d.layout, DeleteRemoved: cfg.Secrets.DeleteRemoved, Metrics: d.exportMetrics, Logger: d.o.Logger})
+	if err != nil {
+		return err
+	}
+	return exp.Run(ctx)
 }

@@ -196,6 +196,7 @@ func (p *Publisher) RunOnce(ctx context.Context) (Report, error) {
 		return rep, nil
 	}
 	ch.Check = gitrepo.Since(snap.Files, ch, gitops.CheckOwned)
+	ch.Pinned = map[string][]byte{l.Pair(): raw} // rendered as the active of this pair.yaml
 	ch.Message = fmt.Sprintf("Render %s's management plane from %s's Helm release %s/%s v%d\n\nChart %s %s.\n%s",
 		peer, p.opts.Self, rel.Namespace, rel.Name, rel.Revision, rel.Chart, rel.Version, bullets(rep.Changed))
 	ch.Trailers = []trailer.Trailer{{Key: trailer.Kind, Value: "values"}, {Key: trailer.Cluster, Value: p.opts.Self}, {Key: trailer.To, Value: peer}}

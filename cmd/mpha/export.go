@@ -151,6 +151,10 @@ func resolvePeer(ctx context.Context, w *gitrepo.Writer, l gitops.Layout, self, 
 }
 
 func printReport(o *globalOptions, peer string, rep export.Report) error {
+	if rep.NotActive != "" {
+		_, err := fmt.Fprintf(o.stdout, "pair.yaml names %s the active cluster: only the active exports; nothing done\n", rep.NotActive)
+		return err
+	}
 	tw := tabwriter.NewWriter(o.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "SECRET\tRESULT\n")
 	for _, n := range slices.Sorted(maps.Keys(rep.Secrets)) {

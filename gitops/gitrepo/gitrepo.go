@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"path"
 	"slices"
 	"strings"
@@ -90,6 +91,10 @@ type Change struct {
 	// when absent) on the head it is about to commit onto; an error aborts the change with a
 	// *ConflictError naming the file, and is not retried.
 	Check func(path string, current []byte) error
+	// Pinned maps paths the change does not write to the content they must still hold (nil:
+	// absent) on the head it commits onto, or it aborts with a *ConflictError (ErrChanged): a
+	// writer whose right to write comes from a file (pair.yaml's active) is fenced by it.
+	Pinned map[string][]byte
 }
 
 // Result says what Apply did.
@@ -324,6 +329,18 @@ func apply(wt billy.Filesystem, ch Change) error {
 			if err := ch.Check(p, cur); err != nil {
 				return &ConflictError{Path: p, Err: err}
 			}
+		}
+	}
+	for _, p := range slices.Sorted(maps.Keys(ch.Pinned)) {
+		cur, err := util.ReadFile(wt, p)
+		if errors.Is(err, fs.ErrNotExist) {
+			cur, err = nil, nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", p, err)
+		}
+		if want := ch.Pinned[p]; !bytes.Equal(cur, want) || (cur == nil) != (want == nil) {
+			return &ConflictError{Path: p, Err: fmt.Errorf("%w: the change was planned on another version of it", ErrChanged)}
 		}
 	}
 	for p, content := range ch.Files {

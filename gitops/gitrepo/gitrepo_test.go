@@ -246,6 +246,42 @@ func TestForeignFileIsAConflict(t *testing.T) {
 	}
 }
 
+// A pinned file fences a change: it lands while the file holds what it was planned on (absent
+// included), and is a conflict once another writer changed it.
+func TestPinnedFileFencesAChange(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	w := f.writer(t, f.srv.URL(repo))
+	ctx := context.Background()
+	change := func(file string, pinned map[string][]byte) error {
+		_, err := w.Apply(ctx, gitrepo.Change{Files: map[string][]byte{file: owned(file + "\n")}, Pinned: pinned,
+			Message: "fenced", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}})
+		return err
+	}
+	if err := change("mpha/a.yaml", map[string][]byte{"mpha/pair.yaml": nil}); err != nil {
+		t.Fatalf("pinned absent, absent: %v", err)
+	}
+	pair := owned("active: east\n")
+	if _, err := w.Apply(ctx, gitrepo.Change{Files: map[string][]byte{"mpha/pair.yaml": pair}, Message: "pair",
+		Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := change("mpha/b.yaml", map[string][]byte{"mpha/pair.yaml": pair}); err != nil {
+		t.Fatalf("pinned as it is: %v", err)
+	}
+	before := headCommit(t, f.clone(t, "main")).Hash
+	for name, pinned := range map[string][]byte{"absent, now present": nil, "another version": owned("active: west\n")} {
+		err := change("mpha/c.yaml", map[string][]byte{"mpha/pair.yaml": pinned})
+		var ce *gitrepo.ConflictError
+		if !errors.As(err, &ce) || ce.Path != "mpha/pair.yaml" || !errors.Is(err, gitrepo.ErrChanged) {
+			t.Errorf("%s: err = %v, want a ConflictError on mpha/pair.yaml", name, err)
+		}
+	}
+	if after := headCommit(t, f.clone(t, "main")).Hash; after != before {
+		t.Errorf("main moved from %s to %s", before, after)
+	}
+}
+
 // A change for a new branch starts it from main; the next change on it builds on it; main stays.
 func TestBranchForPullRequests(t *testing.T) {
 	t.Parallel()

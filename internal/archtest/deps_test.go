@@ -43,6 +43,25 @@ func under(path, prefix string) bool {
 	return path == p || strings.HasPrefix(path, p+"/")
 }
 
+// Test helper packages are for tests only: no other package imports one.
+func TestHelperPackagesOnlyInTests(t *testing.T) {
+	helpers := 0
+	for _, p := range listPackages(t) {
+		if helperPackage(p.ImportPath) {
+			helpers++
+			continue
+		}
+		for _, d := range p.Deps {
+			if strings.HasPrefix(d, module+"/") && helperPackage(d) {
+				t.Errorf("%s depends on the test helper package %s", p.ImportPath, d)
+			}
+		}
+	}
+	if helpers == 0 {
+		t.Error("found no test helper package: the check proves nothing")
+	}
+}
+
 // A rule forbids packages under from to depend (directly or not) on packages under to.
 var rules = []struct{ from, to, why string }{
 	{"gitops", "agent", "gitops is below agent"},
@@ -63,10 +82,19 @@ var rules = []struct{ from, to, why string }{
 	{"cmd", "agent/readiness/readinesstest", "certificate fixtures are for tests only"},
 }
 
+// helperPackage reports a package of test helpers (agent/failover/failovertest): only tests
+// import it, and it may use the rig.
+func helperPackage(path string) bool {
+	return strings.HasSuffix(path[strings.LastIndex(path, "/")+1:], "test")
+}
+
 func TestDependencyDirection(t *testing.T) {
 	for _, p := range listPackages(t) {
 		for _, r := range rules {
 			if !under(p.ImportPath, r.from) {
+				continue
+			}
+			if helperPackage(p.ImportPath) && strings.HasSuffix(r.why, "for tests only") {
 				continue
 			}
 			for _, d := range p.Deps {

@@ -72,6 +72,7 @@ func TestBenchFailover(t *testing.T) {
 	p := startPair(t, t.Logf, rigOptions{fluxInterval: benchFluxInterval, mergePoll: benchMergePoll})
 	p.secretsReachStandby(t)
 	p.standbyReachesWest(t)
+	p.managedFix(t) // as the drill's step c: the new active's exports must be able to replace east's Secrets
 	p.doctor(t, p.east, p.west)
 	fmt.Fprintf(&report, "\n== failover benchmark (test/e2e TestBenchFailover): Flux interval %s, forge.mergePollInterval %s, follow-through tick 5s\n",
 		benchFluxInterval, benchMergePoll)

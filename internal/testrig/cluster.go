@@ -106,7 +106,7 @@ func launchCluster(t testing.TB, etcd *Etcd, name string) *Cluster {
 			"--endpoint-reconciler-type", "none",
 			"--profiling=false", "-v", "0",
 		},
-		logDir: dir,
+		logDir: logDir(t, dir),
 		// The server drains open watches for up to a minute; a test stopping it wants it gone.
 		stopGrace: 5 * time.Second,
 	})

@@ -25,5 +25,5 @@ type Command struct {
 func StartCommand(t testing.TB, c Command) *Process {
 	t.Helper()
 	return startProcess(t, procSpec{name: c.Name, path: c.Path, args: c.Args, env: c.Env, dir: c.Dir,
-		logDir: t.TempDir(), stopGrace: c.StopGrace})
+		logDir: logDir(t, t.TempDir()), stopGrace: c.StopGrace})
 }

@@ -34,7 +34,7 @@ func StartEtcd(t testing.TB) *Etcd {
 			"--initial-cluster", "rig=" + peerURL,
 			"--unsafe-no-fsync", "--log-level", "warn",
 		},
-		logDir: dir,
+		logDir: logDir(t, dir),
 	})
 	waitFor(t, "etcd /health", 30*time.Second, p, func(ctx context.Context) error { return HTTPOK(ctx, url+"/health") })
 	return &Etcd{URL: url, proc: p}

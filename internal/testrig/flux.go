@@ -52,7 +52,7 @@ func StartFlux(t testing.TB, c *Cluster) *Flux {
 	env := []string{"KUBECONFIG=" + c.Kubeconfig, "RUNTIME_NAMESPACE=" + FluxNamespace}
 	start := func(name string, metrics, health string, extra ...string) *Process {
 		p := startProcess(t, procSpec{
-			name: name + "-" + c.Name, path: Bin(t, name), env: env, logDir: dir,
+			name: name + "-" + c.Name, path: Bin(t, name), env: env, logDir: logDir(t, dir),
 			args: append([]string{
 				"--metrics-addr", metrics, "--health-addr", health,
 				"--events-addr=", "--watch-all-namespaces=true", "--log-level", "info",

@@ -63,7 +63,7 @@ func StartGitea(t testing.TB) *Gitea {
 	}
 	g.Token = out[len(out)-1]
 	g.proc = startProcess(t, procSpec{
-		name: "gitea", path: bin, args: []string{"web", "--config", conf}, env: env, dir: dir, logDir: dir,
+		name: "gitea", path: bin, args: []string{"web", "--config", conf}, env: env, dir: dir, logDir: logDir(t, dir),
 	})
 	waitFor(t, "gitea /api/healthz", 60*time.Second, g.proc, func(ctx context.Context) error {
 		return HTTPOK(ctx, g.URL+"api/healthz")

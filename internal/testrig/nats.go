@@ -80,7 +80,7 @@ func StartNATSWith(t testing.TB, o NATSOptions) *NATS {
 		opts: server.Options{
 			ServerName: "rig", Host: "127.0.0.1", Port: port,
 			JetStream: true, StoreDir: filepath.Join(dir, "jetstream"),
-			NoSigs: true, LogFile: filepath.Join(dir, "nats.log"), Logtime: true,
+			NoSigs: true, LogFile: filepath.Join(logDir(t, dir), "nats.log"), Logtime: true,
 			Users: o.Users, Nkeys: o.Nkeys, Authorization: o.Token,
 			// Above the 1 MiB default, so tests can send the agents oversized requests that the
 			// agent, not the server, must refuse.
@@ -103,7 +103,7 @@ func StartNATSWith(t testing.TB, o NATSOptions) *NATS {
 	t.Cleanup(func() {
 		n.Stop()
 		if t.Failed() {
-			t.Logf("--- last lines of nats (%s) ---\n%s", n.opts.LogFile, tail(n.opts.LogFile, logTailLines))
+			reportLog(t, "nats", n.opts.LogFile)
 		}
 	})
 	return n

@@ -71,7 +71,7 @@ func newPostgres(t testing.TB, name string) *Postgres {
 		}
 	}
 	p.proc = &Process{spec: procSpec{
-		name: name, path: filepath.Join(bin, "postgres"), logDir: t.TempDir(), cred: p.cred,
+		name: name, path: filepath.Join(bin, "postgres"), logDir: logDir(t, t.TempDir()), cred: p.cred,
 		args: []string{"-D", p.DataDir, "-p", strconv.Itoa(p.Port),
 			"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=" + dir,
 			"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "shared_buffers=16MB",
@@ -114,7 +114,7 @@ func (p *Postgres) launch(t testing.TB) {
 			t.Errorf("stopping %s: %v", p.proc.spec.name, err)
 		}
 		if t.Failed() {
-			t.Logf("--- last lines of %s ---\n%s", p.proc.spec.name, tail(p.proc.LogPath(), logTailLines))
+			reportLog(t, p.proc.spec.name, p.proc.LogPath())
 		}
 	})
 	p.waitReady(t)

@@ -60,7 +60,7 @@ func startProcess(t testing.TB, spec procSpec) *Process {
 			t.Errorf("stopping %s: %v", spec.name, err)
 		}
 		if t.Failed() {
-			t.Logf("--- last lines of %s (%s) ---\n%s", spec.name, p.LogPath(), tail(p.LogPath(), logTailLines))
+			reportLog(t, spec.name, p.LogPath())
 		}
 	})
 	return p

@@ -66,7 +66,7 @@ cp "$MPHA_SA_DIR"/* /run/secrets/kubernetes.io/serviceaccount/ && exec "$@"`
 			"MPHA_SA_DIR=" + sa, "POD_NAMESPACE=" + SealedSecretsNamespace,
 			"KUBERNETES_SERVICE_HOST=" + c.Host, fmt.Sprintf("KUBERNETES_SERVICE_PORT=%d", c.Port),
 		},
-		logDir: dir,
+		logDir: logDir(t, dir),
 	})
 	waitFor(t, "sealed-secrets "+s.CertURL, 60*time.Second, s.proc, func(ctx context.Context) error { return HTTPOK(ctx, s.CertURL) })
 	return s

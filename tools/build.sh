@@ -83,20 +83,47 @@ build_crds() {
 
 build_lint() { (cd "$here/lint" && go build -o "$1/staticcheck" honnef.co/go/tools/cmd/staticcheck); }
 
+# Minutes each tool's cold build took on 2 cores (empty module and build caches; measured
+# 2026-12-03), for the progress lines: a newcomer's first `make tools` is long, and says so.
+declare -A cold_minutes=([kube]=17 [etcd]=2 [nats]=1 [flux]=15 [sealed]=3 [gitea]=5 [crds]=1 [lint]=1)
+
+# pending NAME...: those of NAMEs whose build is not in the cache.
+pending() {
+	local n
+	for n in "$@"; do [ -e "$cache/$n-$(key "$n")/.done" ] || echo "$n"; done
+}
+
+# minutes NAME...: their cold build time, summed.
+minutes() {
+	local n m=0
+	for n in "$@"; do m=$((m + ${cold_minutes[$n]:-1})); done
+	echo "$m"
+}
+
 # install NAME: build NAME into the cache unless it is there, then link its files into bin/.
 install() {
 	local name=$1 k out
 	k=$(key "$name")
 	out="$cache/$name-$k"
 	if [ ! -e "$out/.done" ]; then
-		echo "tools: building $name (cache $out)"
+		todo=("${todo[@]:1}")
+		built=$((built + 1))
+		echo "tools: [$built/$total] building $name (about ${cold_minutes[$name]:-1} min cold on 2 cores; then: ${todo[*]:-nothing}, about $(minutes "${todo[@]}") min more)"
 		local start=$SECONDS
 		rm -rf "$out.tmp" && mkdir -p "$out.tmp"
+		# A line a minute while a long build prints nothing, so a person knows it is alive.
+		(
+			began=$(date +%s)
+			while sleep 60; do echo "tools:   … $name: $((($(date +%s) - began) / 60)) min so far"; done
+		) &
+		ticker=$!
 		"build_$name" "$out.tmp"
+		kill "$ticker" 2>/dev/null || true
+		ticker=
 		touch "$out.tmp/.done" && rm -rf "$out" && mv "$out.tmp" "$out"
 		# Older builds of the same tool are superseded: keep the cache bounded.
 		find "$cache" -maxdepth 1 -name "$name-*" ! -name "$name-$k" -exec rm -rf {} +
-		echo "tools: built $name in $((SECONDS - start))s"
+		echo "tools: [$built/$total] built $name in $(((SECONDS - start) / 60))m$(((SECONDS - start) % 60))s (all so far: $((SECONDS / 60))m$((SECONDS % 60))s)"
 	fi
 	# Hard links when the cache shares bin/'s file system, copies otherwise.
 	(cd "$out" && find . -type f ! -name .done) | while read -r f; do
@@ -112,7 +139,15 @@ names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${all[@]}")
 for n in "${names[@]}"; do
 	case $n in
-	kube | etcd | nats | flux | sealed | gitea | crds | lint) install "$n" ;;
+	kube | etcd | nats | flux | sealed | gitea | crds | lint) ;;
 	*) echo "tools: unknown tool $n (known: ${all[*]})" >&2 && exit 2 ;;
 	esac
 done
+mapfile -t todo < <(pending "${names[@]}")
+total=${#todo[@]} built=0 ticker=
+trap '[ -z "$ticker" ] || kill "$ticker" 2>/dev/null' EXIT
+if [ "$total" -gt 0 ]; then
+	echo "tools: $total of ${#names[@]} to build from source into $cache: ${todo[*]} (about $(minutes "${todo[@]}") min on 2 cores when cold; later runs link them in a second)"
+fi
+for n in "${names[@]}"; do install "$n"; done
+[ "$total" -eq 0 ] || echo "tools: done in $((SECONDS / 60))m$((SECONDS % 60))s"

@@ -62,9 +62,12 @@ deps-check:
 e2e: tools deps-check ## the end-to-end drill: two clusters, Flux, sealed-secrets, Gitea, NATS, both agents (test/e2e)
 	$(GO) test -tags e2e -count=1 -timeout 60m -run '^TestDrill$$' -v ./test/e2e/
 
+# The demo is the e2e package's TestDemo, compiled and run without -test.v: only its narration is
+# printed (the components' logs go to a folder it names). MPHA_DEMO_EXIT=1 exits after the failover.
 .PHONY: demo
-demo: tools deps-check ## the local demo: the drill's rig narrated, a failover, then left running until Ctrl-C
-	$(GO) test -tags e2e,demo -count=1 -timeout 0 -run '^TestDemo$$' -v ./test/e2e/
+demo: tools deps-check ## the local demo: the drill's rig narrated, a failover, then left running until Ctrl-C (MPHA_DEMO_EXIT=1: exit)
+	@$(GO) test -c -tags e2e,demo -o $(BIN)/mpha-demo.test ./test/e2e/
+	@cd test/e2e && $(BIN)/mpha-demo.test -test.run '^TestDemo$$' -test.timeout 0
 
 # make bench writes its tables to BENCH_RESULTS too, headed with the machine and the date.
 BENCH_RESULTS ?= bench/results/$(shell date -u +%Y-%m-%d)-$(shell hostname -s).md

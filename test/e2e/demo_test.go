@@ -12,75 +12,146 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mpha-dev/mpha/internal/testrig"
 )
 
-// TestDemo is `make demo`: the drill's rig and its core steps (secrets to the standby, the
-// standby's values and role, doctor, a failover through a pull request), narrated for a person.
-// It then keeps the rig running, with instructions to poke it, until Ctrl-C (or SIGTERM), and
-// cleans up. It has its own build tag (demo) besides e2e: `make e2e` never waits for a Ctrl-C.
+// DemoExitEnv makes the demo exit once it has shown the failover, instead of waiting for Ctrl-C:
+// what CI runs, so that a broken demo fails CI.
+const DemoExitEnv = "MPHA_DEMO_EXIT"
+
+// TestDemo is `make demo`: the drill's rig and its first steps (firstSteps: secrets to the
+// standby, the standby's values and role, doctor, a failover through a pull request), narrated
+// for a person. It then keeps the rig running, with instructions to poke it, until Ctrl-C (or
+// SIGTERM, or at once with MPHA_DEMO_EXIT=1), and cleans up. It has its own build tag (demo)
+// besides e2e: `make e2e` never waits for a Ctrl-C.
 //
 // It is a test so that the rig (internal/testrig, built on testing.TB: clean-up, logs, no
-// process left behind) serves the demo exactly as it serves the drill.
+// process left behind) serves the demo exactly as it serves the drill. `make demo` runs the
+// compiled test binary without -test.v: the narration is printed, the components' logs go to a
+// folder the demo names.
 func TestDemo(t *testing.T) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	step := 0
-	say := func(format string, args ...any) { fmt.Printf("    "+format+"\n", args...) }
-	title := func(s string) { step++; fmt.Printf("\n[%d] %s\n", step, s) }
 	begin := time.Now()
-
-	title("The rig: two clusters, Flux and sealed-secrets in each, Gitea, NATS, the mpha agents")
-	p := startPair(t, say)
-	steps := []struct {
-		title string
-		run   func(t *testing.T)
-	}{
-		{"east's agent exports the TSB secrets, sealed for west", p.secretsReachStandby},
-		{"east's agent renders west's management plane: HelmRelease values and role", p.standbyReachesWest},
-		{"mpha doctor: could west take over?", func(t *testing.T) { p.doctor(t, p.east, p.west) }},
-		{"A failover to west, through a pull request", func(t *testing.T) { p.failover(t, p.west, "demo-failover-west") }},
+	logs := demoLogs(t)
+	say := func(format string, args ...any) {
+		msg := strings.ReplaceAll(fmt.Sprintf(format, args...), "\n", "\n           ")
+		fmt.Printf("  [%4.0fs] %s\n", time.Since(begin).Seconds(), msg)
 	}
-	for _, s := range steps {
+	fmt.Printf("mpha demo: a standby TSB management plane kept ready by two agents, and a failover through a pull request.\n")
+	fmt.Printf("Everything runs on this machine; the components' logs go to %s\n", logs)
+
+	current := "the rig"
+	t.Cleanup(func() {
+		if t.Failed() {
+			fmt.Printf("\nThe demo failed at: %s. The components' logs are kept in %s\n", current, logs)
+		}
+	})
+	step := 0
+	title := func(s string) { step++; current = s; fmt.Printf("\n[%d] %s\n", step, s) }
+
+	title("The rig: two clusters, Flux and sealed-secrets in each, Gitea, NATS, Postgres, the mpha agents")
+	p := startPair(t, say)
+	say("Both agents are up and serve /readyz")
+	for _, s := range p.firstSteps() {
 		title(s.title)
-		if !t.Run(s.title, s.run) {
+		if !t.Run(s.name, s.run) {
 			t.FailNow()
 		}
 	}
+	current = "poking the pair"
 	env := p.writeEnv(t)
-	fmt.Printf("\nDone in %s. The rig keeps running until Ctrl-C. Poke it:\n\n%s\n", time.Since(begin).Round(time.Second), p.instructions(env))
+	title("What the pair looks like now, from the operator's CLI")
+	p.show(t, env, "status", "--repo", p.gitURL, "--insecure-http-credentials")
+	p.show(t, env, "audit", "--repo", p.gitURL, "--insecure-http-credentials")
+
+	fmt.Printf("\nDone in %s.\n", time.Since(begin).Round(time.Second))
+	if v := os.Getenv(DemoExitEnv); v != "" && v != "0" {
+		fmt.Printf("%s=%s: stopping the rig instead of waiting for Ctrl-C.\n", DemoExitEnv, v)
+		return
+	}
+	fmt.Printf("The rig keeps running until Ctrl-C. Poke it from another terminal:\n\n%s\n", p.instructions(env))
 	<-ctx.Done()
 	fmt.Println("\nStopping the rig and cleaning up…")
 }
 
+// demoLogs is the folder every component logs to (testrig.LogsEnv), kept when the demo fails
+// and removed when it ends well.
+func demoLogs(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "mpha-demo-logs-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(testrig.LogsEnv, dir)
+	// Registered first, so it runs last: after every component has stopped writing.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			os.RemoveAll(dir)
+		}
+	})
+	return dir
+}
+
+// show runs a read-only mpha command as the person would (the environment of demo.env) and
+// prints what it printed; it must succeed.
+func (p *pair) show(t *testing.T, envFile string, args ...string) {
+	t.Helper()
+	out, code := p.cli(t, p.demoEnv(t), args...)
+	if code != 0 {
+		t.Fatalf("mpha %s exited %d:\n%s", strings.Join(args, " "), code, out)
+	}
+	fmt.Printf("\n  $ source %s; mpha %s\n", filepath.Base(envFile), strings.Join(args, " "))
+	for _, line := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		fmt.Printf("    %s\n", line)
+	}
+}
+
+// demoEnv is what demo.env exports.
+func (p *pair) demoEnv(t *testing.T) []string {
+	t.Helper()
+	return []string{
+		"KUBECONFIG=" + p.east.cluster.Kubeconfig + ":" + p.west.cluster.Kubeconfig,
+		"MPHA_GIT_USERNAME=" + p.gitea.Admin,
+		"MPHA_GIT_PASSWORD=" + p.gitea.Token,
+		"MPHA_NATS_URL=" + p.nats.URL,
+	}
+}
+
 // writeEnv writes a shell file a person sources to reach the rig: both kubeconfigs and the
-// Git and NATS settings the CLI reads (the Git token stays in this 0600 file, off the screen).
+// Git and NATS settings the CLI reads (the Git token and the Gitea password stay in this 0600
+// file, off the screen).
 func (p *pair) writeEnv(t *testing.T) string {
 	t.Helper()
 	path := filepath.Join(p.dir, "demo.env")
-	body := fmt.Sprintf("export KUBECONFIG=%s:%s\nexport MPHA_GIT_USERNAME=%s\nexport MPHA_GIT_PASSWORD=%s\nexport MPHA_NATS_URL=%s\n",
-		p.east.cluster.Kubeconfig, p.west.cluster.Kubeconfig, p.gitea.Admin, p.gitea.Token, p.nats.URL)
-	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+	var b strings.Builder
+	for _, kv := range p.demoEnv(t) {
+		fmt.Fprintf(&b, "export %s\n", kv)
+	}
+	fmt.Fprintf(&b, "# Gitea's web UI: log in as %s with this password\nexport GITEA_PASSWORD=%s\n", p.gitea.Admin, p.gitea.Password)
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path
 }
 
 func (p *pair) instructions(env string) string {
+	web := strings.TrimSuffix(p.gitURL, ".git")
 	lines := []string{
 		"source " + env + "    # KUBECONFIG (contexts east and west), Git credentials, NATS URL",
+		"mpha=" + p.mpha + "    # the binary the demo built and runs",
 		"",
-		"Git:      " + p.gitURL + "   (browse " + strings.TrimSuffix(p.gitURL, ".git") + "/pulls for the failover's pull request)",
+		"$mpha status --repo " + p.gitURL + " --insecure-http-credentials   # who is active, each agent's heartbeat",
+		"$mpha audit --repo " + p.gitURL + " --insecure-http-credentials    # every failover and export, from git log",
+		"$mpha doctor --active west --standby east --floating-fqdn " + floatingFQDN + "   # could east take over again?",
+		"$mpha failover request --to east --reason 'fail back' --wait proposed   # then merge its PR in Gitea",
+		"",
+		"Gitea:    " + web + "/pulls   (log in as " + p.gitea.Admin + ", password $GITEA_PASSWORD)",
 		"Clusters: kubectl --context west -n tsb get deploy,cronjob,secret,sealedsecret,helmrelease   (if kubectl is installed)",
 		"          kubectl --context east -n mpha get dnsendpoint mpha-floating -o yaml",
 		"Agents:   " + p.east.agentURL + "/metrics   " + p.west.agentURL + "/metrics",
-		"          logs: " + p.east.agent.LogPath(),
-		"                " + p.west.agent.LogPath(),
-		"",
-		"mpha=" + p.mpha + "    # the binary the demo built and runs",
-		"$mpha status --repo " + p.gitURL + " --insecure-http-credentials",
-		"$mpha audit --repo " + p.gitURL + " --insecure-http-credentials",
-		"$mpha doctor --active west --standby east --floating-fqdn " + floatingFQDN,
-		"$mpha failover request --to east --reason 'fail back' --wait proposed   # then merge the PR in Gitea",
+		"Logs:     " + filepath.Dir(p.east.agent.LogPath()),
 	}
 	return "  " + strings.Join(lines, "\n  ")
 }

@@ -30,35 +30,45 @@ func TestDrill(t *testing.T) {
 	t.Cleanup(func() { ph.print(t, os.Stdout) })
 	var p *pair
 	ph.time("start the rig", func() { p = startPair(t, t.Logf) })
-	steps := []struct {
-		name string
-		run  func(t *testing.T)
-	}{
-		{"a secrets reach the standby", p.secretsReachStandby},
-		{"b standby values and role reach west", p.standbyReachesWest},
-		{"c doctor names east's unmanaged secrets; its fix applied", p.managedFix},
-		{"c doctor passes", func(t *testing.T) { p.doctor(t, p.east, p.west) }},
-		{"d failover to west", p.failoverPromotes},
-		{"e signing key rotated on west reaches east", p.rotateSigningKey},
-		{"f failback to east", func(t *testing.T) {
+	steps := append(p.firstSteps(), []step{
+		{name: "e signing key rotated on west reaches east", run: p.rotateSigningKey},
+		{name: "f failback to east", run: func(t *testing.T) {
 			p.failbackSyncs(t)
 			// East exports again, west's rotated key included: the standby is in step before the
 			// next failover may start from it.
 			p.secretsReach(t, p.east, p.west, exported, 3*time.Minute)
 			p.doctor(t, p.east, p.west)
 		}},
-		{"f' west's database rebuilt as east's replica", p.rebuildStandby},
-		{"h east fails: failover without it, split brain until its Flux applies", p.eastFailsPromotes},
-		{"g chaos: 100 copies, kill -9, Git down 30s, NATS restart", p.chaosSyncs},
-		{"the agents needed only the chart's RBAC", p.rbacSuffices},
-		{"no secret leaked", p.noLeaks},
-	}
+		{name: "f' west's database rebuilt as east's replica", run: p.rebuildStandby},
+		{name: "h east fails: failover without it, split brain until its Flux applies", run: p.eastFailsPromotes},
+		{name: "g chaos: 100 copies, kill -9, Git down 30s, NATS restart", run: p.chaosSyncs},
+		{name: "the agents needed only the chart's RBAC", run: p.rbacSuffices},
+		{name: "no secret leaked", run: p.noLeaks},
+	}...)
 	for _, s := range steps {
 		ok := true
 		ph.time(s.name, func() { ok = t.Run(s.name, s.run) })
 		if !ok {
 			t.FailNow()
 		}
+	}
+}
+
+// step is one step of the drill: name is its subtest's, title what the demo prints for it.
+type step struct {
+	name, title string
+	run         func(t *testing.T)
+}
+
+// firstSteps are the drill's steps a–d, which the demo narrates too: one list, so that the demo
+// cannot drift from the drill.
+func (p *pair) firstSteps() []step {
+	return []step{
+		{"a secrets reach the standby", "east's agent exports the TSB secrets, sealed for west; west's controller unseals them", p.secretsReachStandby},
+		{"b standby values and role reach west", "east's agent renders west's management plane: HelmRelease values and role", p.standbyReachesWest},
+		{"c doctor names east's unmanaged secrets; its fix applied", "mpha doctor finds what would break a failback, and prints the fix", p.managedFix},
+		{"c doctor passes", "mpha doctor: could west take over?", func(t *testing.T) { p.doctor(t, p.east, p.west) }},
+		{"d failover to west", "A failover to west, through a pull request", p.failoverPromotes},
 	}
 }
 

@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
+	"net/http"
 	"os"
 	"os/exec"
 	"reflect"
@@ -17,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"code.gitea.io/sdk/gitea"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -277,7 +280,11 @@ func (p *pair) doctor(t *testing.T, active, standby *site) {
 	if len(must) > 0 {
 		t.Errorf("doctor ran no %v check", slicesOf(must))
 	}
-	p.say("`mpha doctor --active %s --standby %s` passes: %s", active.name, standby.name, rep.Status)
+	verdicts := make([]string, 0, len(rep.Checks))
+	for _, c := range rep.Checks {
+		verdicts = append(verdicts, c.Check+" "+string(c.Status))
+	}
+	p.say("`mpha doctor --active %s --standby %s` exits 0 (%s): %s", active.name, standby.name, rep.Status, strings.Join(verdicts, ", "))
 }
 
 func slicesOf(m map[string]bool) []string {
@@ -346,8 +353,54 @@ func (p *pair) request(t *testing.T, to *site, id string) string {
 		t.Fatalf("failover request ended without a pull request: %+v", sts)
 	}
 	pr := sts[len(sts)-1].PR
-	p.say("`mpha failover request --to %s` → %s proposed pull request %s", to.name, to.name, pr)
+	p.say("`mpha failover request --to %s`: %s's agent accepted it, ran the preflight and proposed pull request %s\n%s",
+		to.name, to.name, pr, p.prChanges(t, pr))
 	return pr
+}
+
+// checksSummary counts the preflight's verdicts: "8 checks: 7 pass, 1 warn".
+func checksSummary(checks []event.Check) string {
+	n := map[string]int{}
+	for _, c := range checks {
+		n[c.Result]++
+	}
+	var parts []string
+	for _, r := range []string{"pass", "warn", "fail", "forced"} {
+		if n[r] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n[r], r))
+		}
+	}
+	return fmt.Sprintf("%d checks: %s", len(checks), strings.Join(parts, ", "))
+}
+
+// prChanges lists the files the pull request changes, as Gitea shows them.
+func (p *pair) prChanges(t *testing.T, pr string) string {
+	t.Helper()
+	c, err := gitea.NewClient(p.gitea.URL, gitea.SetToken(p.gitea.Token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _, err := c.ListPullRequestFiles(p.gitea.Admin, repoName, int64(prNumber(t, pr)), gitea.ListPullRequestFilesOptions{})
+	if err != nil {
+		t.Fatalf("listing the files of %s: %v", pr, err)
+	}
+	if len(files) == 0 {
+		t.Fatalf("pull request %s changes no file", pr)
+	}
+	lines := []string{"It changes, in one commit:"}
+	for _, f := range files {
+		lines = append(lines, fmt.Sprintf("  %-40s %s +%d -%d", f.Filename, f.Status, f.Additions, f.Deletions))
+	}
+	return strings.Join(lines, "\n")
+}
+
+func prNumber(t *testing.T, pr string) int {
+	t.Helper()
+	n, err := strconv.Atoi(pr[strings.LastIndex(pr, "/")+1:])
+	if err != nil {
+		t.Fatalf("PR URL %s: %v", pr, err)
+	}
+	return n
 }
 
 // complete merges pr, waits for verified and checks the end state: from's side too unless it is
@@ -355,15 +408,12 @@ func (p *pair) request(t *testing.T, to *site, id string) string {
 func (p *pair) complete(t *testing.T, to *site, id, pr string, epoch int64, c completion) {
 	t.Helper()
 	from := p.other(to)
-	number, err := strconv.Atoi(pr[strings.LastIndex(pr, "/")+1:])
-	if err != nil {
-		t.Fatalf("PR URL %s: %v", pr, err)
-	}
-	if err := p.forge.Merge(p.ctx, number, "Merge failover "+id); err != nil {
+	if err := p.forge.Merge(p.ctx, prNumber(t, pr), "Merge failover "+id); err != nil {
 		t.Fatalf("merging %s: %v", pr, err)
 	}
 	p.say("Merged %s through Gitea's API (a person's review and merge)", pr)
 	all := withoutSteps(p.waitPhase(t, id, event.PhaseVerified, 5*time.Minute))
+	p.say("%s", p.timeline(t, id))
 	want := "accepted,preflight,proposed,merged,applied,verified"
 	if got := failovertest.Phases(all); got != want && (!c.repeats || failovertest.Phases(failovertest.Distinct(all)) != want) {
 		t.Errorf("phases of %s: %s", id, got)
@@ -386,6 +436,7 @@ func (p *pair) complete(t *testing.T, to *site, id, pr string, epoch int64, c co
 		t.Errorf("pair.yaml after the failover: active %s epoch %d last %+v; want %s at %d by %s",
 			after.Active, after.Epoch, after.LastFailover, to.name, epoch+1, id)
 	}
+	p.say("A client of the floating name now reaches %s: %s", to.name, p.askProbe(t))
 	if c.fromDown {
 		p.say("Failover %s verified without %s: %s tsb/iam 1, tsb-restore suspended, %s CNAME → %s, pair.yaml epoch %d",
 			id, from.name, to.name, floatingFQDN, to.fqdn, after.Epoch)
@@ -400,6 +451,52 @@ func (p *pair) other(s *site) *site {
 		return p.west
 	}
 	return p.east
+}
+
+// askProbe asks the rig's stand-in for the floating name and the MP behind it, as a client would.
+func (p *pair) askProbe(t *testing.T) string {
+	t.Helper()
+	req, err := http.NewRequestWithContext(p.ctx, http.MethodGet, p.probe.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("asking the floating name: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("the floating name answers %s: %s", resp.Status, body)
+	}
+	return strings.TrimSpace(string(body))
+}
+
+// timeline tells request id's statuses as the agents published them, in seconds from the first.
+func (p *pair) timeline(t *testing.T, id string) string {
+	t.Helper()
+	tl := failovertest.Stream{JS: p.js, Subjects: p.subj}.Timeline(t, p.ctx, id)
+	if len(tl) == 0 {
+		t.Fatalf("request %s: no status", id)
+	}
+	lines := []string{"The agent's statuses on NATS (seconds from accepted):"}
+	for _, st := range tl {
+		var what []string
+		if st.Phase == event.PhasePreflight {
+			what = append(what, checksSummary(st.Checks))
+		}
+		if st.Message != "" {
+			what = append(what, st.Message)
+		}
+		for _, s := range st.Steps {
+			what = append(what, fmt.Sprintf("%s %s: %s", s.Name, s.Result, s.Detail))
+		}
+		if st.Phase == event.PhaseProposed {
+			what = append(what, st.PR)
+		}
+		lines = append(lines, fmt.Sprintf("  %+6.1f  %-9s  %s", st.At.Sub(tl[0].At).Seconds(), st.Phase, strings.Join(what, "; ")))
+	}
+	return strings.Join(lines, "\n")
 }
 
 // waitPhase waits until request id reached phase and returns its statuses.

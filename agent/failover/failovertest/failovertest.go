@@ -25,7 +25,24 @@ type Stream struct {
 // Statuses returns the failover.status data published for request id, in order.
 func (s Stream) Statuses(t testing.TB, ctx context.Context, id string) []event.FailoverStatus {
 	t.Helper()
-	var out []event.FailoverStatus
+	tl := s.Timeline(t, ctx, id)
+	out := make([]event.FailoverStatus, 0, len(tl))
+	for _, st := range tl {
+		out = append(out, st.FailoverStatus)
+	}
+	return out
+}
+
+// Timed is a status with the time JetStream stored it (the server's clock, one for all agents).
+type Timed struct {
+	event.FailoverStatus
+	At time.Time
+}
+
+// Timeline returns the statuses published for request id with their times, in order.
+func (s Stream) Timeline(t testing.TB, ctx context.Context, id string) []Timed {
+	t.Helper()
+	var out []Timed
 	for _, m := range testrig.StreamMessages(t, ctx, s.JS, s.Subjects.Stream(), s.Subjects.Status()) {
 		e, err := event.Decode(m.Data, event.TypeFailoverStatus)
 		if err != nil {
@@ -36,7 +53,7 @@ func (s Stream) Statuses(t testing.TB, ctx context.Context, id string) []event.F
 			t.Fatal(err)
 		}
 		if st.Event == id {
-			out = append(out, st)
+			out = append(out, Timed{st, m.Time})
 		}
 	}
 	return out

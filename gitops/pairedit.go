@@ -106,8 +106,26 @@ func splicePair(raw []byte, next *Pair) ([]byte, error) {
 		doc.Content[0].Style&yaml.FlowStyle != 0 {
 		return nil, errors.New("not a block mapping")
 	}
-	top := doc.Content[0]
 	idx := newLineIndex(raw)
+	edits, err := stateEdits(idx, doc.Content[0], next)
+	if err != nil {
+		return nil, err
+	}
+	lf, err := failoverEdits(idx, doc.Content[0], next.LastFailover)
+	if err != nil {
+		return nil, err
+	}
+	edits = append(edits, lf...)
+	slices.SortFunc(edits, func(a, b splice) int { return b.from - a.from })
+	out := slices.Clone(raw)
+	for _, e := range edits {
+		out = slices.Concat(out[:e.from], []byte(e.text), out[e.to:])
+	}
+	return out, nil
+}
+
+// stateEdits are the splices of active and epoch.
+func stateEdits(idx lineIndex, top *yaml.Node, next *Pair) ([]splice, error) {
 	var edits []splice
 	for _, e := range []struct {
 		key, value string
@@ -123,38 +141,41 @@ func splicePair(raw []byte, next *Pair) ([]byte, error) {
 		}
 		edits = append(edits, s...)
 	}
-	want := failoverValues(next.LastFailover)
-	switch lf := lookup(top, "lastFailover"); {
+	return edits, nil
+}
+
+// failoverEdits are the splices of lastFailover: its four values replaced, or the whole mapping
+// appended at the end of the file.
+func failoverEdits(idx lineIndex, top *yaml.Node, f *Failover) ([]splice, error) {
+	want := failoverValues(f)
+	lf := lookup(top, "lastFailover")
+	switch {
 	case lf == nil:
 		block, err := failoverBlock(want, top.Content[0].Column-1)
 		if err != nil {
 			return nil, err
 		}
-		if len(raw) > 0 && raw[len(raw)-1] != '\n' {
+		end := len(idx.raw)
+		if end > 0 && idx.raw[end-1] != '\n' {
 			block = "\n" + block
 		}
-		edits = append(edits, splice{len(raw), len(raw), block})
+		return []splice{{end, end, block}}, nil
 	case lf.Kind != yaml.MappingNode:
 		return nil, errors.New("lastFailover: not a mapping")
-	default:
-		for _, k := range failoverFields {
-			v := lookup(lf, k)
-			if v == nil {
-				return nil, fmt.Errorf("lastFailover.%s: not found", k)
-			}
-			s, err := idx.replace(v, want[k], true)
-			if err != nil {
-				return nil, fmt.Errorf("lastFailover.%s: %w", k, err)
-			}
-			edits = append(edits, s...)
+	}
+	var edits []splice
+	for _, k := range failoverFields {
+		v := lookup(lf, k)
+		if v == nil {
+			return nil, fmt.Errorf("lastFailover.%s: not found", k)
 		}
+		s, err := idx.replace(v, want[k], true)
+		if err != nil {
+			return nil, fmt.Errorf("lastFailover.%s: %w", k, err)
+		}
+		edits = append(edits, s...)
 	}
-	slices.SortFunc(edits, func(a, b splice) int { return b.from - a.from })
-	out := slices.Clone(raw)
-	for _, e := range edits {
-		out = slices.Concat(out[:e.from], []byte(e.text), out[e.to:])
-	}
-	return out, nil
+	return edits, nil
 }
 
 // lookup returns the value of key in mapping m, or nil.

@@ -75,6 +75,12 @@ func TestEditPair(t *testing.T) {
 			"clusters: [{name: east, mpFQDN: a.example.com}, {name: west, mpFQDN: b.example.com}]\n" +
 			"active: \"west\"\nepoch: 8\nlastFailover:\n  at: '2026-11-22T09:30:00Z'\n  event: \"ev-42\"\n  from: east\n  to: west\n",
 	}, {
+		name: "non-ASCII before a value on its line: columns count characters",
+		in:   strings.Replace(string(flow), "event: ev-41", "event: \"évé-41\"", 1),
+		want: strings.NewReplacer("active: east", "active: west", "epoch: 7", "epoch: 8",
+			`{event: ev-41, from: west, to: east, at: "2026-11-20T10:02:00Z"}`,
+			`{event: "ev-42", from: east, to: west, at: "2026-11-22T09:30:00Z"}`).Replace(string(flow)),
+	}, {
 		name: "no newline at the end",
 		in:   "apiVersion: mpha.dev/v1alpha1\nkind: Pair\nname: p\nfloatingFQDN: f\nclusters:\n- {name: east, mpFQDN: a}\n- {name: west, mpFQDN: b}\nactive: east\nepoch: 0",
 		want: "apiVersion: mpha.dev/v1alpha1\nkind: Pair\nname: p\nfloatingFQDN: f\nclusters:\n- {name: east, mpFQDN: a}\n- {name: west, mpFQDN: b}\nactive: west\nepoch: 1\n" +

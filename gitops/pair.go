@@ -1,12 +1,15 @@
 package gitops
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
-	"sigs.k8s.io/yaml"
+	yaml "go.yaml.in/yaml/v3"
 
+	"github.com/mpha-dev/mpha/internal/canonyaml"
 	"github.com/mpha-dev/mpha/internal/strictyaml"
 )
 
@@ -115,11 +118,56 @@ func (p *Pair) Peer(self string) (string, error) {
 	return "", fmt.Errorf("pair %s has no peer for %q", p.Name, self)
 }
 
-// Marshal renders pair.yaml with mpha's header.
+// PairHeader starts a pair.yaml that mpha writes from scratch (test rigs, a starting file): unlike
+// the files under Header, the rest of pair.yaml is the user's, and failovers edit it (EditPair).
+const PairHeader = "# The pair's state. Edit it by hand except active, epoch and lastFailover: mpha's failovers set those.\n"
+
+// pairKeyOrder is the order Marshal writes keys in: the struct's, not the alphabet's.
+var pairKeyOrder = []string{"apiVersion", "kind", "name", "floatingFQDN", "clusters", "active", "epoch", "lastFailover",
+	"mpFQDN", "event", "from", "to", "at"}
+
+// Marshal renders a new pair.yaml with PairHeader, keys in the struct's order. An existing
+// pair.yaml is edited with EditPair instead, which keeps what its author wrote.
 func (p *Pair) Marshal() ([]byte, error) {
-	b, err := yaml.Marshal(p)
+	b, err := canonyaml.Marshal(p)
 	if err != nil {
 		return nil, fmt.Errorf("rendering pair.yaml: %w", err)
 	}
-	return append([]byte(Header), b...), nil
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("rendering pair.yaml: %w", err)
+	}
+	orderKeys(&doc)
+	var buf bytes.Buffer
+	buf.WriteString(PairHeader)
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return nil, fmt.Errorf("rendering pair.yaml: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("rendering pair.yaml: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// orderKeys sorts every mapping under n by pairKeyOrder (canonyaml sorted them byte-wise).
+func orderKeys(n *yaml.Node) {
+	if n.Kind == yaml.MappingNode {
+		type kv struct{ k, v *yaml.Node }
+		pairs := make([]kv, 0, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			pairs = append(pairs, kv{n.Content[i], n.Content[i+1]})
+		}
+		slices.SortStableFunc(pairs, func(a, b kv) int {
+			return slices.Index(pairKeyOrder, a.k.Value) - slices.Index(pairKeyOrder, b.k.Value)
+		})
+		n.Content = n.Content[:0]
+		for _, p := range pairs {
+			n.Content = append(n.Content, p.k, p.v)
+		}
+	}
+	for _, c := range n.Content {
+		orderKeys(c)
+	}
 }

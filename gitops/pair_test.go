@@ -1,9 +1,12 @@
 package gitops_test
 
 import (
+	"bytes"
+	"math"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -63,13 +66,17 @@ func TestParsePairRefuses(t *testing.T) {
 	}
 }
 
-// FuzzParsePair: no input panics; an accepted pair survives marshal → parse.
+// FuzzParsePair: no input panics; an accepted pair survives marshal → parse; editing it to its
+// own state gives its exact bytes, and a failover edit reads back as that failover.
 func FuzzParsePair(f *testing.F) {
 	good, err := os.ReadFile("testdata/pair.yaml")
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Add(good)
+	f.Add([]byte(userPair))
+	f.Add([]byte(userPair + "lastFailover: {event: ev-1, from: west, to: east, at: 2026-01-02T03:04:05Z} # the last one\n"))
+	f.Add([]byte("# hand-written\n" + strings.Replace(string(good), "epoch: 7", "epoch: 7 # fenced\n\n# more", 1)))
 	f.Add([]byte("kind: Pair\nclusters: [{name: a}]"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := gitops.ParsePair(b)
@@ -86,6 +93,31 @@ func FuzzParsePair(f *testing.F) {
 		}
 		if diff := cmp.Diff(p, again); diff != "" {
 			t.Errorf("marshal → parse (-first +second):\n%s", diff)
+		}
+		same, err := gitops.EditPair(b, p)
+		if err != nil || !bytes.Equal(same, b) {
+			t.Errorf("a no-op edit changed the file (%v):\n%s", err, same)
+		}
+		peer, err := p.Peer(p.Active)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Epoch == math.MaxInt64 {
+			return // no next epoch
+		}
+		next := *p
+		next.Active, next.Epoch = peer, p.Epoch+1
+		next.LastFailover = &gitops.Failover{Event: "ev-9", From: p.Active, To: peer, At: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
+		edited, err := gitops.EditPair(b, &next)
+		if err != nil {
+			t.Fatalf("editing: %v\n%s", err, b)
+		}
+		got, err := gitops.ParsePair(edited)
+		if err != nil {
+			t.Fatalf("edited pair does not parse: %v\n%s", err, edited)
+		}
+		if diff := cmp.Diff(&next, got); diff != "" {
+			t.Errorf("edit → parse (-want +got):\n%s", diff)
 		}
 	})
 }

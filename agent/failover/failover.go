@@ -368,8 +368,12 @@ func (h *Handler) answer(ctx context.Context, st *state, req event.Request, subj
 		return h.refuse(ctx, subject, id, payload, planRejection(err), checks)
 	}
 	if d.DryRun {
+		diff, err := Diff(st.files, p.Change)
+		if err != nil {
+			return err
+		}
 		return h.finish(ctx, event.FailoverStatus{Event: id, Phase: event.PhaseProposed, Epoch: p.Epoch, DryRun: true,
-			Checks: checks, Plan: append(p.Summary, p.Warnings...), Diff: Diff(st.files, p.Change.Files), Branch: p.Branch,
+			Checks: checks, Plan: append(p.Summary, p.Warnings...), Diff: diff, Branch: p.Branch,
 			Message: "dry run: nothing pushed"})
 	}
 	ch := p.Change

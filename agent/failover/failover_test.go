@@ -303,9 +303,15 @@ func TestDryRunAndDrill(t *testing.T) {
 	r.publish(t, request(t, "dry", dry))
 	sts := r.waitPhase(t, "dry", event.PhaseProposed, time.Minute)
 	last := sts[len(sts)-1]
-	if !last.DryRun || len(last.Plan) != 4 || !strings.Contains(last.Diff, "\n-active: east\n") || !strings.Contains(last.Diff, "\n+active: west\n") ||
-		!strings.Contains(last.Diff, "+++ b/mpha/dns/floating.yaml") {
+	if !last.DryRun || len(last.Plan) != 4 || !strings.Contains(last.Diff, "\n-active: east\n") || !strings.Contains(last.Diff, "\n+active: west\n") {
 		t.Errorf("dry run answer: %+v", last)
+	}
+	// Diffed against the files the branch holds: floating.yaml changes its target, nothing else
+	// (it is no new file), and pair.yaml keeps its author's comment.
+	if !strings.Contains(last.Diff, "--- a/mpha/dns/floating.yaml\n+++ b/mpha/dns/floating.yaml\n") ||
+		!strings.Contains(last.Diff, "\n-        - mp1.tsb.example.com\n+        - mp2.tsb.example.com\n") ||
+		strings.Contains(last.Diff, "new file mode") || strings.Contains(last.Diff, "\n-#") {
+		t.Errorf("dry run diff:\n%s", last.Diff)
 	}
 	if bs, _ := r.repo.Branches(r.ctx, "mpha/"); len(bs) != 0 {
 		t.Errorf("a dry run pushed %+v", bs)

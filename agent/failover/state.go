@@ -3,11 +3,8 @@ package failover
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
-
-	"github.com/pmezard/go-difflib/difflib"
 
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/gitops"
@@ -21,7 +18,7 @@ import (
 type state struct {
 	commit string
 	pair   *gitops.Pair
-	// files are pair.yaml and every cluster's files, what plan.Build reads.
+	// files are what plan.Build reads (plan.Inputs), or pair.yaml alone (readPair).
 	files map[string][]byte
 }
 
@@ -38,10 +35,10 @@ func (h *Handler) readPair(ctx context.Context) (*state, error) {
 	return h.read(ctx, h.opts.Layout.Pair())
 }
 
-// readState reads pair.yaml and the clusters' files in one clone. A missing or broken pair.yaml
-// is an error to retry: the repository is wrong, not the request, and someone will fix it.
+// readState reads what a failover plan reads (plan.Inputs) in one clone. A missing or broken
+// pair.yaml is an error to retry: the repository is wrong, not the request, and someone will fix it.
 func (h *Handler) readState(ctx context.Context) (*state, error) {
-	return h.read(ctx, h.opts.Layout.Pair(), h.opts.Layout.Root()+"/clusters/**")
+	return h.read(ctx, plan.Inputs(h.opts.Layout)...)
 }
 
 func (h *Handler) read(ctx context.Context, paths ...string) (*state, error) {
@@ -118,33 +115,18 @@ func CommitMessage(ch gitrepo.Change) (string, error) {
 // the place for more.
 const maxDiff = 32 << 10
 
-// Diff is the unified diff of the files a plan writes against what the branch holds now.
-func Diff(current, next map[string][]byte) string {
-	var b strings.Builder
-	for _, p := range sortedKeys(next) {
-		d, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-			A: difflib.SplitLines(string(current[p])), B: difflib.SplitLines(string(next[p])),
-			FromFile: "a/" + p, ToFile: "b/" + p, Context: 2,
-		})
-		if err != nil {
-			continue
-		}
-		b.WriteString(d)
+// Diff is the diff of ch against the files it was planned from (gitrepo.Diff), cut to fit in a
+// status event.
+func Diff(base map[string][]byte, ch gitrepo.Change) (string, error) {
+	s, err := gitrepo.Diff(base, ch)
+	if err != nil {
+		return "", err
 	}
-	s := b.String()
 	if len(s) > maxDiff {
-		s = s[:maxDiff] + "\n… (cut)\n"
+		cut := strings.LastIndexByte(s[:maxDiff], '\n') + 1
+		s = s[:cut] + "… (cut)\n"
 	}
-	return s
-}
-
-func sortedKeys(m map[string][]byte) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
+	return s, nil
 }
 
 // answers remembers the last answer to recent requests, so copies of a request are answered

@@ -22,6 +22,7 @@ import (
 
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/failover"
+	"github.com/mpha-dev/mpha/gitops/gitrepo"
 	"github.com/mpha-dev/mpha/gitops/plan"
 	"github.com/mpha-dev/mpha/internal/natsconn"
 )
@@ -366,7 +367,7 @@ func runFailoverPlan(ctx context.Context, o *globalOptions, po *planOptions) err
 	if err != nil {
 		return err
 	}
-	files, source, err := po.repo.read(ctx, l.Pair(), l.Root()+"/clusters/**")
+	files, source, err := po.repo.read(ctx, plan.Inputs(l)...)
 	if err != nil {
 		return err
 	}
@@ -379,8 +380,12 @@ func runFailoverPlan(ctx context.Context, o *globalOptions, po *planOptions) err
 	if err != nil {
 		return err
 	}
+	diff, err := gitrepo.Diff(files, p.Change)
+	if err != nil {
+		return err
+	}
 	v := planView{Source: source, Branch: p.Branch, From: p.From, To: p.To, Epoch: p.Epoch, Summary: p.Summary,
-		Warnings: p.Warnings, Files: map[string]string{}, Diff: failover.Diff(files, p.Change.Files), Message: msg}
+		Warnings: p.Warnings, Files: map[string]string{}, Diff: diff, Message: msg}
 	for k, b := range p.Change.Files {
 		v.Files[k] = string(b)
 	}

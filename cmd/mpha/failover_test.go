@@ -10,6 +10,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +28,7 @@ import (
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
 	"github.com/mpha-dev/mpha/gitops/role"
+	"github.com/mpha-dev/mpha/internal/golden"
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
 
@@ -252,6 +254,63 @@ func TestFailoverPlan(t *testing.T) {
 	}
 	if _, _, err := run(t, "failover", "plan", "--repo", t.TempDir(), "--to", "west"); err == nil || !strings.Contains(err.Error(), "pair.yaml") {
 		t.Errorf("no pair.yaml: %v", err)
+	}
+}
+
+// `mpha failover plan` on manifests/fleet, the repository the install guide starts from, shows
+// the failover as git would: floating.yaml's one target line, pair.yaml's active and epoch lines
+// and its new lastFailover, the user's comment and key order kept.
+func TestFailoverPlanFleet(t *testing.T) {
+	before := time.Now().UTC().Truncate(time.Second)
+	out, _, err := run(t, "failover", "plan", "--repo", "../../manifests/fleet", "--to", "west")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// lastFailover.at is the time of the run: checked here, then masked with the blob id it makes.
+	at := regexp.MustCompile(`(?m)^\+  at: "([^"]+)"$`).FindStringSubmatch(out)
+	if at == nil {
+		t.Fatalf("no lastFailover.at in the diff:\n%s", out)
+	}
+	if ts, err := time.Parse(time.RFC3339, at[1]); err != nil || ts.Before(before) || ts.After(time.Now()) {
+		t.Errorf("lastFailover.at %q is not the time of the run (%v)", at[1], err)
+	}
+	masked := strings.Replace(out, at[1], "<now>", 1)
+	masked = regexp.MustCompile(`(index [0-9a-f]{40}\.\.)[0-9a-f]{40}( 100644\n--- a/mpha/pair\.yaml)`).ReplaceAllString(masked, "${1}<blob>${2}")
+	golden.Assert(t, "testdata/plan-fleet.golden.txt", []byte(masked))
+
+	for _, want := range []string{
+		"--- a/mpha/dns/floating.yaml\n+++ b/mpha/dns/floating.yaml\n@@ -12,4 +12,4 @@",
+		"       targets:\n-        - mp1.tsb.example.com\n+        - mp2.tsb.example.com\n",
+		"     mpFQDN: mp2.tsb.example.com\n-active: east\n-epoch: 1\n+active: west\n+epoch: 2\n+lastFailover:\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plan output lacks %q:\n%s", want, out)
+		}
+	}
+	diff, _, _ := strings.Cut(out, "--- commit message ---")
+	if n := len(regexp.MustCompile(`(?m)^-[^-]`).FindAllString(diff, -1)); n != 3 {
+		t.Errorf("want 3 removed lines (the old target, active, epoch), got %d:\n%s", n, out)
+	}
+
+	out, _, err = run(t, "failover", "plan", "--repo", "../../manifests/fleet", "--to", "west", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v planView
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatal(err)
+	}
+	user, err := os.ReadFile("../../manifests/fleet/mpha/pair.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair := v.Files["mpha/pair.yaml"]
+	edited := strings.Replace(string(user), "active: east\nepoch: 1\n", "active: west\nepoch: 2\n", 1)
+	if edited == string(user) || !strings.HasPrefix(pair, edited+"lastFailover:\n") || strings.Contains(pair, gitops.Header) {
+		t.Errorf("pair.yaml is not the user's file with active and epoch set and lastFailover appended:\n%s", pair)
+	}
+	if _, err := gitops.ParsePair([]byte(pair)); err != nil {
+		t.Errorf("the planned pair.yaml does not parse: %v", err)
 	}
 }
 

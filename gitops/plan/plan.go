@@ -98,8 +98,15 @@ func Branch(mode, event string) string {
 	return "mpha/failover/" + event
 }
 
-// Build plans the failover from the current files: pair.yaml and both clusters' role.yaml (absent
-// ones nil).
+// Inputs are the paths Build reads, for Writer.Read: pair.yaml, the clusters' folders (their
+// role.yaml) and the floating DNSEndpoint, which Build does not need but a diff of the plan does.
+func Inputs(l gitops.Layout) []string {
+	return []string{l.Pair(), l.Root() + "/clusters/**", l.FloatingDNS()}
+}
+
+// Build plans the failover from the current files (Inputs): pair.yaml and both clusters'
+// role.yaml (absent ones nil). pair.yaml is edited, not rewritten: its author's comments and
+// layout stay.
 func Build(current map[string][]byte, req Request, opts Options) (*Plan, error) {
 	l := opts.Layout
 	if l == (gitops.Layout{}) {
@@ -152,8 +159,8 @@ func Build(current map[string][]byte, req Request, opts Options) (*Plan, error) 
 	next := *pair
 	next.Active, next.Epoch = req.To, pair.Epoch+1
 	next.LastFailover = &gitops.Failover{Event: req.Event, From: from, To: req.To, At: req.At.UTC().Truncate(time.Second)}
-	if files[l.Pair()], err = next.Marshal(); err != nil {
-		return nil, err
+	if files[l.Pair()], err = gitops.EditPair(raw, &next); err != nil {
+		return nil, fmt.Errorf("%s: %w", l.Pair(), err)
 	}
 	p.Summary = append(p.Summary, fmt.Sprintf("%s: active %s → %s, epoch %d → %d", l.Pair(), from, req.To, pair.Epoch, next.Epoch))
 
@@ -242,14 +249,15 @@ func standbyWhat(r *role.Restore) string {
 
 // fence refuses to commit onto a head whose pair.yaml moved on: the epoch is the fence that makes
 // a request planned against epoch N fail once N+1 is merged. A branch that already holds this
-// very plan (a redelivered request) passes: the writer then finds nothing to commit. Other files
-// are ours to rewrite.
+// very plan (a redelivered request) passes: the writer then finds nothing to commit. The other
+// files are mpha's, written whole, so they must carry its header; pair.yaml is its author's and
+// carries none, which is why it is edited and fenced by its epoch instead.
 func fence(pairPath string, epoch int64, want []byte) func(string, []byte) error {
 	return func(path string, cur []byte) error {
-		if err := gitops.CheckOwned(path, cur); err != nil {
-			return err
+		if path != pairPath {
+			return gitops.CheckOwned(path, cur)
 		}
-		if path != pairPath || bytes.Equal(cur, want) {
+		if bytes.Equal(cur, want) {
 			return nil
 		}
 		p, err := gitops.ParsePair(cur)

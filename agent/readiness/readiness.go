@@ -61,6 +61,26 @@ func Checks() []string {
 	return []string{SigningKeyKid, JWKSKid, SecretsInSync, RootCA, ValuesDrift, SecretsManaged}
 }
 
+// Describe says in one line what check compares, for help texts ("" for a name that is no
+// check of Evaluate). A test keeps it in step with Checks.
+func Describe(check string) string {
+	switch check {
+	case SigningKeyKid:
+		return SigningKeySecret + " has the same kid on both sites"
+	case JWKSKid:
+		return JWKSSecret + " has the same kid on both sites"
+	case SecretsInSync:
+		return "every exported secret is on both sites, with equal keyed digests"
+	case RootCA:
+		return "one CA in " + TSBCertsSecret + " and " + XCPCentralSecret + " on both, the floating FQDN in the leaf SANs, no " + SelfSignedPath
+	case ValuesDrift:
+		return "the standby's Helm values are those rendered now from the active's release"
+	case SecretsManaged:
+		return "sealed-secrets may replace the exported secrets each site holds (warns, never fails)"
+	}
+	return ""
+}
+
 // The TSB secrets the checks read, whatever secrets.names exports (tsb-mp-ha.md §2).
 const (
 	SigningKeySecret = "iam-signing-key"

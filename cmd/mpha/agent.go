@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -35,6 +36,10 @@ Secrets named by the configuration are read from --namespace. SIGTERM releases t
 			if ao.config == "" {
 				return errors.New("--config is required")
 			}
+			// Resolved here, not as the flags' defaults: help shows where they come from, not
+			// what they happen to be on the machine printing it.
+			ao.namespace = cmp.Or(ao.namespace, agentNamespace())
+			ao.identity = cmp.Or(ao.identity, podName())
 			cfg, err := agent.LoadWithOverrides(ao.config, ao.sets)
 			if err != nil {
 				return fmt.Errorf("%s: %w", ao.config, err)
@@ -53,8 +58,8 @@ Secrets named by the configuration are read from --namespace. SIGTERM releases t
 	f := cmd.Flags()
 	f.StringVar(&ao.config, "config", "", "the agent's configuration file (required)")
 	f.StringArrayVar(&ao.sets, "set", nil, "override a configuration key, Helm-style (forge.mode=branch; repeatable; env MPHA_SET)")
-	f.StringVar(&ao.namespace, "namespace", agentNamespace(), "the agent's namespace: its Secrets, Lease, ConfigMap and Events (default $POD_NAMESPACE, else mpha)")
-	f.StringVar(&ao.identity, "identity", podName(), "this replica's name in the Lease (default $POD_NAME, else the host name)")
+	f.StringVar(&ao.namespace, "namespace", "", "the agent's namespace: its Secrets, Lease, ConfigMap and Events (default $POD_NAMESPACE, else mpha)")
+	f.StringVar(&ao.identity, "identity", "", "this replica's name in the Lease (default $POD_NAME, else the host name)")
 	f.StringVar(&ao.listen, "listen", ":8080", "address of /healthz, /readyz and /metrics")
 	f.BoolVar(&ao.leaderElect, "leader-elect", true, "elect one acting replica on a Lease (off: act at once)")
 	f.DurationVar(&ao.leaseDuration, "lease-duration", 15*time.Second, "how long a lost leader's Lease blocks the others")

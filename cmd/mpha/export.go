@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -45,12 +46,13 @@ did with each secret.`,
 			if eo.config == "" {
 				return errors.New("--config is required")
 			}
+			eo.namespace = cmp.Or(eo.namespace, agentNamespace())
 			return runExportOnce(cmd.Context(), o, eo)
 		},
 	}
 	cmd.Flags().BoolVar(&eo.once, "once", false, "run one export pass and exit")
 	cmd.Flags().StringVar(&eo.config, "config", "", "the agent's configuration file")
-	cmd.Flags().StringVar(&eo.namespace, "namespace", agentNamespace(), "the namespace of the agent's Secrets (HMAC key, Git credentials)")
+	cmd.Flags().StringVar(&eo.namespace, "namespace", "", "the namespace of the agent's Secrets: HMAC key, Git credentials (default $POD_NAMESPACE, else mpha)")
 	cmd.Flags().StringVar(&eo.peer, "peer", "", "the cluster to seal for (default: the other cluster in pair.yaml)")
 	cmd.Flags().BoolVar(&eo.insecureHTTP, "insecure-http-credentials", false, "allow Git credentials over plain http:// (test and in-cluster servers)")
 	return cmd

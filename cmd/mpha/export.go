@@ -41,7 +41,7 @@ did with each secret.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !eo.once {
-				return errors.New("only --once is supported here; the continuous exporter runs in `mpha agent`")
+				return errors.New("--once is required: `mpha secrets export --once --config FILE` runs one pass; the continuous exporter runs in `mpha agent`")
 			}
 			if eo.config == "" {
 				return errors.New("--config is required")

@@ -1,5 +1,5 @@
 // Package readiness holds the checks that say whether the standby management plane could take over
-// (architecture.md §7, tsb-mp-ha.md §9): signing-key and JWKS kids, keyed digests of the exported
+// (docs/design.md §7, tsb-mp-ha.md §9): signing-key and JWKS kids, keyed digests of the exported
 // secrets, one root CA with the floating FQDN in the leaf SANs and no self-signed issuer, and
 // undrifted standby values. Evaluate is pure: it compares the facts of the two sites. Gathering
 // facts (from a cluster, or from the SealedSecrets the active committed) and the agent's Monitor
@@ -45,7 +45,7 @@ func (s Status) Worse(o Status) Status {
 	return s
 }
 
-// Check names (architecture §7).
+// Check names (docs/design.md §7).
 const (
 	SigningKeyKid = "signing-key-kid"
 	JWKSKid       = "jwks-kid"

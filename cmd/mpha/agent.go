@@ -26,11 +26,13 @@ func newAgentCommand(o *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "agent --config FILE",
 		Short: "Run the agent of this cluster (the chart's Deployment runs this)",
-		Long: `Loads and validates the configuration (architecture.md §10), serves /healthz, /readyz and /metrics
-on --listen, and, once this replica holds the Lease mpha-agent-<cluster> in --namespace, runs the
-loops: the sealing certificate, the heartbeat, the readiness checks, the standby's values and
-roles, the failover requests, and, while pair.yaml says this cluster is active, the secret export.
-Secrets named by the configuration are read from --namespace. SIGTERM releases the Lease at once.`,
+		Long: `Loads and validates the configuration (docs/design.md §10), serves /healthz, /readyz and
+/metrics on --listen, and, once this replica holds the Lease mpha-agent-<cluster> in --namespace,
+runs the loops of docs/design.md §2: the sealing certificate, the heartbeat, the readiness checks,
+the failover requests, the split-brain watch, the watch on the active MP (health.*) and the alert
+bridge (alerts.*); and, while pair.yaml says this cluster is active, the secret export and the
+standby's values and roles. Secrets named by the configuration are read from --namespace.
+SIGTERM releases the Lease at once.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ao.config == "" {

@@ -20,7 +20,7 @@ type dbSyncOptions struct {
 	force, progress            bool
 }
 
-// newDBCommand groups the database commands (architecture §8).
+// newDBCommand groups the database commands (docs/design.md §8).
 func newDBCommand(o *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "db",

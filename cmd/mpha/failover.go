@@ -69,8 +69,8 @@ func newFailoverRequestCommand(o *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "request --to CLUSTER --reason TEXT",
 		Short: "Publish a failover request and wait for the target agent's answer",
-		Long: `Publishes a failover.requested event (architecture.md §6) for the pair and waits for the target
-cluster's agent to answer on failover.status. It prints each phase as it arrives and, at the end,
+		Long: `Publishes a failover.requested event (docs/design.md §6) for the pair and waits for the
+target cluster's agent to answer on failover.status. It prints each phase as it arrives and, at the end,
 the pull request (or branch) to merge, or the refusal and its reason.
 
 --mode planned is refused on any failing preflight check; --mode emergency may --force named
@@ -366,7 +366,7 @@ func newFailoverPlanCommand(o *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "plan --to CLUSTER [--repo URL|PATH]",
 		Short: "Render the failover commit from the repository, locally (no NATS, nothing pushed)",
-		Long: `Builds the failover commit of architecture.md §5 exactly as the target's agent would from the
+		Long: `Builds the failover commit of docs/design.md §5 exactly as the target's agent would from the
 repository's current files (pair.yaml and the clusters' role.yaml), and prints what it changes,
 the diff and the commit message with its trailers. No preflight checks run: they need the clusters.`,
 		Args: cobra.NoArgs,

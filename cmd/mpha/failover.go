@@ -70,8 +70,8 @@ func newFailoverRequestCommand(o *globalOptions) *cobra.Command {
 		Use:   "request --to CLUSTER --reason TEXT",
 		Short: "Publish a failover request and wait for the target agent's answer",
 		Long: `Publishes a failover.requested event (docs/design.md §6) for the pair and waits for the
-target cluster's agent to answer on failover.status. It prints each phase as it arrives and, at the end,
-the pull request (or branch) to merge, or the refusal and its reason.
+target cluster's agent to answer on failover.status. It prints each phase as it arrives and, at
+the end, the pull request (or branch) to merge, or the refusal and its reason.
 
 --mode planned is refused on any failing preflight check; --mode emergency may --force named
 checks; --mode drill writes a drill branch and never touches the real pair. --dry-run shows the

@@ -1,5 +1,5 @@
 // Package agent is the mpha agent that runs in each cluster: its configuration (this file,
-// architecture.md §10, a contract for the top-level keys) and, as the issues land, its loops.
+// docs/design.md §10, a contract for the top-level keys) and, as the issues land, its loops.
 // It imports gitops, never cmd.
 package agent
 
@@ -77,8 +77,7 @@ type SealedSecrets struct {
 }
 
 // Flux locates the Flux Kustomization that applies this cluster's folder (clusters/<cluster>):
-// the follow-through reads the revision it applied (not in architecture §10's list: added with
-// the failover issue).
+// the follow-through reads the revision it applied (docs/design.md §6).
 type Flux struct {
 	Namespace     string `json:"namespace"`
 	Kustomization string `json:"kustomization"`
@@ -88,7 +87,7 @@ type Flux struct {
 type Git struct {
 	URL    string `json:"url"`
 	Branch string `json:"branch"`
-	// Root is the folder holding everything mpha owns (architecture §3).
+	// Root is the folder holding everything mpha owns (docs/design.md §3).
 	Root       string `json:"root"`
 	AuthSecret string `json:"authSecret"`
 	// SigningKeySecret, if set, names a Secret with an SSH or OpenPGP key that signs commits.
@@ -226,8 +225,7 @@ type AlertRule struct {
 }
 
 // Standby is how the active agent writes its peer's management plane into Git: the Flux
-// HelmRelease with the rendered values, and the role manifests (not in architecture §10's list:
-// added with the values issue).
+// HelmRelease with the rendered values, and the role manifests (docs/design.md §3, §5).
 type Standby struct {
 	// ChartRepository is the TSB chart repository the standby's HelmRepository points at.
 	ChartRepository string `json:"chartRepository"`
@@ -270,7 +268,7 @@ func Enumerations() map[string][]string {
 }
 
 // DefaultSecretNames lists the TSB secrets a management plane needs on its standby
-// (architecture §4): the Helm model's two, and for the generic model ten more.
+// (docs/design.md §4): the Helm model's two, and for the generic model ten more.
 func DefaultSecretNames(installModel string) []string {
 	names := []string{"iam-signing-key", "tsb-iam-jwks"}
 	if installModel == "generic" {

@@ -1,5 +1,5 @@
 // Package gitops holds the vocabulary of mpha's GitOps repository: where each file lives
-// (architecture.md §3, a contract), which names are valid, and how mpha marks the files it owns.
+// (docs/design.md §3, a contract), which names are valid, and how mpha marks the files it owns.
 // It is pure: no network, no clients, no Git. Code that writes YAML or talks to Git lives in its
 // subpackages and imports this one, never the reverse.
 package gitops
@@ -15,7 +15,7 @@ import (
 // DefaultRoot is the folder of the repository that holds everything mpha reads and writes.
 const DefaultRoot = "mpha"
 
-// Ownership markers on every file the agent writes (architecture §3): the agent never rewrites a
+// Ownership markers on every file the agent writes (docs/design.md §3): the agent never rewrites a
 // file without them.
 const (
 	ManagedByLabel = "app.kubernetes.io/managed-by"
@@ -73,7 +73,7 @@ func (l Layout) HelmRelease(cluster string) string {
 	return path.Join(l.ClusterDir(cluster), "mp", "helmrelease.yaml")
 }
 
-// Role is the scale and job state of cluster's role (architecture §5).
+// Role is the scale and job state of cluster's role (docs/design.md §5).
 func (l Layout) Role(cluster string) string {
 	return path.Join(l.ClusterDir(cluster), "mp", "role.yaml")
 }

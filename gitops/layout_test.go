@@ -10,7 +10,7 @@ import (
 	"github.com/mpha-dev/mpha/gitops"
 )
 
-// The paths are the contract of architecture.md §3.
+// The paths are the contract of docs/design.md §3.
 func TestLayoutPaths(t *testing.T) {
 	t.Parallel()
 	l, err := gitops.NewLayout("")

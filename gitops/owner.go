@@ -7,7 +7,7 @@ import (
 )
 
 // ErrNotOwned reports a file in the repository that mpha did not write: the agent never
-// rewrites or deletes one (architecture §3).
+// rewrites or deletes one (docs/design.md §3).
 var ErrNotOwned = errors.New("not owned by mpha")
 
 // CheckOwned allows writing path when it does not exist yet or was written by mpha (it starts with

@@ -19,7 +19,7 @@ const (
 	PairKind       = "Pair"
 )
 
-// Pair is pair.yaml (architecture §3, a contract): which cluster is active, the epoch that fences
+// Pair is pair.yaml (docs/design.md §3, a contract): which cluster is active, the epoch that fences
 // stale failover requests, and the FQDNs. Agents read it; Flux never applies it.
 type Pair struct {
 	APIVersion   string       `json:"apiVersion"`

@@ -1,6 +1,6 @@
-// Package alerts bridges Alertmanager to mpha (architecture.md §6: "alert bridges" publish
-// failover.requested): an http.Handler for Alertmanager's webhook receiver that maps each firing
-// alert, by rules, to a failover suggestion or a failover request. It never fails over by itself:
+// Package alerts bridges Alertmanager to mpha (docs/design.md §6, "The alert bridge"): an
+// http.Handler for Alertmanager's webhook receiver that maps each firing alert, by rules, to a
+// failover suggestion or a failover request. It never fails over by itself:
 // a request goes through the target agent's preflight and a reviewed pull request like any other.
 //
 // It imports agent/event, agent/health (for the suggestion event), gitops and internal/*, never

@@ -1,5 +1,5 @@
 // Package certificate publishes this cluster's sealed-secrets public certificate into Git at
-// clusters/<self>/sealing-cert.pem (architecture.md §3), so that the peer's agent can seal
+// clusters/<self>/sealing-cert.pem (docs/design.md §3), so that the peer's agent can seal
 // secrets for this cluster. It commits only when the certificate changes (sealed-secrets renews
 // its key every 30 days by default).
 package certificate

@@ -11,7 +11,7 @@ import (
 	"github.com/mpha-dev/mpha/internal/pgcopy"
 )
 
-// CheckName is the preflight check's name (architecture §7).
+// CheckName is the preflight check's name (docs/design.md §7).
 const CheckName = "database"
 
 // Check results.

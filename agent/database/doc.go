@@ -1,4 +1,4 @@
-// Package database holds what the agent knows of the management plane's Postgres (architecture
+// Package database holds what the agent knows of the management plane's Postgres (docs/design.md
 // §8): which topology the two sites' databases form (shared, streaming replica, independent,
 // embedded), how far the standby's lags behind the active's, the `database` preflight check that
 // turns that into pass/warn/fail with evidence, the heartbeat's Postgres facts, and the

@@ -2,7 +2,7 @@ package database
 
 import "fmt"
 
-// Topology is how the two sites' databases relate (architecture §8).
+// Topology is how the two sites' databases relate (docs/design.md §8).
 type Topology string
 
 // The topologies; Auto in configuration means Detect.

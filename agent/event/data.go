@@ -2,7 +2,7 @@ package event
 
 import "time"
 
-// Mode is how a failover is asked for (architecture §6).
+// Mode is how a failover is asked for (docs/design.md §6).
 type Mode string
 
 // The modes: planned is refused on any failing check; emergency may force named checks; drill
@@ -16,7 +16,7 @@ const (
 // Modes lists the valid modes.
 func Modes() []Mode { return []Mode{ModePlanned, ModeEmergency, ModeDrill} }
 
-// Phase is where a failover stands in failover.status events (architecture §6).
+// Phase is where a failover stands in failover.status events (docs/design.md §6).
 type Phase string
 
 // The phases, in the order a successful failover passes them; rejected and failed end one.
@@ -39,7 +39,7 @@ func Phases() []Phase {
 	}
 }
 
-// CheckNames lists the preflight checks of architecture §7, the names `force` may use. The
+// CheckNames lists the preflight checks of docs/design.md §7, the names `force` may use. The
 // readiness checks (agent/readiness.Checks) are a subset; event cannot import readiness (it would
 // drag Kubernetes clients into every event reader), so a test keeps the two lists in step.
 func CheckNames() []string {
@@ -54,7 +54,7 @@ type FailoverRequest struct {
 	// Target is the cluster that should become active; its agent handles the request.
 	Target string `json:"target"`
 	// ExpectedEpoch, when set, is the pair.yaml epoch the requester saw; a lower one than the
-	// current epoch is stale and refused (the fence of architecture §6).
+	// current epoch is stale and refused (the fence of docs/design.md §6).
 	ExpectedEpoch *int64 `json:"expectedEpoch,omitempty"`
 	Mode          Mode   `json:"mode"`
 	// Reason and RequestedBy become the Mpha-Reason and Mpha-Requested-By trailers: one line each.

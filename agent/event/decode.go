@@ -42,7 +42,7 @@ type Request struct {
 	SignedBy string
 }
 
-// DecodeRequest decodes and validates a failover.requested event (architecture §6). Every error
+// DecodeRequest decodes and validates a failover.requested event (docs/design.md §6). Every error
 // is a *RejectError naming what is wrong, in this order: size, JSON, CloudEvent, type, id,
 // signature, then the data (required fields, their types, target, mode, reason and requestedBy,
 // expectedEpoch, force). The signature is checked before the data is read, so unsigned data is

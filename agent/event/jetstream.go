@@ -47,7 +47,7 @@ type publisher interface {
 	PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
 }
 
-// StreamConfig is the configuration of pair's stream (architecture §6): MPHA_<PAIR> capturing
+// StreamConfig is the configuration of pair's stream (docs/design.md §6): MPHA_<PAIR> capturing
 // mpha.<pair>.>, file storage, limits retention, and the duplicate window that makes the
 // CloudEvent id (sent as Nats-Msg-Id) an idempotency key.
 func StreamConfig(pair string) (jetstream.StreamConfig, error) {

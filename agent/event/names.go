@@ -7,7 +7,7 @@ import (
 	"github.com/mpha-dev/mpha/gitops"
 )
 
-// The CloudEvent types of architecture §6, one per subject.
+// The CloudEvent types of docs/design.md §6, one per subject.
 const (
 	TypeFailoverRequested = "dev.mpha.failover.requested.v1"
 	TypeFailoverStatus    = "dev.mpha.failover.status.v1"
@@ -18,7 +18,7 @@ const (
 // subjectPrefix starts every subject of every pair.
 const subjectPrefix = "mpha"
 
-// Subjects names the stream and subjects of one pair (architecture §6, a contract). Build it with
+// Subjects names the stream and subjects of one pair (docs/design.md §6, a contract). Build it with
 // NewSubjects, which validates the pair's name, so its methods cannot fail.
 type Subjects struct {
 	pair string

@@ -1,4 +1,4 @@
-// Package export is the active agent's secret exporter (architecture.md §4): it watches the named
+// Package export is the active agent's secret exporter (docs/design.md §4): it watches the named
 // TSB Secrets, seals each for the peer cluster with the certificate the peer published in Git,
 // and commits what changed. Informer handlers only signal; a run recomputes the desired files from
 // the cluster and Git, so a burst of changes lands as one commit and a failed run loses nothing

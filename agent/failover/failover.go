@@ -1,4 +1,4 @@
-// Package failover is the agent's answer to failover.requested events (architecture §5–§7): it
+// Package failover is the agent's answer to failover.requested events (docs/design.md §5–§7): it
 // consumes them from JetStream, validates them against pair.yaml, runs the preflight checks,
 // pushes the one fenced failover commit, opens the pull request, publishes failover.status for
 // each phase, and follows the change until the new active answers. A request is acked only once

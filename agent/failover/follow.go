@@ -22,7 +22,7 @@ var ErrUnreachable = errors.New("site unreachable")
 // RevisionSource reports the revision a cluster's Flux last applied (main@sha1:<hash>).
 type RevisionSource func(ctx context.Context, cluster string) (string, error)
 
-// FollowOptions configure the follow-through after a failover is proposed (architecture §6):
+// FollowOptions configure the follow-through after a failover is proposed (docs/design.md §6):
 // merged when the commit reaches the base branch, applied when both clusters' Flux applied it
 // (or the failed site is unreachable), verified when the new active answers.
 type FollowOptions struct {

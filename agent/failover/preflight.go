@@ -21,7 +21,7 @@ import (
 // Check results beyond readiness' pass, warn and fail.
 const resultForced = plan.PreflightForced
 
-// Preflight runs the readiness checks of architecture §7 for a failover from one cluster to
+// Preflight runs the readiness checks of docs/design.md §7 for a failover from one cluster to
 // another, as the target's agent sees them now.
 type Preflight interface {
 	Run(ctx context.Context, from, to string) ([]event.Check, error)

@@ -1,4 +1,4 @@
-// Package fence watches for split brain (architecture.md §2): this cluster's tsb or iam
+// Package fence watches for split brain (docs/design.md §2): this cluster's tsb or iam
 // Deployments have ready replicas while pair.yaml makes the peer active. That is the old active
 // coming back before its Flux applied the standby role. The Detector raises the condition as the
 // mpha_split_brain metric, a Warning Event on each serving Deployment and an Error log, and with

@@ -1,5 +1,5 @@
-// Package health is the standby agent's watch on the active management plane (architecture.md §2:
-// "probe the active MP's health, and suggest (never perform) a failover when it is down").
+// Package health is the standby agent's watch on the active management plane (docs/design.md §2:
+// "watch the active MP and suggest, never perform, a failover when it is down").
 //
 // Each round (Monitor.RunOnce) sends the probes of tsb-mp-ha.md §6 through front-envoy on two
 // targets, the pair's floating FQDN and the active cluster's own MP FQDN (pair.yaml), plus any

@@ -27,7 +27,7 @@ const (
 	DefaultInterval        = 10 * time.Second
 	DefaultTimeout         = 5 * time.Second
 	DefaultFailures        = 3
-	DefaultHeartbeatMaxAge = 30 * time.Second // 3 heartbeats at architecture §10's default
+	DefaultHeartbeatMaxAge = 30 * time.Second // 3 heartbeats at docs/design.md §10's default
 )
 
 // PairSource says what pair.yaml holds now (agent/heartbeat.GitPair is one).

@@ -14,7 +14,7 @@ import (
 
 // TypeFailoverSuggested is the CloudEvent type of a failover suggestion: someone should consider
 // a failover; nothing acts on it by itself (a failover.requested does that). It belongs next to
-// architecture §6's types in agent/event, where it should move.
+// docs/design.md §6's types in agent/event, where it should move.
 const TypeFailoverSuggested = "dev.mpha.failover.suggested.v1"
 
 // SuggestedSubject carries pair's suggestions: mpha.<pair>.failover.suggested, inside the pair's

@@ -1,4 +1,4 @@
-// Package heartbeat publishes an agent's heartbeat (architecture.md §2 and §6): every Interval a
+// Package heartbeat publishes an agent's heartbeat (docs/design.md §2 and §6): every Interval a
 // dev.mpha.heartbeat.v1 event on mpha.<pair>.heartbeat.<cluster> with the cluster's role and the
 // epoch as pair.yaml says them, the agent's version, and whatever a Facts hook adds (kids, CA
 // fingerprints, MP health, Postgres). pair.yaml comes from a PairSource; GitPair reads it from the
@@ -23,7 +23,7 @@ import (
 	"github.com/mpha-dev/mpha/internal/version"
 )
 
-// DefaultInterval is the time between two heartbeats (architecture §10's heartbeatInterval).
+// DefaultInterval is the time between two heartbeats (docs/design.md §10's heartbeatInterval).
 const DefaultInterval = 10 * time.Second
 
 // The roles a heartbeat reports.

@@ -11,7 +11,7 @@ import (
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
 )
 
-// PairSource says what pair.yaml holds now (architecture §2: roles come from Git).
+// PairSource says what pair.yaml holds now (docs/design.md §2: roles come from Git).
 type PairSource interface {
 	Pair(ctx context.Context) (*gitops.Pair, error)
 }

@@ -3,6 +3,7 @@ package readiness_test
 import (
 	"bytes"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -453,5 +454,25 @@ func TestReport(t *testing.T) {
 	}
 	if got := readiness.NewReport("east", "west", nil).Status; got != readiness.Pass {
 		t.Errorf("no checks: %s, want pass", got)
+	}
+}
+
+// Every check Evaluate runs is listed by Checks, in its order, and described (doctor's help is
+// made from Describe).
+func TestChecksDescribed(t *testing.T) {
+	var ran []string
+	for _, r := range readiness.Evaluate(readiness.Input{}) {
+		ran = append(ran, r.Check)
+	}
+	if !slices.Equal(ran, readiness.Checks()) {
+		t.Errorf("Evaluate ran %v, Checks lists %v", ran, readiness.Checks())
+	}
+	for _, c := range ran {
+		if readiness.Describe(c) == "" {
+			t.Errorf("check %s has no description", c)
+		}
+	}
+	if d := readiness.Describe("no-such-check"); d != "" {
+		t.Errorf("Describe(no-such-check) = %q", d)
 	}
 }

@@ -1,5 +1,5 @@
 // Package readiness holds the checks that say whether the standby management plane could take over
-// (architecture.md §7, tsb-mp-ha.md §9): signing-key and JWKS kids, keyed digests of the exported
+// (docs/design.md §7, tsb-mp-ha.md §9): signing-key and JWKS kids, keyed digests of the exported
 // secrets, one root CA with the floating FQDN in the leaf SANs and no self-signed issuer, and
 // undrifted standby values. Evaluate is pure: it compares the facts of the two sites. Gathering
 // facts (from a cluster, or from the SealedSecrets the active committed) and the agent's Monitor
@@ -45,7 +45,7 @@ func (s Status) Worse(o Status) Status {
 	return s
 }
 
-// Check names (architecture §7).
+// Check names (docs/design.md §7).
 const (
 	SigningKeyKid = "signing-key-kid"
 	JWKSKid       = "jwks-kid"
@@ -59,6 +59,26 @@ const (
 // Checks lists the checks in the order Evaluate returns them.
 func Checks() []string {
 	return []string{SigningKeyKid, JWKSKid, SecretsInSync, RootCA, ValuesDrift, SecretsManaged}
+}
+
+// Describe says in one line what check compares, for help texts ("" for a name that is no
+// check of Evaluate). A test keeps it in step with Checks.
+func Describe(check string) string {
+	switch check {
+	case SigningKeyKid:
+		return SigningKeySecret + " has the same kid on both sites"
+	case JWKSKid:
+		return JWKSSecret + " has the same kid on both sites"
+	case SecretsInSync:
+		return "every exported secret is on both sites, with equal keyed digests"
+	case RootCA:
+		return "one CA in " + TSBCertsSecret + " and " + XCPCentralSecret + " on both, the floating FQDN in the leaf SANs, no " + SelfSignedPath
+	case ValuesDrift:
+		return "the standby's Helm values are those rendered now from the active's release"
+	case SecretsManaged:
+		return "sealed-secrets may replace the exported secrets each site holds (warns, never fails)"
+	}
+	return ""
 }
 
 // The TSB secrets the checks read, whatever secrets.names exports (tsb-mp-ha.md §2).

@@ -1,7 +1,7 @@
 // Package runtime is `mpha agent`: it serves /healthz, /readyz and /metrics, elects one leader
-// among the agent's replicas on a Lease, and while leading runs the agent's loops (architecture
-// §2) built from the configuration and the Secrets it names. A loop that fails is restarted; the
-// loops that only the active cluster runs start and stop as pair.yaml's roles change.
+// among the agent's replicas on a Lease, and while leading runs the agent's loops (docs/design.md
+// §2) built from the configuration and the Secrets it names. A loop that fails is restarted; each
+// loop reads the roles from pair.yaml when it acts, so none restarts when they change.
 package runtime
 
 import (

@@ -69,7 +69,7 @@ func (d *deps) watchSecrets(ctx context.Context, o Options, cs kubernetes.Interf
 	return nil
 }
 
-// healthMonitor builds the watch on the active MP (architecture §2) from health.*; nil, and a
+// healthMonitor builds the watch on the active MP (docs/design.md §2) from health.*; nil, and a
 // warning, when neither an organization (configured, or read from a committed HelmRelease) nor
 // probes say what to ask the MP.
 func (d *deps) healthMonitor(ctx context.Context, o Options) (*health.Monitor, error) {
@@ -143,7 +143,7 @@ func (d *deps) committedOrganization(ctx context.Context) (org, file string) {
 	return "", ""
 }
 
-// facts are the heartbeat's optional fields (architecture §6): what this cluster's Flux applied,
+// facts are the heartbeat's optional fields (docs/design.md §6): what this cluster's Flux applied,
 // its own MP's health while it is the active one, and the public facts of its TSB secrets (the
 // signing keys' kids, the root CAs' fingerprints). A fact that cannot be read is left out; the
 // heartbeat still goes.

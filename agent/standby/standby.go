@@ -1,4 +1,4 @@
-// Package standby is the active agent's values loop (architecture.md §2, §3, §5): it reads the
+// Package standby is the active agent's values loop (docs/design.md §2, §3, §5): it reads the
 // active management plane's Helm release, renders the standby's values, and commits the standby's
 // Flux objects (HelmRepository + HelmRelease), both clusters' role.yaml and the mp/
 // kustomization.yaml files. Like the exporter, a run recomputes every file from the cluster and
@@ -275,7 +275,7 @@ func (p *Publisher) render(ctx context.Context, pair *gitops.Pair, peer string, 
 		peerRestore = peerOld.Restore
 	}
 	// A standby demoted by the last failover keeps its restore job suspended until it is
-	// re-seeded (architecture §5): the continuous loop must not undo that.
+	// re-seeded (docs/design.md §5): the continuous loop must not undo that.
 	demoted := peerOld != nil && peerOld.RestoreSuspended && pair.LastFailover != nil && pair.LastFailover.From == peer
 	if demoted {
 		warnings = append(warnings, fmt.Sprintf("%s was demoted by failover %s: its restore job stays suspended until it is re-seeded", peer, pair.LastFailover.Event))

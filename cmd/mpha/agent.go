@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -25,16 +26,22 @@ func newAgentCommand(o *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "agent --config FILE",
 		Short: "Run the agent of this cluster (the chart's Deployment runs this)",
-		Long: `Loads and validates the configuration (architecture.md §10), serves /healthz, /readyz and /metrics
-on --listen, and, once this replica holds the Lease mpha-agent-<cluster> in --namespace, runs the
-loops: the sealing certificate, the heartbeat, the readiness checks, the standby's values and
-roles, the failover requests, and, while pair.yaml says this cluster is active, the secret export.
-Secrets named by the configuration are read from --namespace. SIGTERM releases the Lease at once.`,
+		Long: `Loads and validates the configuration (docs/design.md §10), serves /healthz, /readyz and
+/metrics on --listen, and, once this replica holds the Lease mpha-agent-<cluster> in --namespace,
+runs the loops of docs/design.md §2: the sealing certificate, the heartbeat, the readiness checks,
+the failover requests, the split-brain watch, the watch on the active MP (health.*) and the alert
+bridge (alerts.*); and, while pair.yaml says this cluster is active, the secret export and the
+standby's values and roles. Secrets named by the configuration are read from --namespace.
+SIGTERM releases the Lease at once.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ao.config == "" {
 				return errors.New("--config is required")
 			}
+			// Resolved here, not as the flags' defaults: help shows where they come from, not
+			// what they happen to be on the machine printing it.
+			ao.namespace = cmp.Or(ao.namespace, agentNamespace())
+			ao.identity = cmp.Or(ao.identity, podName())
 			cfg, err := agent.LoadWithOverrides(ao.config, ao.sets)
 			if err != nil {
 				return fmt.Errorf("%s: %w", ao.config, err)
@@ -53,8 +60,8 @@ Secrets named by the configuration are read from --namespace. SIGTERM releases t
 	f := cmd.Flags()
 	f.StringVar(&ao.config, "config", "", "the agent's configuration file (required)")
 	f.StringArrayVar(&ao.sets, "set", nil, "override a configuration key, Helm-style (forge.mode=branch; repeatable; env MPHA_SET)")
-	f.StringVar(&ao.namespace, "namespace", agentNamespace(), "the agent's namespace: its Secrets, Lease, ConfigMap and Events (default $POD_NAMESPACE, else mpha)")
-	f.StringVar(&ao.identity, "identity", podName(), "this replica's name in the Lease (default $POD_NAME, else the host name)")
+	f.StringVar(&ao.namespace, "namespace", "", "the agent's namespace: its Secrets, Lease, ConfigMap and Events (default $POD_NAMESPACE, else mpha)")
+	f.StringVar(&ao.identity, "identity", "", "this replica's name in the Lease (default $POD_NAME, else the host name)")
 	f.StringVar(&ao.listen, "listen", ":8080", "address of /healthz, /readyz and /metrics")
 	f.BoolVar(&ao.leaderElect, "leader-elect", true, "elect one acting replica on a Lease (off: act at once)")
 	f.DurationVar(&ao.leaseDuration, "lease-duration", 15*time.Second, "how long a lost leader's Lease blocks the others")

@@ -34,7 +34,7 @@ type auditOptions struct {
 }
 
 // newAuditCommand rebuilds the history of failovers and exports from the Mpha-* trailers of the
-// Git history alone (architecture.md §5).
+// Git history alone (docs/design.md §5).
 func newAuditCommand(o *globalOptions) *cobra.Command {
 	ao := &auditOptions{}
 	cmd := &cobra.Command{

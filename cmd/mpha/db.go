@@ -20,7 +20,7 @@ type dbSyncOptions struct {
 	force, progress            bool
 }
 
-// newDBCommand groups the database commands (architecture §8).
+// newDBCommand groups the database commands (docs/design.md §8).
 func newDBCommand(o *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "db",
@@ -79,7 +79,7 @@ the target database; on the source, read access to every table.`,
 	f.StringVar(&so.database, "database", pgcopy.DefaultDatabase, "the database to copy, on both servers")
 	f.IntVar(&so.jobs, "jobs", 4, "parallel COPY streams")
 	f.BoolVar(&so.force, "force", false, "terminate the sessions connected to the target database")
-	f.BoolVar(&so.progress, "progress", isTerminal(o.stderr), "print progress to stderr (default: when stderr is a terminal)")
+	f.BoolVar(&so.progress, "progress", false, "print progress to stderr (default: when stderr is a terminal)")
 	f.StringVarP(&so.output, "output", "o", "table", "table|json")
 	return cmd
 }
@@ -100,6 +100,10 @@ func (so *dbSyncOptions) validate() error {
 
 func runDBSync(cmd *cobra.Command, o *globalOptions, so *dbSyncOptions) error {
 	opts := pgcopy.Options{Database: so.database, Jobs: so.jobs, Force: so.force, Logger: o.logger}
+	// Not the flag's default: help would print this terminal's answer next to the rule.
+	if !cmd.Flags().Changed("progress") {
+		so.progress = isTerminal(o.stderr)
+	}
 	if so.progress {
 		opts.Progress = progressPrinter(o.stderr)
 	}

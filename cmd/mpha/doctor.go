@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -13,6 +14,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/mpha-dev/mpha/agent"
+	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/readiness"
 	"github.com/mpha-dev/mpha/gitops/seal"
 	"github.com/mpha-dev/mpha/gitops/values"
@@ -48,11 +50,12 @@ func newDoctorCommand(o *globalOptions) *cobra.Command {
 		Use:   "doctor --active CONTEXT --standby CONTEXT",
 		Short: "Check that the standby management plane could take over (kids, secrets, root CA, values)",
 		Long: `Reads both management planes live through two contexts of the kubeconfig and runs the readiness
-checks of architecture.md §7: signing-key-kid, jwks-kid, secrets-in-sync (digests under a random
-key made for this run), root-ca (one CA in tsb-certs and xcp-central-cert on both, the floating FQDN
-in the leaf SANs, no spec.certIssuer.selfSigned) and values-drift (the standby's Helm values against
-those rendered now from the active's release). Evidence names secrets, kids, fingerprints and value
-paths, never values.
+checks of docs/design.md §7, as the agents do:
+
+` + doctorChecks() + `
+Digests are keyed with a random key made for this run. Evidence names secrets, kids, fingerprints
+and value paths, never values. A failover's preflight adds the checks that only the target's
+agent can run: ` + strings.Join(preflightOnlyChecks(), ", ") + ` (` + "`mpha failover request --dry-run`" + ` shows them).
 
 Exit status: 0 when no check fails (warnings allowed), 1 when doctor could not run (bad flags, an
 unreachable cluster), 2 when at least one check fails.`,
@@ -74,6 +77,29 @@ unreachable cluster), 2 when at least one check fails.`,
 	f.StringVar(&do.config, "config", "", "an agent configuration file: standby.overrides, secrets.names, kubernetes.namespace and helmRelease")
 	f.StringVarP(&do.output, "output", "o", "table", "table|json")
 	return cmd
+}
+
+// doctorChecks lists the checks doctor runs, one per line, from the readiness package: its help
+// cannot fall behind what it runs.
+func doctorChecks() string {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	for _, c := range readiness.Checks() {
+		fmt.Fprintf(tw, "  %s\t%s\n", c, readiness.Describe(c))
+	}
+	tw.Flush()
+	return b.String()
+}
+
+// preflightOnlyChecks are the failover preflight's checks doctor does not run.
+func preflightOnlyChecks() []string {
+	var out []string
+	for _, c := range event.CheckNames() {
+		if !slices.Contains(readiness.Checks(), c) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // complete checks the flags and fills what they leave unset from --config, then the defaults.

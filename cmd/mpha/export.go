@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -40,17 +41,18 @@ did with each secret.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !eo.once {
-				return errors.New("only --once is supported here; the continuous exporter runs in `mpha agent`")
+				return errors.New("--once is required: `mpha secrets export --once --config FILE` runs one pass; the continuous exporter runs in `mpha agent`")
 			}
 			if eo.config == "" {
 				return errors.New("--config is required")
 			}
+			eo.namespace = cmp.Or(eo.namespace, agentNamespace())
 			return runExportOnce(cmd.Context(), o, eo)
 		},
 	}
 	cmd.Flags().BoolVar(&eo.once, "once", false, "run one export pass and exit")
 	cmd.Flags().StringVar(&eo.config, "config", "", "the agent's configuration file")
-	cmd.Flags().StringVar(&eo.namespace, "namespace", agentNamespace(), "the namespace of the agent's Secrets (HMAC key, Git credentials)")
+	cmd.Flags().StringVar(&eo.namespace, "namespace", "", "the namespace of the agent's Secrets: HMAC key, Git credentials (default $POD_NAMESPACE, else mpha)")
 	cmd.Flags().StringVar(&eo.peer, "peer", "", "the cluster to seal for (default: the other cluster in pair.yaml)")
 	cmd.Flags().BoolVar(&eo.insecureHTTP, "insecure-http-credentials", false, "allow Git credentials over plain http:// (test and in-cluster servers)")
 	return cmd

@@ -25,6 +25,7 @@ import (
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
 	"github.com/mpha-dev/mpha/gitops/plan"
 	"github.com/mpha-dev/mpha/internal/natsconn"
+	"github.com/mpha-dev/mpha/internal/redact"
 )
 
 // Exit statuses of `failover request` besides 0 (proposed, or the phase waited for) and 1 (mpha
@@ -54,6 +55,7 @@ func newFailoverCommand(o *globalOptions) *cobra.Command {
 
 type requestOptions struct {
 	nats                    natsconn.Options
+	repo                    repoFlags
 	pair, to, mode, reason  string
 	requestedBy, id, output string
 	signKey, wait           string
@@ -68,9 +70,9 @@ func newFailoverRequestCommand(o *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "request --to CLUSTER --reason TEXT",
 		Short: "Publish a failover request and wait for the target agent's answer",
-		Long: `Publishes a failover.requested event (architecture.md §6) for the pair and waits for the target
-cluster's agent to answer on failover.status. It prints each phase as it arrives and, at the end,
-the pull request (or branch) to merge, or the refusal and its reason.
+		Long: `Publishes a failover.requested event (docs/design.md §6) for the pair and waits for the
+target cluster's agent to answer on failover.status. It prints each phase as it arrives and, at
+the end, the pull request (or branch) to merge, or the refusal and its reason.
 
 --mode planned is refused on any failing preflight check; --mode emergency may --force named
 checks; --mode drill writes a drill branch and never touches the real pair. --dry-run shows the
@@ -80,18 +82,30 @@ the agents require signatures.
 
 The event id is the idempotency key: asking again with the same --id gets the same answer.
 
+The pair (its NATS stream and subjects) is the one pair.yaml names: in --repo (a clone URL or a
+checkout, as for ` + "`mpha status`" + `), or in the current directory when it is a checkout. --pair
+names it without reading Git, and is refused when pair.yaml names another; with neither and no
+pair.yaml here, the pair is ` + defaultPair + `.
+
 Exit status: 0 answered (proposed, or the phase --wait names); 1 could not ask; 3 refused;
 4 failed after being accepted; 5 no answer within --timeout.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), ro.timeout)
 			defer cancel()
+			pair, err := ro.pairName(ctx, cmd, o)
+			if err != nil {
+				return err
+			}
+			ro.pair = pair
 			return runFailoverRequest(ctx, o, ro)
 		},
 	}
 	f := cmd.Flags()
 	ro.nats.BindFlags(f)
-	f.StringVar(&ro.pair, "pair", "tsb-mp", "the pair's name (its NATS stream and subjects)")
+	ro.repo.bind(f)
+	ro.repo.backoff = statusGitBackoff
+	f.StringVar(&ro.pair, "pair", "", "the pair's name: its NATS stream and subjects (default: pair.yaml's name, from --repo)")
 	f.StringVar(&ro.to, "to", "", "the cluster that should become active (required)")
 	f.StringVar(&ro.mode, "mode", string(event.ModePlanned), "planned | emergency | drill")
 	f.StringVar(&ro.reason, "reason", "", "why (required): it goes into the commit, the PR and the audit")
@@ -105,6 +119,32 @@ Exit status: 0 answered (proposed, or the phase --wait names); 1 could not ask; 
 	f.DurationVar(&ro.timeout, "timeout", 2*time.Minute, "how long to wait for the answer")
 	f.StringVarP(&ro.output, "output", "o", "text", "text | json (every status received, at the end)")
 	return cmd
+}
+
+// defaultPair is the pair asked when neither --pair nor a pair.yaml names one: the name the
+// examples and the chart's values use.
+const defaultPair = "tsb-mp"
+
+// pairName is the pair to ask: --pair alone is taken as given; otherwise pair.yaml's name, from
+// --repo or from a checkout in the current directory, which --pair must then agree with.
+func (ro *requestOptions) pairName(ctx context.Context, cmd *cobra.Command, o *globalOptions) (string, error) {
+	f := cmd.Flags()
+	pairGiven, repoGiven := f.Changed("pair"), f.Changed("repo")
+	if pairGiven && !repoGiven {
+		return ro.pair, nil
+	}
+	p, source, err := readPair(ctx, o, &ro.repo)
+	var none *noPairError
+	switch {
+	case errors.As(err, &none) && !repoGiven:
+		fmt.Fprintf(o.stderr, "note: no --pair, no --repo, and no %s in the current directory: asking pair %s\n", none.path, defaultPair)
+		return defaultPair, nil
+	case err != nil:
+		return "", fmt.Errorf("reading the pair's name: %w", err)
+	case pairGiven && ro.pair != p.Name:
+		return "", fmt.Errorf("--pair %s, but pair.yaml in %s (%s) names the pair %s: drop --pair, or check --repo", ro.pair, redact.String(ro.repo.repo), source, p.Name)
+	}
+	return p.Name, nil
 }
 
 func (ro *requestOptions) event() (event.Event, error) {
@@ -327,7 +367,7 @@ func newFailoverPlanCommand(o *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "plan --to CLUSTER [--repo URL|PATH]",
 		Short: "Render the failover commit from the repository, locally (no NATS, nothing pushed)",
-		Long: `Builds the failover commit of architecture.md §5 exactly as the target's agent would from the
+		Long: `Builds the failover commit of docs/design.md §5 exactly as the target's agent would from the
 repository's current files (pair.yaml and the clusters' role.yaml), and prints what it changes,
 the diff and the commit message with its trailers. No preflight checks run: they need the clusters.`,
 		Args: cobra.NoArgs,

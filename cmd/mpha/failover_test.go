@@ -216,6 +216,112 @@ func TestFailoverRequest(t *testing.T) {
 	}
 }
 
+// The pair `failover request` asks is pair.yaml's: from --repo (a URL on the rig's Git server),
+// or from a checkout in the current directory; --pair alone is taken as given, and refused when
+// pair.yaml names another pair. Which pair was asked shows in the stream the request lands in.
+func TestFailoverRequestPairFromRepo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts nats-server and a Git server")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	files := failoverFiles(t)
+	files["mpha/pair.yaml"] = strings.Replace(failoverPairYAML, "name: tsb-mp", "name: blue-pair", 1)
+	srv := testrig.StartGitServer(t)
+	srv.CreateRepo(t, "org/fleet.git", "main", files)
+	t.Setenv("MPHA_GIT_USERNAME", srv.Username)
+	t.Setenv("MPHA_GIT_PASSWORD", srv.Password)
+	checkout := t.TempDir()
+	for p, c := range files {
+		if err := os.MkdirAll(filepath.Join(checkout, filepath.Dir(p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(checkout, p), []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := testrig.StartNATS(t)
+	nc, err := nats.Connect(n.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Streams of both pairs, as their agents would make them; no agent answers (exit 5).
+	for _, p := range []string{"blue-pair", "tsb-mp"} {
+		if _, err := event.EnsureStream(ctx, js, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	requested := func(pair string) uint64 {
+		subj, _ := event.NewSubjects(pair)
+		s, err := js.Stream(ctx, subj.Stream())
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(subj.Requested()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Msgs
+	}
+	repo := []string{"--repo", srv.URL("org/fleet.git"), "--insecure-http-credentials"}
+	ask := func(t *testing.T, dir string, args ...string) (string, string, error) {
+		t.Helper()
+		if dir != "" {
+			t.Chdir(dir)
+		}
+		return run(t, append([]string{"failover", "request", "--nats-url", n.URL, "--to", "west", "--reason", "x", "--timeout", "1s"}, args...)...)
+	}
+	for _, tc := range []struct {
+		name     string
+		dir      string
+		args     []string
+		wantPair string // the pair asked; "" for an error
+		wantErr  string
+		wantNote bool
+	}{
+		{"--repo URL", "", repo, "blue-pair", "", false},
+		{"--repo URL and an agreeing --pair", "", append(repo, "--pair", "blue-pair"), "blue-pair", "", false},
+		{"--repo URL and another --pair", "", append(repo, "--pair", "tsb-mp"), "", "--pair tsb-mp, but pair.yaml in http://", false},
+		{"a checkout in the current directory", checkout, nil, "blue-pair", "", false},
+		{"--repo PATH", "", []string{"--repo", checkout}, "blue-pair", "", false},
+		{"--pair alone", t.TempDir(), []string{"--pair", "tsb-mp"}, "tsb-mp", "", false},
+		{"--repo without pair.yaml", "", []string{"--repo", t.TempDir()}, "", "pair.yaml is not in", false},
+		{"neither, nor a pair.yaml here", t.TempDir(), nil, "tsb-mp", "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := map[string]uint64{"blue-pair": requested("blue-pair"), "tsb-mp": requested("tsb-mp")}
+			out, errOut, err := ask(t, tc.dir, tc.args...)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Errorf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+			} else {
+				var ended *requestEndedError
+				if !errors.As(err, &ended) || ended.ExitCode() != exitNoAnswer || !strings.Contains(out, " of "+tc.wantPair+" to west") {
+					t.Errorf("err = %v, want no answer from pair %s:\n%s%s", err, tc.wantPair, out, errOut)
+				}
+			}
+			for _, p := range []string{"blue-pair", "tsb-mp"} {
+				want := before[p]
+				if p == tc.wantPair {
+					want++
+				}
+				if got := requested(p); got != want {
+					t.Errorf("pair %s: %d requests in its stream, want %d", p, got, want)
+				}
+			}
+			if note := strings.Contains(errOut, "asking pair tsb-mp"); note != tc.wantNote {
+				t.Errorf("note on stderr: %v, want %v: %q", note, tc.wantNote, errOut)
+			}
+		})
+	}
+}
+
 // `mpha failover plan` renders the commit from a local checkout: the four files, the diff and the
 // contract's trailers; an unknown cluster is an error.
 func TestFailoverPlan(t *testing.T) {

@@ -159,3 +159,33 @@ func TestConfigCheck(t *testing.T) {
 		t.Errorf("no --config: err = %v", err)
 	}
 }
+
+// The file config check reads is its input document: -f/--filename names it as for the other
+// commands, and - is standard input.
+func TestConfigCheckFilename(t *testing.T) {
+	const east = "../../agent/testdata/east.yaml"
+	want, _, err := run(t, "config", "check", "--config", east)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"-f", east}, {"--filename", east}, {"--config", east, "-f", east}} {
+		got, _, err := run(t, append([]string{"config", "check"}, args...)...)
+		if err != nil || got != want {
+			t.Errorf("config check %v: err %v, output differs from --config's: %s", args, err, cmp.Diff(want, got))
+		}
+	}
+	b, err := os.ReadFile(east)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	root := newRootCommand(&out, &bytes.Buffer{})
+	root.SetIn(bytes.NewReader(b))
+	root.SetArgs([]string{"config", "check", "-f", "-"})
+	if err := root.ExecuteContext(context.Background()); err != nil || out.String() != want {
+		t.Errorf("config check -f -: err %v, output differs: %s", err, cmp.Diff(want, out.String()))
+	}
+	if _, _, err := run(t, "config", "check", "--config", east, "-f", "other.yaml"); err == nil || !strings.Contains(err.Error(), "give one") {
+		t.Errorf("--config and -f disagreeing: err = %v", err)
+	}
+}

@@ -128,7 +128,7 @@ type heartbeatStatus struct {
 }
 
 func runStatus(ctx context.Context, o *globalOptions, so *statusOptions, now time.Time) error {
-	pair, commit, err := readPair(ctx, o, so)
+	pair, commit, err := readPair(ctx, o, &so.repo)
 	if err != nil {
 		return err
 	}
@@ -167,25 +167,32 @@ func runStatus(ctx context.Context, o *globalOptions, so *statusOptions, now tim
 }
 
 // readPair reads and parses pair.yaml from the branch (or the checkout).
-func readPair(ctx context.Context, o *globalOptions, so *statusOptions) (*gitops.Pair, string, error) {
-	layout, err := so.repo.layout()
+func readPair(ctx context.Context, o *globalOptions, rf *repoFlags) (*gitops.Pair, string, error) {
+	layout, err := rf.layout()
 	if err != nil {
 		return nil, "", fmt.Errorf("--root: %w", err)
 	}
-	so.repo.logger = o.logger
-	files, commit, err := so.repo.read(ctx, layout.Pair())
+	rf.logger = o.logger
+	files, commit, err := rf.read(ctx, layout.Pair())
 	if err != nil {
 		return nil, "", err
 	}
 	b, ok := files[layout.Pair()]
 	if !ok {
-		return nil, "", fmt.Errorf("%s is not in %s (%s): is --root right?", layout.Pair(), so.repo.repo, commit)
+		return nil, "", &noPairError{path: layout.Pair(), repo: redact.String(rf.repo), source: commit}
 	}
 	p, err := gitops.ParsePair(b)
 	if err != nil {
 		return nil, "", fmt.Errorf("%s at %s: %w", layout.Pair(), commit, err)
 	}
 	return p, commit, nil
+}
+
+// noPairError: the repository has no pair.yaml (where --root says).
+type noPairError struct{ path, repo, source string }
+
+func (e *noPairError) Error() string {
+	return fmt.Sprintf("%s is not in %s (%s): is --root right?", e.path, e.repo, e.source)
 }
 
 // readHeartbeats returns the last heartbeat message of each cluster that sent one (an empty,

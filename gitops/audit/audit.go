@@ -1,5 +1,5 @@
 // Package audit rebuilds the history of mpha's commits (failovers, secret exports, values, certs)
-// from `git log` and the Mpha-* trailers alone (architecture.md §5): no cluster, no forge API. It
+// from `git log` and the Mpha-* trailers alone (docs/design.md §5): no cluster, no forge API. It
 // reads Git with go-git and trailers with gitops/trailer; it writes nothing and imports no agent
 // or cmd package.
 package audit
@@ -20,7 +20,7 @@ import (
 	"github.com/mpha-dev/mpha/gitops/trailer"
 )
 
-// DefaultBranch is the branch Log reads when Options.Branch is empty (architecture.md §3).
+// DefaultBranch is the branch Log reads when Options.Branch is empty (docs/design.md §3).
 const DefaultBranch = "main"
 
 // Entry is one commit carrying Mpha-* trailers. The failover fields are empty (Epoch 0) on other

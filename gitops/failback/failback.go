@@ -1,5 +1,5 @@
-// Package failback turns the old active of a failover into a proper standby again (architecture
-// §5 item 2, issue "operations" §6). The failover left it demoted: tsb/iam at 0 and its restore
+// Package failback turns the old active of a failover into a proper standby again (docs/design.md
+// §5, "Failback"). The failover left it demoted: tsb/iam at 0 and its restore
 // job suspended, because until the new active re-seeds it — every secret sealed for it, its
 // standby values rendered from the new active's release — restoring the new active's backups into
 // it would pair a database with the wrong keys. Assess reads the GitOps repository and says

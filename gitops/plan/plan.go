@@ -1,4 +1,4 @@
-// Package plan builds the failover commit of architecture.md §5 (a contract) from the
+// Package plan builds the failover commit of docs/design.md §5 (a contract) from the
 // repository's current files alone — a failover must never need the failed site: pair.yaml gets
 // the new active, epoch+1 and lastFailover; the old active's role.yaml becomes a demoted standby
 // (tsb/iam at 0, restore suspended); the new active's role.yaml scales tsb/iam up with its restore
@@ -23,7 +23,7 @@ import (
 	"github.com/mpha-dev/mpha/internal/canonyaml"
 )
 
-// Modes of a failover request (architecture §6).
+// Modes of a failover request (docs/design.md §6).
 const (
 	ModePlanned   = "planned"
 	ModeEmergency = "emergency"

@@ -1,4 +1,4 @@
-// Package role holds the contract of clusters/<cluster>/mp/role.yaml (architecture.md §5): the
+// Package role holds the contract of clusters/<cluster>/mp/role.yaml (docs/design.md §5): the
 // partial Deployments and CronJob that Flux server-side-applies onto TSB's own objects to set a
 // management plane's role. It is the declarative form of the runbook's
 // `kubectl scale deploy tsb iam --replicas 0|1` and
@@ -40,7 +40,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-// TSB's names (architecture §5).
+// TSB's names (docs/design.md §5).
 const (
 	DefaultNamespace = "tsb"
 	TSB              = "tsb"         // the API server Deployment

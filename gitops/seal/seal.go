@@ -1,5 +1,5 @@
 // Package seal turns a Kubernetes Secret and the peer cluster's sealed-secrets certificate into
-// the SealedSecret mpha commits (architecture.md §4), with sealed-secrets' own code and strict
+// the SealedSecret mpha commits (docs/design.md §4), with sealed-secrets' own code and strict
 // scope, and decides whether a secret changed without looking at the random ciphertext: the
 // SealedSecret carries a keyed HMAC-SHA256 of the data (the key only the agents hold) and the
 // fingerprint of the certificate it was sealed for. Git never sees plaintext or an unkeyed hash.

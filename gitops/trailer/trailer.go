@@ -1,5 +1,5 @@
 // Package trailer formats and parses the Mpha-* git trailers every mpha commit ends with
-// (architecture.md §5, a contract), so that `mpha audit` can rebuild history from `git log`
+// (docs/design.md §5, a contract), so that `mpha audit` can rebuild history from `git log`
 // alone. It is pure: no Git, no I/O.
 package trailer
 

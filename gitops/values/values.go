@@ -1,5 +1,5 @@
 // Package values renders the standby management plane's Helm values from the active's
-// (architecture.md §2, tsb-mp-ha.md §3): both MPs run the same values, minus `secrets` (those
+// (docs/design.md §2, tsb-mp-ha.md §3): both MPs run the same values, minus `secrets` (those
 // travel as SealedSecrets) and plus a few per-site overrides. Rendering is pure and
 // deterministic, so an unchanged release never produces a commit.
 package values

@@ -1,4 +1,4 @@
-// Package archtest checks the dependency rules of shared/design/style.md §4.3 with `go list`:
+// Package archtest checks the dependency rules of docs/design.md §9 with `go list`:
 // cmd → agent → gitops, never back; internal/* is a leaf; the test rig reaches no production code.
 package archtest
 

@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-// The keys of the agent's NATS credentials Secret (nats.credsSecret, architecture §10). ca.crt,
+// The keys of the agent's NATS credentials Secret (nats.credsSecret, docs/design.md §10). ca.crt,
 // tls.crt and tls.key are those of a kubernetes.io/tls Secret; username that of a basic-auth one.
 const (
 	KeyCreds    = "creds"

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/failover"
+	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/plan"
 	"github.com/mpha-dev/mpha/internal/natsconn"
 )
@@ -106,9 +108,21 @@ Exit status: 0 answered (proposed, or the phase --wait names); 1 could not ask; 
 	return cmd
 }
 
+// event checks the flags, all before anything is sent, and builds the request.
 func (ro *requestOptions) event() (event.Event, error) {
-	if ro.to == "" || strings.TrimSpace(ro.reason) == "" {
-		return event.Event{}, errors.New("--to and --reason are required")
+	if err := checkNames(clusterFlag("to", ro.to, true), pairFlag("pair", ro.pair, true)); err != nil {
+		return event.Event{}, err
+	}
+	if strings.TrimSpace(ro.reason) == "" {
+		return event.Event{}, errors.New("--reason is required")
+	}
+	if !slices.Contains(event.Modes(), event.Mode(ro.mode)) {
+		return event.Event{}, fmt.Errorf("--mode %s: want planned, emergency or drill", gitops.Quote(ro.mode))
+	}
+	for _, c := range ro.force {
+		if !slices.Contains(event.CheckNames(), c) {
+			return event.Event{}, fmt.Errorf("--force %s: not a check (%s)", gitops.Quote(c), strings.Join(event.CheckNames(), ", "))
+		}
 	}
 	switch event.Phase(ro.wait) {
 	case event.PhaseProposed, event.PhaseMerged, event.PhaseApplied, event.PhaseVerified:
@@ -359,8 +373,8 @@ type planView struct {
 }
 
 func runFailoverPlan(ctx context.Context, o *globalOptions, po *planOptions) error {
-	if po.to == "" {
-		return errors.New("--to is required")
+	if err := checkNames(clusterFlag("to", po.to, true)); err != nil {
+		return err
 	}
 	l, err := po.repo.layout()
 	if err != nil {

@@ -87,7 +87,7 @@ func (do *doctorOptions) complete(cmd *cobra.Command, o *globalOptions) error {
 		return fmt.Errorf("--output %q: want table or json", do.output)
 	}
 	// Both contexts exist before either cluster is read.
-	if err := checkContexts(o, [2]string{"active", do.active}, [2]string{"standby", do.standby}); err != nil {
+	if err := checkContexts(o, contextFlag{"active", do.active}, contextFlag{"standby", do.standby}); err != nil {
 		return err
 	}
 	if do.config == "" {

@@ -53,11 +53,14 @@ func checkNames(flags ...nameFlag) error {
 	return errors.Join(errs...)
 }
 
-// checkContexts checks flags naming kubeconfig contexts (flag → value) before any cluster is
-// contacted: each printable and present in the kubeconfig the global flags select. A context
-// is not a cluster's name in the pair (EKS names them arn:aws:eks:…:cluster/east), so the
-// DNS-1123 rule of checkNames does not apply.
-func checkContexts(o *globalOptions, flags ...[2]string) error {
+// contextFlag is a flag whose value names a kubeconfig context.
+type contextFlag struct{ flag, value string }
+
+// checkContexts checks flags naming kubeconfig contexts before any cluster is contacted: each
+// printable and present in the kubeconfig the global flags select. A context is not a
+// cluster's name in the pair (EKS names them arn:aws:eks:…:cluster/east), so the DNS-1123 rule
+// of checkNames does not apply.
+func checkContexts(o *globalOptions, flags ...contextFlag) error {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = o.kubeconfig
 	cfg, err := rules.Load()
@@ -66,7 +69,7 @@ func checkContexts(o *globalOptions, flags ...[2]string) error {
 	}
 	var errs []error
 	for _, f := range flags {
-		flag, v := f[0], f[1]
+		flag, v := f.flag, f.value
 		switch {
 		case v == "":
 			errs = append(errs, fmt.Errorf("--%s is required", flag))

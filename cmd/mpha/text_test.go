@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestDisplay(t *testing.T) {
@@ -60,4 +62,42 @@ func TestPrintableJSON(t *testing.T) {
 	if !strings.Contains(string(out), `"gnp\u202eexe"`) || !strings.Contains(string(out), "😀") {
 		t.Errorf("escapes: %s", out)
 	}
+}
+
+// FuzzDisplay: whatever a commit holds, display prints only printable runes, at most limit of
+// them, and leaves its own output alone; printableJSON keeps the value and prints only printable
+// runes besides newlines.
+func FuzzDisplay(f *testing.F) {
+	f.Add("\x1b[31meast", 8)
+	f.Add("gnp\u202eexe", 0)
+	f.Add("bad \xff", 3)
+	f.Fuzz(func(t *testing.T, s string, limit int) {
+		limit %= 200
+		got := display(s, limit)
+		if strings.IndexFunc(got, func(r rune) bool { return !strconv.IsPrint(r) }) >= 0 || !utf8.ValidString(got) {
+			t.Errorf("display(%q, %d) = %q: not printable", s, limit, got)
+		}
+		if limit > 0 && utf8.RuneCountInString(got) > limit {
+			t.Errorf("display(%q, %d) = %q: longer than the limit", s, limit, got)
+		}
+		if display(got, limit) != got {
+			t.Errorf("display(%q, %d) = %q: not idempotent", s, limit, got)
+		}
+		b, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := printableJSON(b)
+		if strings.IndexFunc(string(out), func(r rune) bool { return !strconv.IsPrint(r) }) >= 0 {
+			t.Errorf("printableJSON(%q) = %q: not printable", b, out)
+		}
+		var back, want string
+		if err := json.Unmarshal(out, &back); err != nil {
+			t.Fatalf("printableJSON(%q) = %q: %v", b, out, err)
+		}
+		_ = json.Unmarshal(b, &want)
+		if back != want {
+			t.Errorf("printableJSON changed %q into %q", want, back)
+		}
+	})
 }

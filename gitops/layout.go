@@ -7,7 +7,9 @@ package gitops
 import (
 	"fmt"
 	"path"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -83,11 +85,28 @@ func (l Layout) FloatingDNS() string { return path.Join(l.root, "dns", "floating
 
 // ValidateClusterName checks a cluster's name: it is a path segment, a NATS subject token and a
 // label value, so it must be a DNS-1123 label.
-func ValidateClusterName(name string) error {
+func ValidateClusterName(name string) error { return ValidateName("cluster name", name) }
+
+// ValidateName checks a name that becomes a path segment, a NATS subject token or a label value
+// (a cluster, a pair, an Mpha-Kind): a DNS-1123 label. what says what the name is in the error.
+func ValidateName(what, name string) error {
 	if errs := validation.IsDNS1123Label(name); len(errs) > 0 {
-		return fmt.Errorf("cluster name %q: %s", name, strings.Join(errs, "; "))
+		return fmt.Errorf("%s %s: %s", what, Quote(name), strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// quoteMax is how much of a value Quote shows, in runes.
+const quoteMax = 64
+
+// Quote is s quoted for an error message: Go-escaped (so no control character reaches a terminal
+// or a log) and cut after quoteMax runes with "…" (a refused value may be megabytes long).
+func Quote(s string) string {
+	if utf8.RuneCountInString(s) <= quoteMax {
+		return strconv.Quote(s)
+	}
+	r := []rune(s)
+	return strconv.Quote(string(r[:quoteMax])) + "…"
 }
 
 // ValidateSecretName checks a Kubernetes Secret's name (a DNS-1123 subdomain), which also keeps

@@ -56,6 +56,8 @@ type Options struct {
 	// Metrics, if set, record each run (NewMetrics).
 	Metrics *Metrics
 	Logger  *slog.Logger
+	// Now is the clock a certificate's validity is judged by (default time.Now).
+	Now func() time.Time
 }
 
 // Exporter exports the configured Secrets of one cluster for its peer.
@@ -100,6 +102,9 @@ func New(cs kubernetes.Interface, repo gitrepo.Repository, opts Options) (*Expor
 	}
 	if opts.Resync <= 0 {
 		opts.Resync = time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	log := opts.Logger
 	if log == nil {
@@ -324,6 +329,11 @@ func (e *Exporter) plan(ctx context.Context, get getter, cert seal.Cert, name st
 		if d, _ := seal.Digest(e.opts.Key, s); d == st.Digest {
 			out = Resealed
 		}
+	}
+	// Logged when sealing only, so once per change rather than every pass.
+	if err := cert.Validity(e.opts.Now()); err != nil {
+		e.log.Warn("sealing for a certificate outside its validity dates: the controller decrypts whatever the dates, but check that it still holds this key",
+			"secret", name, "certFingerprint", cert.Fingerprint, "error", err)
 	}
 	ss, err := seal.Seal(cert, e.opts.Key, s)
 	if err != nil {

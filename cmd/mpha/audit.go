@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,10 +9,10 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
@@ -48,7 +49,14 @@ needs only the Git repository: no cluster, no forge API.
 --repo is a local clone (any directory in it) or a bare repository, or a URL, which is cloned into
 memory (that branch only). For an http(s) URL the credentials come from ` + envGitUsername + ` and
 ` + envGitPassword + ` (a token goes in the password; the username defaults to "git"). Drill
-failovers live on mpha/drill/* branches: pass one as --branch to list it.`,
+failovers live on mpha/drill/* branches: pass one as --branch to list it.
+
+Commit text is untrusted: in the table a value with a control character (a terminal escape) is
+shown Go-quoted ("\x1b[31m"), and a cell is cut at ` + strconv.Itoa(maxCell) + ` characters (a subject line at ` + strconv.Itoa(maxLine) + `)
+with "…"; -o json keeps every value whole, escaped. A malformed Mpha-* line, a value the
+trailer contract refuses (a kind or cluster that is not a DNS-1123 label, an epoch that is not
+a number) and a repeated key (its first value counts, as for the agents) are problems: a
+warning line each on stderr, and "problems" in -o json; a refused value's field stays empty.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts, err := ao.complete()
@@ -72,6 +80,9 @@ failovers live on mpha/drill/* branches: pass one as --branch to list it.`,
 func (ao *auditOptions) complete() (audit.Options, error) {
 	if ao.output != "table" && ao.output != "json" {
 		return audit.Options{}, fmt.Errorf("--output %q: want table or json", ao.output)
+	}
+	if err := checkNames(kindFlag("kind", ao.kinds)); err != nil {
+		return audit.Options{}, err
 	}
 	opts := audit.Options{Branch: ao.branch, Kinds: ao.kinds}
 	if ao.since == "" {
@@ -102,7 +113,7 @@ func runAudit(ctx context.Context, o *globalOptions, ao *auditOptions, opts audi
 	if err != nil {
 		return err
 	}
-	return printAudit(o.stdout, ao.output, ao.branch, es)
+	return printAudit(o.stdout, o.stderr, ao.output, ao.branch, es)
 }
 
 // envAuth returns basic auth from MPHA_GIT_USERNAME and MPHA_GIT_PASSWORD for an http(s) URL;
@@ -119,36 +130,53 @@ func envAuth(repo string) (*githttp.BasicAuth, bool) {
 	return &githttp.BasicAuth{Username: user, Password: pass}, true
 }
 
-func printAudit(w io.Writer, output, branch string, es []audit.Entry) error {
+// printAudit writes the entries as JSON or as a table, and in the table's case each entry's
+// trailer problems as warning lines on errw.
+func printAudit(w, errw io.Writer, output, branch string, es []audit.Entry) error {
 	if output == "json" {
 		if es == nil {
 			es = []audit.Entry{}
 		}
-		enc := json.NewEncoder(w)
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
 		enc.SetIndent("", "  ")
 		enc.SetEscapeHTML(false) // authors are "name <email>"
-		return enc.Encode(es)
+		if err := enc.Encode(es); err != nil {
+			return fmt.Errorf("encoding the entries: %w", err)
+		}
+		_, err := w.Write(printableJSON(b.Bytes()))
+		return err
 	}
 	if len(es) == 0 {
-		_, err := fmt.Fprintf(w, "no matching mpha commits on %s\n", branch)
+		_, err := fmt.Fprintf(w, "no matching mpha commits on %s\n", display(branch, maxLine))
 		return err
 	}
 	rows := [][]string{{"WHEN", "KIND", "EVENT", "EPOCH", "FROM→TO", "MODE", "BY", "REASON", "PR", "MERGED"}}
 	for _, e := range es {
 		rows = append(rows, auditRow(e))
 	}
-	return writeTable(w, rows)
+	if err := writeTable(w, rows); err != nil {
+		return err
+	}
+	for _, e := range es {
+		for _, p := range e.Problems {
+			if _, err := fmt.Fprintf(errw, "warning: commit %.12s (%s): %s\n", e.Commit, stamp(e.When), display(p, 0)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // auditRow is a failover's row, or for other kinds when, kind, and cluster and subject spanning
-// the remaining columns.
+// the remaining columns. Each value is escaped and cut (display).
 func auditRow(e audit.Entry) []string {
 	if e.Kind != "failover" {
 		text := e.Subject
 		if e.Cluster != "" {
 			text = e.Cluster + ": " + text
 		}
-		return []string{stamp(e.When), cell(e.Kind), printable(text)}
+		return []string{stamp(e.When), cell(e.Kind), display(text, maxLine)}
 	}
 	epoch := ""
 	if e.Epoch != 0 {
@@ -160,25 +188,15 @@ func auditRow(e audit.Entry) []string {
 
 func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04Z") }
 
-// cell shows an empty value as "-".
+// cell shows an empty value as "-", others escaped and cut to maxCell.
 func cell(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return printable(s)
+	return display(s, maxCell)
 }
 
-// printable keeps control characters in commit text (terminal escapes) off the operator's screen.
-func printable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return '?'
-		}
-		return r
-	}, s)
-}
-
-// writeTable aligns cells in columns two spaces apart. A row shorter than the first ends with a
+// writeTable aligns cells in columns two spaces apart, each escaped (display). A row shorter than the first ends with a
 // cell that spans the remaining columns and widens none (tabwriter would end the column blocks
 // there and misalign the rows around it).
 func writeTable(w io.Writer, rows [][]string) error {
@@ -189,6 +207,13 @@ func writeTable(w io.Writer, rows [][]string) error {
 				break
 			}
 			widths[i] = max(widths[i], utf8.RuneCountInString(c))
+		}
+	}
+	rows = slices.Clone(rows)
+	for i, r := range rows {
+		rows[i] = make([]string, len(r))
+		for j, c := range r {
+			rows[i][j] = display(c, 0) // whatever the caller passed, no escape reaches the terminal
 		}
 	}
 	var b strings.Builder

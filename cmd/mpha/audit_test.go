@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
@@ -201,4 +202,66 @@ func TestAuditURL(t *testing.T) {
 	if strings.Contains(got+stderr, srv.Password) {
 		t.Error("the password was printed")
 	}
+}
+
+// hostileRepo holds commits written by hand against the trailer contract: an ANSI escape in
+// Mpha-From and in the subject, a path as the kind, a word as the epoch, a repeated Mpha-To, a
+// malformed line, a bidi override, and a reason of 300 characters.
+func hostileRepo(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	r, err := gogit.PlainInitWithOptions(dir, &gogit.PlainInitOptions{
+		InitOptions: gogit.InitOptions{DefaultBranch: plumbing.NewBranchReferenceName("main")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wt, err := r.Worktree()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 8, 1, 9, 0, 0, 0, time.UTC)
+	for i, msg := range []string{
+		"Fail over \x1b[2J\x1b[Hfrom east\n\nMpha-Kind: failover\nMpha-Event: ev-9\nMpha-Epoch: banana\nMpha-From: \x1b[31meast\x1b[0m\nMpha-To: west\nMpha-To: east\nMpha-Mode: planned\nMpha-Requested-By: mallory\nMpha-Reason: " + strings.Repeat("very long reason ", 18) + "end\nMpha-Preflight:pass\n",
+		"Seal secrets \u202egnp.exe\n\nMpha-Kind: ../../etc/passwd\nMpha-Cluster: east\n",
+		formatMessage(t, "Seal 2 secrets for west", trailer.Trailer{Key: trailer.Kind, Value: "secrets"}, trailer.Trailer{Key: trailer.Cluster, Value: "east"}),
+	} {
+		sig := &object.Signature{Name: "Mallory", Email: "mallory@example.com", When: t0.Add(time.Duration(i) * time.Hour)}
+		if _, err := wt.Commit(msg, &gogit.CommitOptions{Author: sig, Committer: sig, AllowEmptyCommits: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// The table escapes every control character (Go-quoted), cuts long cells at maxCell runes with
+// "…", and warns on stderr of each problem; -o json keeps the values whole, JSON-escaped, and
+// lists the problems.
+func TestAuditHostileTrailers(t *testing.T) {
+	dir := hostileRepo(t)
+	out, errOut, err := run(t, "audit", "--repo", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(out+errOut, "\x1b\u202e") {
+		t.Errorf("a control character reached the terminal:\n%q\n%q", out, errOut)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		for _, c := range strings.Fields(line) {
+			if n := utf8.RuneCountInString(c); n > maxLine {
+				t.Errorf("a cell of %d runes: %q", n, c)
+			}
+		}
+	}
+	golden.Assert(t, "testdata/audit-hostile.golden.txt", []byte(out))
+	golden.Assert(t, "testdata/audit-hostile-warnings.golden.txt", []byte(errOut))
+
+	out, errOut, err = run(t, "audit", "--repo", dir, "-o", "json")
+	if err != nil || errOut != "" {
+		t.Fatalf("json: %v, stderr %q", err, errOut)
+	}
+	if strings.ContainsAny(out, "\x1b\u202e") {
+		t.Errorf("a control character in the JSON output:\n%q", out)
+	}
+	golden.Assert(t, "testdata/audit-hostile.golden.json", []byte(out))
 }

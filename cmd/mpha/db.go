@@ -46,9 +46,12 @@ verified: on any error (the source dying mid-copy included) the target is left a
 replaced database records the import (its time, source and LSN), which the agent's database
 check reads.
 
-It refuses a target server in recovery (a standby: promote it, or sync into its primary) and a
-target database with sessions (tsb and iam connected: scale them to 0 first), unless --force,
-which terminates them. Objects it cannot recreate (materialized views, partitions, rules,
+It checks the source before it touches the target: the source must answer, must not be the
+target's own server (whatever the DSNs say: the target is asked whether it lists the source
+session; refused even with --force, since the database would be replaced by itself), and must
+hold only what the copy can make. It refuses a target server in recovery (a standby: promote
+it, or sync into its primary) and a target database with sessions (tsb and iam connected: scale
+them to 0 first), unless --force, which terminates them. Objects it cannot recreate (materialized views, partitions, rules,
 policies, domains, large objects) are refused before anything is written. Two syncs of one
 database into one server do not run at once: the second is refused.
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -27,7 +28,7 @@ func TestDBSyncFlagErrors(t *testing.T) {
 		{"bad output", []string{"db", "sync", "--from", "x", "--to", "y", "-o", "yaml"}, `--output "yaml"`},
 		{"unparsable DSN", []string{"db", "sync", "--from", "postgres://tsb:" + dbPassword + "@db:notaport/tsb", "--to", "postgres://db/tsb"}, "source: parsing the DSN"},
 		{"unreachable servers", []string{"db", "sync", "--from", "postgres://tsb:" + dbPassword + "@127.0.0.1:1/tsb?connect_timeout=2",
-			"--to", "postgres://tsb:" + dbPassword + "@127.0.0.1:1/tsb?connect_timeout=2"}, "connecting to the target server"},
+			"--to", "postgres://tsb:" + dbPassword + "@127.0.0.1:1/tsb?connect_timeout=2"}, "connecting to the source"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -110,6 +111,20 @@ func TestDBSync(t *testing.T) {
 	var res pgcopy.Result
 	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Rows != 5000 || len(res.Phases) != 6 {
 		t.Errorf("json: %v %+v", err, res)
+	}
+
+	// The target's server as the source, under another DSN: refused at once, even with --force.
+	cfg, err := pgx.ParseConfig(dsn[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := fmt.Sprintf("host=%s port=%d user=tsb password=%s dbname=postgres sslmode=disable", cfg.Host, cfg.Port, dbPassword)
+	out, errOut, err = run(t, "db", "sync", "--from", same, "--force")
+	if err == nil || !strings.Contains(err.Error(), "db sync: the source and the target are the same database") {
+		t.Errorf("the same database: %v", err)
+	}
+	if strings.Contains(out+errOut+fmt.Sprint(err), dbPassword) {
+		t.Error("the password shows")
 	}
 }
 

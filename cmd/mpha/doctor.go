@@ -61,7 +61,7 @@ Exit status: 0 when no check fails (warnings allowed), 1 when doctor could not r
 unreachable cluster), 2 when at least one check fails.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := do.complete(cmd); err != nil {
+			if err := do.complete(cmd, o); err != nil {
 				return err
 			}
 			return runDoctor(cmd.Context(), o, do)
@@ -103,7 +103,7 @@ func preflightOnlyChecks() []string {
 }
 
 // complete checks the flags and fills what they leave unset from --config, then the defaults.
-func (do *doctorOptions) complete(cmd *cobra.Command) error {
+func (do *doctorOptions) complete(cmd *cobra.Command, o *globalOptions) error {
 	switch {
 	case do.active == "" || do.standby == "":
 		return errors.New("--active and --standby are required")
@@ -111,6 +111,10 @@ func (do *doctorOptions) complete(cmd *cobra.Command) error {
 		return fmt.Errorf("--active and --standby are both %q", do.active)
 	case do.output != "table" && do.output != "json":
 		return fmt.Errorf("--output %q: want table or json", do.output)
+	}
+	// Both contexts exist before either cluster is read.
+	if err := checkContexts(o, contextFlag{"active", do.active}, contextFlag{"standby", do.standby}); err != nil {
+		return err
 	}
 	if do.config == "" {
 		if len(do.secrets) == 0 {

@@ -46,6 +46,9 @@ did with each secret.`,
 			if eo.config == "" {
 				return errors.New("--config is required")
 			}
+			if err := checkNames(clusterFlag("peer", eo.peer, false)); err != nil {
+				return err
+			}
 			eo.namespace = cmp.Or(eo.namespace, agentNamespace())
 			return runExportOnce(cmd.Context(), o, eo)
 		},

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/failover"
+	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
 	"github.com/mpha-dev/mpha/gitops/plan"
 	"github.com/mpha-dev/mpha/internal/natsconn"
@@ -91,6 +93,11 @@ Exit status: 0 answered (proposed, or the phase --wait names); 1 could not ask; 
 4 failed after being accepted; 5 no answer within --timeout.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// The names given are checked before Git is read; event checks them all again,
+			// pair.yaml's name included, before anything is sent.
+			if err := checkNames(clusterFlag("to", ro.to, true), pairFlag("pair", ro.pair, false)); err != nil {
+				return err
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), ro.timeout)
 			defer cancel()
 			pair, err := ro.pairName(ctx, cmd, o)
@@ -147,9 +154,21 @@ func (ro *requestOptions) pairName(ctx context.Context, cmd *cobra.Command, o *g
 	return p.Name, nil
 }
 
+// event checks the flags, all before anything is sent, and builds the request.
 func (ro *requestOptions) event() (event.Event, error) {
-	if ro.to == "" || strings.TrimSpace(ro.reason) == "" {
-		return event.Event{}, errors.New("--to and --reason are required")
+	if err := checkNames(clusterFlag("to", ro.to, true), pairFlag("pair", ro.pair, true)); err != nil {
+		return event.Event{}, err
+	}
+	if strings.TrimSpace(ro.reason) == "" {
+		return event.Event{}, errors.New("--reason is required")
+	}
+	if !slices.Contains(event.Modes(), event.Mode(ro.mode)) {
+		return event.Event{}, fmt.Errorf("--mode %s: want planned, emergency or drill", gitops.Quote(ro.mode))
+	}
+	for _, c := range ro.force {
+		if !slices.Contains(event.CheckNames(), c) {
+			return event.Event{}, fmt.Errorf("--force %s: not a check (%s)", gitops.Quote(c), strings.Join(event.CheckNames(), ", "))
+		}
 	}
 	switch event.Phase(ro.wait) {
 	case event.PhaseProposed, event.PhaseMerged, event.PhaseApplied, event.PhaseVerified:
@@ -400,8 +419,8 @@ type planView struct {
 }
 
 func runFailoverPlan(ctx context.Context, o *globalOptions, po *planOptions) error {
-	if po.to == "" {
-		return errors.New("--to is required")
+	if err := checkNames(clusterFlag("to", po.to, true)); err != nil {
+		return err
 	}
 	l, err := po.repo.layout()
 	if err != nil {

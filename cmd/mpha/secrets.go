@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
@@ -29,7 +30,9 @@ func newSecretsSealCommand(o *globalOptions) *cobra.Command {
 		Short: "Seal a Secret manifest for a cluster's sealed-secrets certificate (kubeseal-compatible output)",
 		Long: `Reads a Secret manifest (from -f or standard input) and writes the SealedSecret that the
 cluster owning --cert unseals into it. The scope is strict: only the same name in the same
-namespace. With --hmac-key-file (the agents' key), the output carries the digest the agent uses to
+namespace. A certificate past or before its validity dates gets a warning on stderr; a Secret
+whose SealedSecret would pass the API server's object limit (1 MiB: data over ~750 KiB) is
+refused, before anything is encrypted. With --hmac-key-file (the agents' key), the output carries the digest the agent uses to
 decide whether the secret changed; without it, the agent re-seals the secret on its next pass.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -43,6 +46,9 @@ decide whether the secret changed; without it, the agent re-seals the secret on 
 			cert, err := seal.ParseCert(certPEM)
 			if err != nil {
 				return err
+			}
+			if err := cert.Validity(time.Now()); err != nil {
+				fmt.Fprintf(o.stderr, "warning: --cert %s: %v; sealing anyway (the controller decrypts whatever the dates), but make sure the cluster's controller still holds this key\n", certFile, err)
 			}
 			var key []byte
 			if keyFile != "" {

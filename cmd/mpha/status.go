@@ -75,10 +75,8 @@ func (so *statusOptions) validate() error {
 	case so.output != "table" && so.output != "json":
 		return fmt.Errorf("--output %q: want table or json", so.output)
 	}
-	if so.pair != "" {
-		if _, err := event.NewSubjects(so.pair); err != nil {
-			return fmt.Errorf("--pair: %w", err)
-		}
+	if err := checkNames(pairFlag("pair", so.pair, false)); err != nil {
+		return err
 	}
 	if so.nats.URL != "" || so.nats.Auth() != "none" || so.nats.TLS() {
 		return so.nats.Validate() // NATS is optional, but flags given for it must make sense

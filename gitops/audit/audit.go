@@ -17,6 +17,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 
+	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/trailer"
 )
 
@@ -24,7 +25,9 @@ import (
 const DefaultBranch = "main"
 
 // Entry is one commit carrying Mpha-* trailers. The failover fields are empty (Epoch 0) on other
-// kinds; an Mpha-Epoch that is not an integer leaves Epoch 0 and stays in Trailers.
+// kinds. A value the contract refuses (an Mpha-Epoch that is not an integer, a kind or cluster
+// that is not a DNS-1123 label) leaves its field empty, stays in Trailers and is named in
+// Problems.
 type Entry struct {
 	Commit string    `json:"commit"`
 	Kind   string    `json:"kind"`
@@ -41,9 +44,13 @@ type Entry struct {
 	Preflight   string `json:"preflight,omitempty"`
 	Cluster     string `json:"cluster,omitempty"`
 
-	// Trailers holds every Mpha-* trailer of the commit (the first, if a key repeats).
+	// Trailers holds every Mpha-* trailer of the commit (the first, if a key repeats), as written.
 	Trailers map[string]string `json:"trailers"`
 	Subject  string            `json:"subject"`
+	// Problems name what is wrong with the commit's trailers: malformed Mpha-* lines, values the
+	// contract refuses, repeated keys. mpha's agents write none; a problem means a commit written
+	// or edited by hand.
+	Problems []string `json:"problems,omitempty"`
 
 	// Merged is when the commit reached the branch read: the committer time of the merge commit
 	// that brought it in, else its own committer time.
@@ -134,33 +141,72 @@ func (o Options) keeps(e Entry) bool {
 }
 
 // newEntry reads c's Mpha-* trailers into an Entry (without the Merged fields); false when c has
-// none.
+// none, valid or malformed. A trailer that is malformed, or whose value the contract refuses
+// (trailer.Check), leaves its field empty and becomes a problem; so does a repeated key, whose
+// first value counts (as trailer.Get reads it for the agents) and whose values the problem lists.
 func newEntry(c *object.Commit) (Entry, bool) {
-	ts := trailer.Parse(c.Message)
-	if len(ts) == 0 {
+	ts, malformed := trailer.ParseAll(c.Message)
+	if len(ts) == 0 && len(malformed) == 0 {
 		return Entry{}, false
 	}
-	all := make(map[string]string, len(ts))
-	for _, t := range ts {
-		if _, dup := all[t.Key]; !dup {
-			all[t.Key] = t.Value
-		}
-	}
-	get := func(key string) string {
-		v, _ := trailer.Get(ts, key)
-		return v
-	}
 	e := Entry{
-		Commit: c.Hash.String(), Kind: get(trailer.Kind), When: c.Author.When,
-		Author: fmt.Sprintf("%s <%s>", c.Author.Name, c.Author.Email),
-		Event:  get(trailer.Event), From: get(trailer.From), To: get(trailer.To), Mode: get(trailer.Mode),
-		RequestedBy: get(trailer.RequestedBy), Reason: get(trailer.Reason), Preflight: get(trailer.Preflight),
-		Cluster: get(trailer.Cluster), Trailers: all, Subject: subject(c.Message),
+		Commit: c.Hash.String(), When: c.Author.When, Author: fmt.Sprintf("%s <%s>", c.Author.Name, c.Author.Email),
+		Trailers: make(map[string]string, len(ts)), Subject: subject(c.Message),
 	}
-	if n, err := strconv.ParseInt(get(trailer.Epoch), 10, 64); err == nil {
-		e.Epoch = n
+	for _, err := range malformed {
+		e.Problems = append(e.Problems, err.Error())
+	}
+	var keys []string
+	values := map[string][]string{}
+	for _, t := range ts {
+		if _, seen := values[t.Key]; !seen {
+			keys = append(keys, t.Key)
+		}
+		values[t.Key] = append(values[t.Key], t.Value)
+	}
+	for _, k := range keys {
+		vs := values[k]
+		e.Trailers[k] = vs[0]
+		if len(vs) > 1 {
+			quoted := make([]string, len(vs))
+			for i, v := range vs {
+				quoted[i] = gitops.Quote(v)
+			}
+			e.Problems = append(e.Problems, fmt.Sprintf("%s appears %d times (%s): the first counts", k, len(vs), strings.Join(quoted, ", ")))
+		}
+		if err := trailer.Check(trailer.Trailer{Key: k, Value: vs[0]}); err != nil {
+			e.Problems = append(e.Problems, err.Error())
+			continue
+		}
+		e.set(k, vs[0])
 	}
 	return e, true
+}
+
+// set fills the field of trailer key with a value trailer.Check accepted.
+func (e *Entry) set(key, v string) {
+	switch key {
+	case trailer.Kind:
+		e.Kind = v
+	case trailer.Event:
+		e.Event = v
+	case trailer.Epoch:
+		e.Epoch, _ = strconv.ParseInt(v, 10, 64)
+	case trailer.From:
+		e.From = v
+	case trailer.To:
+		e.To = v
+	case trailer.Mode:
+		e.Mode = v
+	case trailer.RequestedBy:
+		e.RequestedBy = v
+	case trailer.Reason:
+		e.Reason = v
+	case trailer.Preflight:
+		e.Preflight = v
+	case trailer.Cluster:
+		e.Cluster = v
+	}
 }
 
 func subject(message string) string {

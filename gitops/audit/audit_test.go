@@ -271,8 +271,8 @@ func TestLogBranchWithBackMerge(t *testing.T) {
 			t.Errorf("%s: merged %v by %s %q, want %v by m #7", e.Subject, e.Merged, e.MergeCommit, e.PR, at(6))
 		}
 	}
-	if got[1].Epoch != 0 || got[1].Trailers[trailer.Epoch] != "x9" {
-		t.Errorf("a bad epoch: Epoch %d, trailer %q; want 0 and the raw value kept", got[1].Epoch, got[1].Trailers[trailer.Epoch])
+	if got[1].Epoch != 0 || got[1].Trailers[trailer.Epoch] != "x9" || len(got[1].Problems) != 1 || !strings.Contains(got[1].Problems[0], `Mpha-Epoch: "x9" is not`) {
+		t.Errorf("a bad epoch: Epoch %d, trailer %q, problems %q; want 0, the raw value kept and a problem", got[1].Epoch, got[1].Trailers[trailer.Epoch], got[1].Problems)
 	}
 	if got[2].MergeCommit != "" || got[2].PR != "" || !got[2].Merged.Equal(at(3)) {
 		t.Errorf("a first-parent commit: %+v", got[2])
@@ -402,5 +402,55 @@ func TestOpenURLMatchesLocalPath(t *testing.T) {
 	}
 	if _, err := audit.Open(ctx, url, srv.Auth(), "no-such-branch"); !errors.Is(err, audit.ErrBranchNotFound) || !strings.Contains(err.Error(), "no-such-branch") {
 		t.Errorf("unknown branch: err = %v, want ErrBranchNotFound naming it", err)
+	}
+}
+
+// Commits written by hand with bad trailers are listed with their problems: a malformed line, a
+// value the contract refuses (its field left empty, the raw value kept in Trailers), a repeated
+// key (the first value counts); a commit whose only Mpha-* line is malformed is listed too.
+func TestLogReportsTrailerProblems(t *testing.T) {
+	t.Parallel()
+	h := newHistory(t)
+	forged := h.commit("Fail over by hand\n\nMpha-Kind: ../../etc/passwd\nMpha-Epoch: banana\nMpha-From: \x1b[31meast\nMpha-To: west\nMpha-To: east\nMpha-Cluster:east\n",
+		bob, at(1), at(1), map[string]string{"a": "a"})
+	onlyBad := h.commit("Looks like mpha\n\nMpha-Kind:secrets\n", bob, at(2), at(2), map[string]string{"b": "b"})
+	h.commit("Not mpha at all\n\nSigned-off-by: Bob <bob@example.com>\n", bob, at(3), at(3), map[string]string{"c": "c"})
+	clean := h.commit(message(t, "Seal secrets for west", trailer.Trailer{Key: trailer.Kind, Value: "secrets"}, trailer.Trailer{Key: trailer.Cluster, Value: "east"}),
+		agentEast, at(4), at(4), map[string]string{"d": "d"})
+
+	got, err := audit.Log(context.Background(), h.repo, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(hashes(clean, onlyBad, forged), commits(got)); diff != "" {
+		t.Fatalf("commits (-want +got):\n%s", diff)
+	}
+	if got[0].Problems != nil {
+		t.Errorf("the agent's commit has problems: %q", got[0].Problems)
+	}
+	if diff := cmp.Diff([]string{`invalid trailer: "Mpha-Kind:secrets" is not "Mpha-Key: value"`}, got[1].Problems); diff != "" {
+		t.Errorf("a commit with only a malformed line (-want +got):\n%s", diff)
+	}
+	e := got[2]
+	want := []string{
+		`invalid trailer: "Mpha-Cluster:east" is not "Mpha-Key: value"`,
+		`invalid trailer: Mpha-Kind: kind "../../etc/passwd": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')`,
+		`invalid trailer: Mpha-Epoch: "banana" is not a non-negative integer`,
+		`invalid trailer: Mpha-From: cluster name "\x1b[31meast": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')`,
+		`Mpha-To appears 2 times ("west", "east"): the first counts`,
+	}
+	if diff := cmp.Diff(want, e.Problems); diff != "" {
+		t.Errorf("problems (-want +got):\n%s", diff)
+	}
+	if e.Kind != "" || e.Epoch != 0 || e.From != "" || e.To != "west" || e.Cluster != "" {
+		t.Errorf("fields: kind %q epoch %d from %q to %q cluster %q; want only to=west", e.Kind, e.Epoch, e.From, e.To, e.Cluster)
+	}
+	wantTrailers := map[string]string{"Mpha-Kind": "../../etc/passwd", "Mpha-Epoch": "banana", "Mpha-From": "\x1b[31meast", "Mpha-To": "west"}
+	if diff := cmp.Diff(wantTrailers, e.Trailers); diff != "" {
+		t.Errorf("trailers as written (-want +got):\n%s", diff)
+	}
+	// A kind filter never matches a refused kind.
+	if got, _ := audit.Log(context.Background(), h.repo, audit.Options{Kinds: []string{"../../etc/passwd"}}); len(got) != 0 {
+		t.Errorf("--kind ../../etc/passwd listed %d entries", len(got))
 	}
 }

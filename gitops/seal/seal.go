@@ -10,6 +10,7 @@ import (
 	"crypto/hmac"
 	"crypto/rsa"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	ssv1alpha1 "github.com/bitnami-labs/sealed-secrets/pkg/apis/sealedsecrets/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
@@ -49,7 +51,40 @@ type Cert struct {
 	Key *rsa.PublicKey
 	// Fingerprint is the SHA-256 of the certificate's DER, hex: public, it names the certificate.
 	Fingerprint string
+	// NotBefore and NotAfter bound the certificate's validity (see Validity).
+	NotBefore, NotAfter time.Time
 }
+
+// Validity errors, from Cert.Validity.
+var (
+	ErrCertExpired     = errors.New("the sealing certificate has expired")
+	ErrCertNotYetValid = errors.New("the sealing certificate is not valid yet")
+)
+
+// Validity says whether now lies within the certificate's validity: nil, or an error wrapping
+// ErrCertExpired or ErrCertNotYetValid with the dates. The sealed-secrets controller decrypts
+// with its private key whatever the dates, so sealing still works and callers warn rather than
+// refuse; but a certificate out of its dates is one its controller has not renewed (a stale
+// copy in Git, a controller gone, a clock off), so the data may never be unsealed.
+func (c Cert) Validity(now time.Time) error {
+	const day = "2006-01-02 15:04 MST"
+	switch {
+	case now.After(c.NotAfter):
+		return fmt.Errorf("%w: it was valid until %s (%s ago)", ErrCertExpired, c.NotAfter.UTC().Format(day), now.Sub(c.NotAfter).Round(time.Minute))
+	case now.Before(c.NotBefore):
+		return fmt.Errorf("%w: it is valid from %s (in %s)", ErrCertNotYetValid, c.NotBefore.UTC().Format(day), c.NotBefore.Sub(now).Round(time.Minute))
+	}
+	return nil
+}
+
+// MaxObjectBytes is the largest SealedSecret mpha seals or writes: 1 MiB, what the API server
+// takes for a Secret's data and the size Kubernetes documents for an object kept in etcd (whose
+// default request limit, 1.5 MiB, must also hold the object's metadata and managed fields).
+// Sealed data is about 4/3 of the plaintext, so a Secret of over ~750 KiB cannot be sealed.
+const MaxObjectBytes = 1 << 20
+
+// ErrTooLarge reports a Secret whose SealedSecret the API server would refuse.
+var ErrTooLarge = errors.New("too large for the Kubernetes API server")
 
 // ParseCert reads the PEM certificate the sealed-secrets controller serves at /v1/cert.pem.
 func ParseCert(pemBytes []byte) (Cert, error) {
@@ -62,7 +97,7 @@ func ParseCert(pemBytes []byte) (Cert, error) {
 		return Cert{}, fmt.Errorf("parsing sealing certificate: it holds a %T, want an RSA key", certs[0].PublicKey)
 	}
 	sum := sha256.Sum256(certs[0].Raw)
-	return Cert{Key: pub, Fingerprint: hex.EncodeToString(sum[:])}, nil
+	return Cert{Key: pub, Fingerprint: hex.EncodeToString(sum[:]), NotBefore: certs[0].NotBefore, NotAfter: certs[0].NotAfter}, nil
 }
 
 // Digest returns the keyed digest of s's type and data (StringData folded in, as the API server
@@ -97,6 +132,9 @@ func Digest(key []byte, s *corev1.Secret) (string, error) {
 // managed-by label. A nil key (offline sealing by hand) leaves the digest out: the agent then
 // re-seals the secret on its next pass.
 func Seal(cert Cert, key []byte, s *corev1.Secret) (*ssv1alpha1.SealedSecret, error) {
+	if err := checkSealedSize(cert, s); err != nil {
+		return nil, err
+	}
 	var digest string
 	if key != nil {
 		d, err := Digest(key, s)
@@ -131,8 +169,33 @@ func Seal(cert Cert, key []byte, s *corev1.Secret) (*ssv1alpha1.SealedSecret, er
 	return ss, nil
 }
 
+// checkSealedSize refuses, before any encryption, a Secret whose sealed data alone would pass
+// MaxObjectBytes. Sealing is exact in size: each value becomes, base64-encoded, a 2-byte length,
+// the RSA-OAEP-encrypted session key (the modulus' size) and the AES-GCM ciphertext (the value
+// and a 16-byte tag); a key in both Data and StringData is sealed once, from StringData.
+func checkSealedSize(cert Cert, s *corev1.Secret) error {
+	values := make(map[string]int, len(s.Data)+len(s.StringData))
+	for k, v := range s.Data {
+		values[k] = len(v)
+	}
+	for k, v := range s.StringData {
+		values[k] = len(v)
+	}
+	plain, sealed := 0, 0
+	for k, n := range values {
+		plain += n
+		sealed += len(k) + base64.StdEncoding.EncodedLen(2+cert.Key.Size()+n+16)
+	}
+	if sealed <= MaxObjectBytes {
+		return nil
+	}
+	return fmt.Errorf("sealing %s/%s: its data is %d bytes, which sealed take %d bytes, over the %d bytes (1 MiB) the API server takes for an object: %w",
+		s.Namespace, s.Name, plain, sealed, MaxObjectBytes, ErrTooLarge)
+}
+
 // Marshal renders a SealedSecret as the file mpha commits: the ownership header, then YAML with
-// sorted keys.
+// sorted keys. A file over MaxObjectBytes is refused with ErrTooLarge: the API server would
+// refuse the object Flux applies from it.
 func Marshal(ss *ssv1alpha1.SealedSecret) ([]byte, error) {
 	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(ss)
 	if err != nil {
@@ -145,7 +208,12 @@ func Marshal(ss *ssv1alpha1.SealedSecret) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rendering SealedSecret %s: %w", ss.Name, err)
 	}
-	return append([]byte(gitops.Header), b...), nil
+	out := append([]byte(gitops.Header), b...)
+	if len(out) > MaxObjectBytes {
+		return nil, fmt.Errorf("rendering SealedSecret %s/%s: it is %d bytes, over the %d bytes (1 MiB) the API server takes for an object: %w",
+			ss.Namespace, ss.Name, len(out), MaxObjectBytes, ErrTooLarge)
+	}
+	return out, nil
 }
 
 // Stamp is what a committed SealedSecret says it holds.

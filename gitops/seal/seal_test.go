@@ -9,7 +9,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"regexp"
+	"strings"
 	"testing"
+	"time"
 
 	ssv1alpha1 "github.com/bitnami-labs/sealed-secrets/pkg/apis/sealedsecrets/v1alpha1"
 	sscrypto "github.com/bitnami-labs/sealed-secrets/pkg/crypto"
@@ -234,4 +236,71 @@ func sealFile(t testing.TB, p peer, s *corev1.Secret) []byte {
 		t.Fatal(err)
 	}
 	return file
+}
+
+// Validity is judged at the now passed in: certificates made expired and not yet valid say so
+// with their dates; one inside its dates passes.
+func TestCertValidity(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	parse := func(notBefore time.Time, validFor time.Duration) seal.Cert {
+		pem, _ := testrig.SealingKeyPairAt(t, "west", notBefore, validFor)
+		c, err := seal.ParseCert(pem)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	tests := []struct {
+		name string
+		cert seal.Cert
+		want error
+		text string
+	}{
+		{"valid", parse(now.AddDate(0, -1, 0), 10*365*24*time.Hour), nil, ""},
+		{"expired", parse(now.AddDate(-10, 0, 0), 24*time.Hour), seal.ErrCertExpired, "it was valid until 2016-12-02 12:00 UTC"},
+		{"not valid yet", parse(now.Add(90*time.Minute), time.Hour), seal.ErrCertNotYetValid, "it is valid from 2026-12-01 13:30 UTC (in 1h30m0s)"},
+	}
+	for _, tc := range tests {
+		err := tc.cert.Validity(now)
+		if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.text)) {
+			t.Errorf("%s: Validity = %v, want %v with %q", tc.name, err, tc.want, tc.text)
+		}
+	}
+}
+
+// A Secret whose sealed form the API server would refuse is refused with its size and the
+// limit: before any encryption when its data alone is too large (the estimate is exact: a
+// Secret just under it seals to data just under it), else when the rendered file is.
+func TestSealRefusesWhatTheAPIServerWouldNot(t *testing.T) {
+	t.Parallel()
+	p := newPeer(t)
+	big := func(n int) *corev1.Secret {
+		s := signingKey(t)
+		s.Data = map[string][]byte{"blob": bytes.Repeat([]byte("x"), n)}
+		return s
+	}
+	_, err := seal.Seal(p.cert, hmacKey, big(10<<20))
+	if !errors.Is(err, seal.ErrTooLarge) || !strings.Contains(err.Error(), "sealing tsb/iam-signing-key: its data is 10485760 bytes, which sealed take 13981384 bytes, over the 1048576 bytes (1 MiB)") {
+		t.Errorf("a 10 MiB Secret: err = %v", err)
+	}
+
+	// The largest value whose sealed data fits: 3*(MaxObjectBytes-len("blob"))/4 base64 bytes
+	// less the length, the RSA block and the GCM tag.
+	fits := (seal.MaxObjectBytes-len("blob"))/4*3 - 2 - p.cert.Key.Size() - 16
+	ss, err := seal.Seal(p.cert, hmacKey, big(fits))
+	if err != nil {
+		t.Fatalf("a Secret whose sealed data just fits: %v", err)
+	}
+	if got := len("blob") + len(ss.Spec.EncryptedData["blob"]); got > seal.MaxObjectBytes || got < seal.MaxObjectBytes-4 {
+		t.Errorf("sealed data of %d bytes, want just under %d: the estimate is off", got, seal.MaxObjectBytes)
+	}
+	if _, err := seal.Seal(p.cert, hmacKey, big(fits+3)); !errors.Is(err, seal.ErrTooLarge) {
+		t.Errorf("3 bytes more: err = %v, want ErrTooLarge", err)
+	}
+	// Its data fits, but with the template's metadata the file does not.
+	_, err = seal.Marshal(ss)
+	if !errors.Is(err, seal.ErrTooLarge) || !regexp.MustCompile(`rendering SealedSecret tsb/iam-signing-key: it is 10[0-9]{5} bytes, over the 1048576 bytes`).MatchString(err.Error()) {
+		t.Errorf("a file over the limit: err = %v", err)
+	}
 }

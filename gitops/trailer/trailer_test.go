@@ -2,10 +2,13 @@ package trailer_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/mpha-dev/mpha/gitops/failback"
+	"github.com/mpha-dev/mpha/gitops/plan"
 	"github.com/mpha-dev/mpha/gitops/trailer"
 )
 
@@ -70,7 +73,15 @@ func FuzzParse(f *testing.F) {
 	f.Add("subject", "Mpha-Kind", "secrets", "Mpha-Reason", "east down")
 	f.Add("s\n\nbody\n\nMpha-X: y", "Mpha-A-B", "c: d", "Mpha-Q", "z")
 	f.Fuzz(func(t *testing.T, msg, k1, v1, k2, v2 string) {
-		trailer.Parse(msg)
+		ts, bad := trailer.ParseAll(msg)
+		for _, tr := range ts {
+			_ = trailer.Check(tr)
+		}
+		for _, err := range bad {
+			if !errors.Is(err, trailer.ErrInvalid) {
+				t.Errorf("ParseAll(%q): %v does not wrap ErrInvalid", msg, err)
+			}
+		}
 		in := []trailer.Trailer{{k1, v1}, {k2, v2}}
 		out, err := trailer.Format(msg, in)
 		if err != nil {
@@ -80,4 +91,86 @@ func FuzzParse(f *testing.F) {
 			t.Errorf("format → parse (-in +out):\n%s\nmessage:\n%q", diff, out)
 		}
 	})
+}
+
+// ParseAll reports each line that starts like an Mpha-* trailer and is not one, quoted (control
+// characters escaped), and ignores other trailers and text.
+func TestParseAllReportsMalformedLines(t *testing.T) {
+	t.Parallel()
+	msg := "subject\n\nSigned-off-by: a <a@b>\nMpha-Kind: secrets\nMpha-Epoch:7\nmpha-cluster: east\nMpha-Reason:  padded\nMpha-Bad Key: x\nMpha-From: \x1b[31meast\nnot a trailer\n"
+	ts, bad := trailer.ParseAll(msg)
+	want := []trailer.Trailer{{"Mpha-Kind", "secrets"}, {"Mpha-From", "\x1b[31meast"}}
+	if diff := cmp.Diff(want, ts); diff != "" {
+		t.Errorf("trailers (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(ts, trailer.Parse(msg)); diff != "" {
+		t.Errorf("Parse differs from ParseAll (-ParseAll +Parse):\n%s", diff)
+	}
+	wantBad := []string{
+		`invalid trailer: "Mpha-Epoch:7" is not "Mpha-Key: value"`,
+		`"mpha-cluster: east": invalid trailer: key "mpha-cluster" is not Mpha-Word(-Word)*`,
+		`"Mpha-Reason:  padded": invalid trailer: Mpha-Reason: the value must be one non-empty line without surrounding spaces`,
+		`"Mpha-Bad Key: x": invalid trailer: key "Mpha-Bad Key" is not Mpha-Word(-Word)*`,
+	}
+	var got []string
+	for _, err := range bad {
+		if !errors.Is(err, trailer.ErrInvalid) {
+			t.Errorf("%v does not wrap ErrInvalid", err)
+		}
+		got = append(got, err.Error())
+	}
+	if diff := cmp.Diff(wantBad, got); diff != "" {
+		t.Errorf("malformed lines (-want +got):\n%s", diff)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", 1000)
+	tests := []struct {
+		key, value string
+		want       string // "" for valid; else a part of the error
+	}{
+		{trailer.Kind, "failover", ""},
+		{trailer.Kind, "failback-prepare", ""},
+		{trailer.Kind, "../../etc/passwd", `Mpha-Kind: kind "../../etc/passwd": a lowercase RFC 1123 label`},
+		{trailer.Kind, long, `kind "` + strings.Repeat("x", 64) + `"…: must be no more than 63 characters`},
+		{trailer.Cluster, "east", ""},
+		{trailer.From, "\x1b[31meast", `Mpha-From: cluster name "\x1b[31meast"`},
+		{trailer.To, "West", `Mpha-To: cluster name "West"`},
+		{trailer.Epoch, "8", ""},
+		{trailer.Epoch, "0", ""},
+		{trailer.Epoch, "banana", `Mpha-Epoch: "banana" is not a non-negative integer`},
+		{trailer.Epoch, "-1", `Mpha-Epoch: "-1" is not a non-negative integer`},
+		{trailer.Epoch, "99999999999999999999", `is not a non-negative integer`},
+		{trailer.Mode, "drill", ""},
+		{trailer.Mode, "yolo", `Mpha-Mode: "yolo": want planned, emergency, drill`},
+		{trailer.Preflight, "forced", ""},
+		{trailer.Preflight, "skipped", `Mpha-Preflight: "skipped": want pass, warn, forced`},
+		{trailer.Reason, "anything \x1b at all", ""},
+		{"Mpha-Future-Key", "anything", ""},
+	}
+	for _, tc := range tests {
+		err := trailer.Check(trailer.Trailer{Key: tc.key, Value: tc.value})
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("Check(%s: %q) = %v, want nil", tc.key, tc.value, err)
+		case tc.want != "" && (!errors.Is(err, trailer.ErrInvalid) || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("Check(%s: %.20q) = %v, want ErrInvalid containing %q", tc.key, tc.value, err, tc.want)
+		}
+	}
+}
+
+// The words Check accepts are the ones the failover plan writes.
+func TestCheckAcceptsWhatThePlanWrites(t *testing.T) {
+	t.Parallel()
+	for _, tr := range []trailer.Trailer{
+		{trailer.Mode, plan.ModePlanned}, {trailer.Mode, plan.ModeEmergency}, {trailer.Mode, plan.ModeDrill},
+		{trailer.Preflight, plan.PreflightPass}, {trailer.Preflight, plan.PreflightWarn}, {trailer.Preflight, plan.PreflightForced},
+		{trailer.Kind, failback.Kind},
+	} {
+		if err := trailer.Check(tr); err != nil {
+			t.Errorf("Check(%+v) = %v", tr, err)
+		}
+	}
 }

@@ -30,6 +30,9 @@ var (
 	ErrBusy = errors.New("the target database has active sessions")
 	// ErrMismatch: the target read back differs from the source; the target was not replaced.
 	ErrMismatch = errors.New("verification failed")
+	// ErrSameDatabase: the source and the target are one server, so one database (the name is
+	// the same on both sides); refused even with Force, before the target is touched.
+	ErrSameDatabase = errors.New("the source and the target are the same database")
 )
 
 // DefaultDatabase is TSB's database (dataStore.postgres.name).
@@ -239,11 +242,37 @@ type syncer struct {
 }
 
 func (s *syncer) run(ctx context.Context) (*Result, error) {
+	// The source first: it must answer, be another server than the target, and hold only what
+	// the copy can make, before anything on the target is touched (its lock, its leftovers).
+	s.setPhase("schema")
+	schemaStart := time.Now()
+	marker := "mpha-db-sync source " + randomSuffix() + randomSuffix()
+	srcCfg := s.src.Copy()
+	srcCfg.RuntimeParams["application_name"] = marker
+	srcConn, err := connect(ctx, srcCfg, "")
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the source: %w", err)
+	}
+	defer srcConn.Close(context.Background())
 	admin, err := connect(ctx, s.dst, "postgres")
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the target server: %w", err)
 	}
 	defer admin.Close(context.Background())
+	if err := sameServer(ctx, admin, marker, s.opts.Database); err != nil {
+		return nil, err
+	}
+	snap, err := openSnapshot(ctx, srcConn)
+	if err != nil {
+		return nil, err
+	}
+	defer snap.tx.Rollback(context.Background())
+	sc, err := readSchema(ctx, snap.tx)
+	if err != nil {
+		return nil, err
+	}
+	s.tables = len(sc.Tables)
+
 	tgt, err := inspectTarget(ctx, admin, s.opts.Database)
 	if err != nil {
 		return nil, err
@@ -261,24 +290,6 @@ func (s *syncer) run(ctx context.Context) (*Result, error) {
 	for _, w := range warnings {
 		s.warn(w)
 	}
-
-	s.setPhase("schema")
-	schemaStart := time.Now()
-	srcConn, err := connect(ctx, s.src, "")
-	if err != nil {
-		return nil, fmt.Errorf("connecting to the source: %w", err)
-	}
-	defer srcConn.Close(context.Background())
-	snap, err := openSnapshot(ctx, srcConn)
-	if err != nil {
-		return nil, err
-	}
-	defer snap.tx.Rollback(context.Background())
-	sc, err := readSchema(ctx, snap.tx)
-	if err != nil {
-		return nil, err
-	}
-	s.tables = len(sc.Tables)
 	if err := tgt.adoptOwner(ctx, admin, snap.owner); err != nil {
 		return nil, err
 	}

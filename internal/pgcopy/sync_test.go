@@ -3,9 +3,11 @@ package pgcopy_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	osexec "os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -405,4 +407,84 @@ func TestSyncVerifiesWhatTheTargetHolds(t *testing.T) {
 	if dbs := databases(ctx, t, dst.DSN("postgres")); strings.Contains(strings.Join(dbs, ","), "_mpha_") {
 		t.Errorf("left over databases: %v", dbs)
 	}
+}
+
+// socketDSN reaches p's database db over its Unix socket as role, a route and a string unlike
+// p.DSN's (TCP, the superuser).
+func socketDSN(p *testrig.Postgres, role, db string) string {
+	return fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", filepath.Dir(p.DataDir), p.Port, role, db)
+}
+
+// The source is checked before the target is touched: a source that is the target's own server
+// (reached by another route, as another role, with Force) is refused as the same database; a
+// source that does not answer, or holds what the copy cannot make, fails the sync while the
+// target keeps its data and even the leftover of an interrupted sync, which a sync that got
+// that far would drop.
+func TestSyncChecksTheSourceFirst(t *testing.T) {
+	integration(t)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	src, dst := server(ctx, t), server(ctx, t)
+	exec(ctx, t, src.DSN("tsb"), "CREATE TABLE public.certs (id int PRIMARY KEY)", "INSERT INTO public.certs SELECT generate_series(1, 10)")
+	exec(ctx, t, withPassword(dst), "CREATE TABLE kept (x int)", "INSERT INTO kept VALUES (1)")
+	const leftover = "tsb_mpha_0badf00d"
+	exec(ctx, t, dst.DSN("postgres"), "CREATE DATABASE "+leftover)
+	before := fingerprint(ctx, t, dst.DSN("tsb"))
+	untouched := func(t *testing.T) {
+		t.Helper()
+		if d := pgcopytest.Diff(before, fingerprint(ctx, t, dst.DSN("tsb"))); len(d) > 0 {
+			t.Errorf("the target changed:\n%s", strings.Join(d, "\n"))
+		}
+		if dbs := databases(ctx, t, dst.DSN("postgres")); !slices.Contains(dbs, leftover) || slices.ContainsFunc(dbs, func(db string) bool {
+			return strings.HasPrefix(db, "tsb_mpha_") && db != leftover
+		}) {
+			t.Errorf("the target's databases changed: %v", dbs)
+		}
+	}
+
+	for _, tc := range []struct{ name, from, to string }{
+		{"same server: TCP superuser to socket tsb", dst.DSN("tsb"), socketDSN(dst, "tsb", "tsb")},
+		{"same server: socket tsb to TCP superuser", socketDSN(dst, "tsb", "postgres"), dst.DSN("postgres")},
+		{"same server: the MP's DSN on both sides", withPassword(dst), withPassword(dst)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			noSessions(ctx, t, dst, "tsb")
+			_, err := pgcopy.Sync(ctx, tc.from, tc.to, pgcopy.Options{Force: true})
+			if !errors.Is(err, pgcopy.ErrSameDatabase) || !strings.Contains(err.Error(), "both DSNs reach one server, where tsb would be replaced by itself") {
+				t.Errorf("err = %v, want ErrSameDatabase", err)
+			}
+			if err != nil && strings.Contains(err.Error(), password) {
+				t.Error("the error shows the password")
+			}
+			untouched(t)
+		})
+	}
+	t.Run("source down", func(t *testing.T) {
+		noSessions(ctx, t, dst, "tsb")
+		_, err := pgcopy.Sync(ctx, "postgres://postgres@127.0.0.1:1/tsb?sslmode=disable&connect_timeout=5", dst.DSN("tsb"), pgcopy.Options{Force: true})
+		if err == nil || !strings.Contains(err.Error(), "connecting to the source") {
+			t.Errorf("err = %v, want one connecting to the source", err)
+		}
+		untouched(t)
+	})
+	t.Run("source holds what the copy cannot make", func(t *testing.T) {
+		noSessions(ctx, t, dst, "tsb")
+		exec(ctx, t, src.DSN("tsb"), "CREATE MATERIALIZED VIEW public.mv AS SELECT 1 AS one")
+		defer exec(ctx, t, src.DSN("tsb"), "DROP MATERIALIZED VIEW public.mv")
+		if _, err := pgcopy.Sync(ctx, src.DSN("tsb"), dst.DSN("tsb"), pgcopy.Options{Force: true}); !errors.Is(err, pgcopy.ErrUnsupported) {
+			t.Errorf("err = %v, want ErrUnsupported", err)
+		}
+		untouched(t)
+	})
+	// The check can pass: two servers are not one, and the copy drops the leftover.
+	t.Run("two servers", func(t *testing.T) {
+		noSessions(ctx, t, dst, "tsb")
+		if _, err := pgcopy.Sync(ctx, src.DSN("tsb"), socketDSN(dst, "postgres", "tsb"), pgcopy.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		if dbs := databases(ctx, t, dst.DSN("postgres")); slices.Contains(dbs, leftover) {
+			t.Errorf("the leftover is still there: %v", dbs)
+		}
+	})
 }

@@ -23,6 +23,23 @@ type target struct {
 	aclSet     bool    // the database has explicit grants (PUBLIC's defaults may be revoked)
 }
 
+// sameServer refuses a target server that is the source's: it asks the target whether it
+// lists the source session, whose application_name is the random marker. pg_stat_activity shows
+// every session of a server, and its application_name to any role, whatever the address each
+// DSN reaches the server by (a socket, 127.0.0.1, a Service, a proxy). Comparing DSNs cannot
+// tell, and comparing system identifiers would also match a promoted clone of the source
+// (pg_basebackup keeps the identifier), which is a distinct server.
+func sameServer(ctx context.Context, admin *pgx.Conn, marker, db string) error {
+	var same bool
+	if err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = $1)", marker).Scan(&same); err != nil {
+		return fmt.Errorf("comparing the target server with the source: %w", err)
+	}
+	if same {
+		return fmt.Errorf("%w: the target server lists this sync's source session, so both DSNs reach one server, where %s would be replaced by itself; nothing was changed", ErrSameDatabase, db)
+	}
+	return nil
+}
+
 func inspectTarget(ctx context.Context, c *pgx.Conn, db string) (*target, error) {
 	t := &target{}
 	if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery(), current_user").Scan(&t.inRecovery, &t.owner); err != nil {

@@ -2,6 +2,7 @@ package testrig
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/rsa"
 	"fmt"
 	"io"
@@ -94,7 +95,18 @@ func (s *SealedSecrets) Process() *Process { return s.proc }
 // speed): the certificate in PEM, as /v1/cert.pem serves it, and the private key that unseals.
 func SealingKeyPair(t testing.TB, cn string) ([]byte, *rsa.PrivateKey) {
 	t.Helper()
-	priv, cert, err := sscrypto.GeneratePrivateKeyAndCert(2048, time.Hour, cn)
+	return SealingKeyPairAt(t, cn, time.Now(), time.Hour)
+}
+
+// SealingKeyPairAt is SealingKeyPair with a certificate valid from notBefore for validFor: one
+// that has expired, or is not valid yet.
+func SealingKeyPairAt(t testing.TB, cn string, notBefore time.Time, validFor time.Duration) ([]byte, *rsa.PrivateKey) {
+	t.Helper()
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := sscrypto.SignKeyWithNotBefore(rand.Reader, priv, notBefore, validFor, cn)
 	if err != nil {
 		t.Fatal(err)
 	}

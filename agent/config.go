@@ -244,6 +244,26 @@ type Standby struct {
 	// RestoreCronJob is the job restoring the active's backups on the standby (default
 	// tsb-restore); it is written into role.yaml only where it exists.
 	RestoreCronJob string `json:"restoreCronJob"`
+	// SecretValues is what becomes of a value under a key that names a credential (password,
+	// secret, token, private key, client secret, credentials, API key: anywhere under spec or
+	// operator, env entries such as DB_PASSWORD included) and of a PEM private key or a URL with
+	// a password: "strip" (removed; the paths, never the values, are logged and named in the
+	// commit) or "refuse" (nothing is committed until the release holds none). The standby's
+	// values go to Git: credentials reach the chart through Secrets.
+	SecretValues string `json:"secretValues"`
+	// NotSecret lists keys that only look like credentials and whose values are kept: a key name
+	// with * wildcards ("*SecretName") or a dotted path, * for any key and [] for any list index
+	// ("spec.components.*.kubeSpec.deployment.env[].value"). Added to the built-in list, which
+	// `mpha values render --help` prints: references to a Secret (secretName, *SecretRef,
+	// existingSecret, imagePullSecrets, TSB's spec.tokenIssuer.jwt.signingKeysSecret and
+	// issuers[].signingKey) and durations (tokenTTL, tokenExpiration). A key matched keeps its
+	// value; the keys below it are judged by their own names.
+	NotSecret []string `json:"notSecret"`
+}
+
+// RenderOptions are the values rendering's options this configuration sets.
+func (s Standby) RenderOptions() values.Options {
+	return values.Options{Overrides: s.Overrides, SecretValues: s.SecretValues, NotSecret: s.NotSecret}
 }
 
 // Install models and the other enumerations of the configuration.
@@ -264,6 +284,7 @@ func Enumerations() map[string][]string {
 		"forge.mode":              slices.Clone(forgeModes),
 		"postgres.topology":       slices.Clone(topologies),
 		"standby.roleMode":        slices.Clone(roleModes),
+		"standby.secretValues":    values.SecretPolicies(),
 		"alerts.rules[].action":   {"suggest", "request"},
 		"alerts.rules[].mode":     {"planned", "emergency"},
 	}
@@ -374,6 +395,7 @@ func (c *Config) Default() {
 		c.Standby.Deployments = []string{"tsb", "iam"}
 	}
 	setString(&c.Standby.RestoreCronJob, "tsb-restore")
+	setString(&c.Standby.SecretValues, values.SecretsStrip)
 	setString(&c.Flux.Namespace, "flux-system")
 	setString(&c.Flux.Kustomization, "mpha")
 }
@@ -497,6 +519,8 @@ func (c *Config) Validate() error {
 	check("standby.chartRepository", validateURL(c.Standby.ChartRepository, "https", "http", "oci"))
 	check("standby.overrides", c.Standby.Overrides.Validate())
 	oneOf("standby.roleMode", c.Standby.RoleMode, roleModes)
+	oneOf("standby.secretValues", c.Standby.SecretValues, values.SecretPolicies())
+	check("standby.notSecret", values.ValidateNotSecret(c.Standby.NotSecret))
 	for i, d := range c.Standby.Deployments {
 		check(fmt.Sprintf("standby.deployments[%d]", i), gitops.ValidateSecretName(d))
 	}

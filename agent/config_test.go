@@ -64,7 +64,7 @@ func TestDefaults(t *testing.T) {
 		Health:        agent.Health{Failures: 3, Recoveries: 3, Port: 8443},
 		Alerts:        agent.Alerts{Path: "/alerts"},
 		Standby: agent.Standby{ChartRepository: "https://charts.dl.tetrate.io/public/helm/charts/", RoleMode: "manifest",
-			Deployments: []string{"tsb", "iam"}, RestoreCronJob: "tsb-restore"},
+			Deployments: []string{"tsb", "iam"}, RestoreCronJob: "tsb-restore", SecretValues: "strip"},
 		Flux: agent.Flux{Namespace: "flux-system", Kustomization: "mpha"},
 	}
 	want.HeartbeatInterval.Duration = 10 * time.Second

@@ -44,6 +44,7 @@ standby:
   - iam
   restoreCronJob: tsb-restore
   roleMode: manifest
+  secretValues: strip
 {{- end -}}
 
 {{/* mpha.config.secretNames: the default secrets.names per kubernetes.installModel. */}}

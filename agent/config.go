@@ -6,6 +6,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"slices"
@@ -301,29 +302,55 @@ func DefaultSecretNames(installModel string) []string {
 	return names
 }
 
+// MaxConfigSize bounds a configuration file: a real one is a few KiB, and decoding a huge one
+// costs seconds and hundreds of MB before it is refused anyway.
+const MaxConfigSize = 1 << 20
+
+// ErrConfigTooLarge refuses a configuration over MaxConfigSize.
+var ErrConfigTooLarge = fmt.Errorf("config is larger than the limit of %d bytes (1 MiB)", MaxConfigSize)
+
 // Load reads the file at path strictly (an unknown key is an error naming it), fills defaults
 // and validates the result.
 func Load(path string) (*Config, error) {
-	b, err := os.ReadFile(path)
+	b, err := readConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(b)
+}
+
+// readConfig reads at most MaxConfigSize+1 bytes of the file: a larger one (or a device that
+// never ends) is refused without being read.
+func readConfig(path string) ([]byte, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
-	return Parse(b)
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	if len(b) > MaxConfigSize {
+		return nil, ErrConfigTooLarge
+	}
+	return b, nil
 }
 
 // LoadWithOverrides is Load with Helm-style overrides applied to the file first ("forge.mode=branch",
 // "health.failures=5", "secrets.names={iam-signing-key,tsb-iam-jwks}"): the agent's --set flags
 // and MPHA_SET. An override naming an unknown key is refused like the same key in the file.
 func LoadWithOverrides(path string, sets []string) (*Config, error) {
-	b, err := os.ReadFile(path)
+	b, err := readConfig(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading config: %w", err)
+		return nil, err
 	}
 	if len(sets) == 0 {
 		return Parse(b)
 	}
 	doc := map[string]any{}
-	if err := sigsyaml.Unmarshal(b, &doc); err != nil {
+	// Strict like Parse: a key given twice would otherwise be merged away before Parse sees it.
+	if err := sigsyaml.UnmarshalStrict(b, &doc); err != nil {
 		return nil, fmt.Errorf("decoding config: %w", err)
 	}
 	for _, s := range sets {
@@ -340,6 +367,9 @@ func LoadWithOverrides(path string, sets []string) (*Config, error) {
 
 // Parse decodes, defaults and validates a configuration document.
 func Parse(b []byte) (*Config, error) {
+	if len(b) > MaxConfigSize {
+		return nil, ErrConfigTooLarge
+	}
 	var c Config
 	if err := strictyaml.Unmarshal(b, &c); err != nil {
 		return nil, fmt.Errorf("decoding config: %w", err)
@@ -434,8 +464,15 @@ func (c *Config) Validate() error {
 		}
 	}
 
-	check("cluster", gitops.ValidateClusterName(c.Cluster))
-	check("pair", gitops.ValidateClusterName(c.Pair))
+	required := func(key, v string, validate func(string) error) {
+		if v == "" {
+			bad(key, "required")
+		} else {
+			check(key, validate(v))
+		}
+	}
+	required("cluster", c.Cluster, gitops.ValidateClusterName)
+	required("pair", c.Pair, gitops.ValidateClusterName)
 	positive("heartbeatInterval", c.HeartbeatInterval)
 	if c.Kubernetes.Namespace == "" || c.Kubernetes.HelmRelease == "" {
 		bad("kubernetes", "namespace and helmRelease must be set")
@@ -568,7 +605,7 @@ func (c *Config) validateAlerts(bad func(string, string, ...any), positive func(
 
 func validateURL(raw string, schemes ...string) error {
 	if raw == "" {
-		return errors.New("must be set")
+		return errors.New("required")
 	}
 	// url.Parse's errors quote the URL, which may carry a token: never pass them on.
 	u, err := url.Parse(raw)

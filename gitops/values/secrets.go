@@ -84,36 +84,44 @@ func newStripper(notSecret []string) *stripper {
 
 // strip removes the credentials under m and returns their paths, sorted.
 func (s *stripper) strip(m map[string]any) []string {
-	s.walkMap(nil, m)
+	s.walkMap(nil, m, "")
 	slices.Sort(s.stripped)
 	return s.stripped
 }
 
-func (s *stripper) walkMap(at []string, m map[string]any) {
+// walkMap judges each key of m, whose own key is parent ("" for the root, a list element or an
+// allow-listed key). Under a key naming a credential, a child is one too when its name only
+// says how the secret is encoded (token.value, privateKey.pem), and under a plural one
+// (secrets, credentials, tokens) every scalar child is: a map of names to secrets.
+func (s *stripper) walkMap(at []string, m map[string]any, parent string) {
+	holder := parent != "" && namesCredential(parent)
+	container := holder && strings.HasSuffix(parent, "s")
 	for k, v := range m {
 		p := append(slices.Clip(at), k)
+		remove := func() { delete(m, k) }
 		switch {
 		case s.allowed(p):
-			s.content(p, v, func() { delete(m, k) })
-		case namesCredential(k) && holdsSecret(v):
-			s.drop(p, func() { delete(m, k) })
+			s.content(p, v, remove)
+		case (namesCredential(k) || holder && encodingOnly(k) || container) && holdsSecret(v):
+			s.drop(p, remove)
 		default:
-			s.walk(p, v, func() { delete(m, k) })
+			s.walk(p, v, remove, k)
 		}
 	}
 }
 
-func (s *stripper) walk(at []string, v any, remove func()) {
+// walk looks into a value whose key is key.
+func (s *stripper) walk(at []string, v any, remove func(), key string) {
 	switch t := v.(type) {
 	case map[string]any:
-		s.walkMap(at, t)
+		s.walkMap(at, t, key)
 	case []any:
 		for i, e := range t {
 			p := append(slices.Clip(at), "["+strconv.Itoa(i)+"]")
 			if em, ok := e.(map[string]any); ok {
 				s.envEntry(p, em)
 			}
-			s.walk(p, e, func() { t[i] = nil })
+			s.walk(p, e, func() { t[i] = nil }, "")
 		}
 	default:
 		s.content(at, v, remove)
@@ -140,7 +148,7 @@ func (s *stripper) content(at []string, v any, remove func()) {
 			s.drop(at, remove)
 		}
 	case map[string]any, []any:
-		s.walk(at, v, remove)
+		s.walk(at, v, remove, "")
 	}
 }
 
@@ -198,6 +206,12 @@ var (
 	encodingWords  = []string{"pem", "der", "data", "value", "b64", "base64", "material", "content", "contents", "raw", "hash", "bytes", "string", "plain", "plaintext", "encoded", "json"}
 	wholeWordsOnly = []string{"pass"} // "dbPass", not "bypass"
 )
+
+// encodingOnly reports whether a key only says how a value is encoded ("value", "pem", "data").
+func encodingOnly(key string) bool {
+	words := splitWords(key)
+	return len(words) > 0 && !slices.ContainsFunc(words, func(w string) bool { return !slices.Contains(encodingWords, w) })
+}
 
 // namesCredential reports whether a key (or an environment variable's name) names a credential.
 func namesCredential(key string) bool {

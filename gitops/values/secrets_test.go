@@ -88,11 +88,19 @@ func TestRenderStripsCredentials(t *testing.T) {
 				"autoGenerateCerts: true", "a.example.com"},
 		},
 		{
-			name: "a map under a credential key is looked into",
-			doc: `spec: {x: {credentials: {username: u, password: s3cr3t-c}, secret: {secretName: tsb-certs, items: [{key: tls.crt, path: tls.crt}]},
-  serviceAccountToken: {audience: mp, expirationSeconds: 3600}}}`,
-			stripped: []string{"spec.x.credentials.password"},
-			keep:     []string{"username: u", "secretName: tsb-certs", "key: tls.crt", "audience: mp", "expirationSeconds: 3600"},
+			// Kubernetes names references this way (a Secret volume, a projected token): a map
+			// under a credential key is looked into. Its encoding-named children are credentials,
+			// and every scalar in a plural one (a map of names to secrets).
+			name: "a map under a credential key",
+			doc: `spec: {x: {secret: {secretName: tsb-certs, defaultMode: 420, items: [{key: tls.crt, path: tls.crt}]},
+  serviceAccountToken: {audience: mp, expirationSeconds: 3600}, token: {value: s3cr3t-v, ttl: 1h},
+  privateKey: {pem: s3cr3t-pem, format: pkcs8}, credentials: {username: s3cr3t-u, password: s3cr3t-c},
+  secrets: {myapp: s3cr3t-app, nested: {user: u}, enabled: true},
+  serviceAccount: {secrets: [{name: sa-token}]}}}`,
+			stripped: []string{"spec.x.credentials.password", "spec.x.credentials.username", "spec.x.privateKey.pem",
+				"spec.x.secrets.myapp", "spec.x.token.value"},
+			keep: []string{"secretName: tsb-certs", "defaultMode: 420", "key: tls.crt", "audience: mp", "expirationSeconds: 3600",
+				"ttl: 1h", "format: pkcs8", "user: u", "enabled: true", "name: sa-token"},
 		},
 		{
 			name: "credentials by their look, whatever the key",

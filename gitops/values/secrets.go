@@ -25,7 +25,9 @@ func SecretPolicies() []string { return []string{SecretsStrip, SecretsRefuse} }
 // credential's: references to a Kubernetes Secret or to a key in one, and durations. The
 // managementplane chart's own are the token issuer's signing Secret and the key in it
 // (tsb-mp-ha.md §2-§3); they must equal the active's, or the standby signs tokens with another
-// key. operator.pullSecret is not here: the chart takes registry credentials there, not a name.
+// key. operator.pullSecret is not here: TSB's docs name the key without saying whether it holds
+// a Secret's name or the registry credentials (tsb-mp-ha.md §3), so it counts as a credential;
+// list it in standby.notSecret where it names a Secret.
 func BuiltinNotSecret() []string {
 	return []string{
 		"spec.tokenIssuer.jwt.signingKeysSecret",

@@ -80,8 +80,9 @@ func TestRenderStripsCredentials(t *testing.T) {
   ldap: {binddn: "cn=admin,dc=tetrate,dc=io", bindpassword: s3cr3t-ldap, cacert: CA-ldap},
   oidc: {clientSecret: s3cr3t-oidc, deviceClientSecret: s3cr3t-device},
   azure: {clientSecret: s3cr3t-azure},
-  xcp: {autoGenerateCerts: true, rootca: CA-xcp, rootcakey: s3cr3t-root, central: {additionalDNSNames: [a.example.com]}}}}`,
-			stripped: []string{"spec.copy.azure.clientSecret", "spec.copy.elasticsearch.password", "spec.copy.ldap.bindpassword",
+  xcp: {autoGenerateCerts: true, rootca: CA-xcp, rootcakey: s3cr3t-root, central: {additionalDNSNames: [a.example.com]}}}}
+operator: {pullSecret: s3cr3t-pull}`,
+			stripped: []string{"operator.pullSecret", "spec.copy.azure.clientSecret", "spec.copy.elasticsearch.password", "spec.copy.ldap.bindpassword",
 				"spec.copy.oidc.clientSecret", "spec.copy.oidc.deviceClientSecret", "spec.copy.postgres.clientkey",
 				"spec.copy.postgres.password", "spec.copy.tsb.adminPassword", "spec.copy.tsb.key", "spec.copy.xcp.rootcakey"},
 			keep: []string{"username: tsb", "binddn: cn=admin,dc=tetrate,dc=io", "cacert: CA-pg", "cert: CERT-tsb", "rootca: CA-xcp",

@@ -6,6 +6,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"slices"
@@ -242,6 +243,26 @@ type Standby struct {
 	// RestoreCronJob is the job restoring the active's backups on the standby (default
 	// tsb-restore); it is written into role.yaml only where it exists.
 	RestoreCronJob string `json:"restoreCronJob"`
+	// SecretValues is what becomes of a value under a key that names a credential (password,
+	// secret, token, private key, client secret, credentials, API key: anywhere under spec or
+	// operator, env entries such as DB_PASSWORD included) and of a PEM private key or a URL with
+	// a password: "strip" (removed; the paths, never the values, are logged and named in the
+	// commit) or "refuse" (nothing is committed until the release holds none). The standby's
+	// values go to Git: credentials reach the chart through Secrets.
+	SecretValues string `json:"secretValues"`
+	// NotSecret lists keys that only look like credentials and whose values are kept: a key name
+	// with * wildcards ("*SecretName") or a dotted path, * for any key and [] for any list index
+	// ("spec.components.*.kubeSpec.deployment.env[].value"). Added to the built-in list, which
+	// `mpha values render --help` prints: references to a Secret (secretName, *SecretRef,
+	// existingSecret, imagePullSecrets, TSB's spec.tokenIssuer.jwt.signingKeysSecret and
+	// issuers[].signingKey) and durations (tokenTTL, tokenExpiration). A key matched keeps its
+	// value; the keys below it are judged by their own names.
+	NotSecret []string `json:"notSecret"`
+}
+
+// RenderOptions are the values rendering's options this configuration sets.
+func (s Standby) RenderOptions() values.Options {
+	return values.Options{Overrides: s.Overrides, SecretValues: s.SecretValues, NotSecret: s.NotSecret}
 }
 
 // Install models and the other enumerations of the configuration.
@@ -262,6 +283,7 @@ func Enumerations() map[string][]string {
 		"forge.mode":              slices.Clone(forgeModes),
 		"postgres.topology":       slices.Clone(topologies),
 		"standby.roleMode":        slices.Clone(roleModes),
+		"standby.secretValues":    values.SecretPolicies(),
 		"alerts.rules[].action":   {"suggest", "request"},
 		"alerts.rules[].mode":     {"planned", "emergency"},
 	}
@@ -278,29 +300,55 @@ func DefaultSecretNames(installModel string) []string {
 	return names
 }
 
+// MaxConfigSize bounds a configuration file: a real one is a few KiB, and decoding a huge one
+// costs seconds and hundreds of MB before it is refused anyway.
+const MaxConfigSize = 1 << 20
+
+// ErrConfigTooLarge refuses a configuration over MaxConfigSize.
+var ErrConfigTooLarge = fmt.Errorf("config is larger than the limit of %d bytes (1 MiB)", MaxConfigSize)
+
 // Load reads the file at path strictly (an unknown key is an error naming it), fills defaults
 // and validates the result.
 func Load(path string) (*Config, error) {
-	b, err := os.ReadFile(path)
+	b, err := readConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(b)
+}
+
+// readConfig reads at most MaxConfigSize+1 bytes of the file: a larger one (or a device that
+// never ends) is refused without being read.
+func readConfig(path string) ([]byte, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
-	return Parse(b)
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	if len(b) > MaxConfigSize {
+		return nil, ErrConfigTooLarge
+	}
+	return b, nil
 }
 
 // LoadWithOverrides is Load with Helm-style overrides applied to the file first ("forge.mode=branch",
 // "health.failures=5", "secrets.names={iam-signing-key,tsb-iam-jwks}"): the agent's --set flags
 // and MPHA_SET. An override naming an unknown key is refused like the same key in the file.
 func LoadWithOverrides(path string, sets []string) (*Config, error) {
-	b, err := os.ReadFile(path)
+	b, err := readConfig(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading config: %w", err)
+		return nil, err
 	}
 	if len(sets) == 0 {
 		return Parse(b)
 	}
 	doc := map[string]any{}
-	if err := sigsyaml.Unmarshal(b, &doc); err != nil {
+	// Strict like Parse: a key given twice would otherwise be merged away before Parse sees it.
+	if err := sigsyaml.UnmarshalStrict(b, &doc); err != nil {
 		return nil, fmt.Errorf("decoding config: %w", err)
 	}
 	for _, s := range sets {
@@ -317,6 +365,9 @@ func LoadWithOverrides(path string, sets []string) (*Config, error) {
 
 // Parse decodes, defaults and validates a configuration document.
 func Parse(b []byte) (*Config, error) {
+	if len(b) > MaxConfigSize {
+		return nil, ErrConfigTooLarge
+	}
 	var c Config
 	if err := strictyaml.Unmarshal(b, &c); err != nil {
 		return nil, fmt.Errorf("decoding config: %w", err)
@@ -372,6 +423,7 @@ func (c *Config) Default() {
 		c.Standby.Deployments = []string{"tsb", "iam"}
 	}
 	setString(&c.Standby.RestoreCronJob, "tsb-restore")
+	setString(&c.Standby.SecretValues, values.SecretsStrip)
 	setString(&c.Flux.Namespace, "flux-system")
 	setString(&c.Flux.Kustomization, "mpha")
 }
@@ -410,8 +462,15 @@ func (c *Config) Validate() error {
 		}
 	}
 
-	check("cluster", gitops.ValidateClusterName(c.Cluster))
-	check("pair", gitops.ValidateClusterName(c.Pair))
+	required := func(key, v string, validate func(string) error) {
+		if v == "" {
+			bad(key, "required")
+		} else {
+			check(key, validate(v))
+		}
+	}
+	required("cluster", c.Cluster, gitops.ValidateClusterName)
+	required("pair", c.Pair, gitops.ValidateClusterName)
 	positive("heartbeatInterval", c.HeartbeatInterval)
 	if c.Kubernetes.Namespace == "" || c.Kubernetes.HelmRelease == "" {
 		bad("kubernetes", "namespace and helmRelease must be set")
@@ -495,6 +554,8 @@ func (c *Config) Validate() error {
 	check("standby.chartRepository", validateURL(c.Standby.ChartRepository, "https", "http", "oci"))
 	check("standby.overrides", c.Standby.Overrides.Validate())
 	oneOf("standby.roleMode", c.Standby.RoleMode, roleModes)
+	oneOf("standby.secretValues", c.Standby.SecretValues, values.SecretPolicies())
+	check("standby.notSecret", values.ValidateNotSecret(c.Standby.NotSecret))
 	for i, d := range c.Standby.Deployments {
 		check(fmt.Sprintf("standby.deployments[%d]", i), gitops.ValidateSecretName(d))
 	}
@@ -542,7 +603,7 @@ func (c *Config) validateAlerts(bad func(string, string, ...any), positive func(
 
 func validateURL(raw string, schemes ...string) error {
 	if raw == "" {
-		return errors.New("must be set")
+		return errors.New("required")
 	}
 	// url.Parse's errors quote the URL, which may carry a token: never pass them on.
 	u, err := url.Parse(raw)

@@ -1,7 +1,9 @@
 package agent_test
 
 import (
+	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -64,7 +66,7 @@ func TestDefaults(t *testing.T) {
 		Health:        agent.Health{Failures: 3, Recoveries: 3, Port: 8443},
 		Alerts:        agent.Alerts{Path: "/alerts"},
 		Standby: agent.Standby{ChartRepository: "https://charts.dl.tetrate.io/public/helm/charts/", RoleMode: "manifest",
-			Deployments: []string{"tsb", "iam"}, RestoreCronJob: "tsb-restore"},
+			Deployments: []string{"tsb", "iam"}, RestoreCronJob: "tsb-restore", SecretValues: "strip"},
 		Flux: agent.Flux{Namespace: "flux-system", Kustomization: "mpha"},
 	}
 	want.HeartbeatInterval.Duration = 10 * time.Second
@@ -96,7 +98,7 @@ func TestValidationNamesTheKey(t *testing.T) {
 		{"unknown key", minimal + "colour: blue\n", []string{`unknown field "colour"`}},
 		{"unknown nested key", minimal + "postgres: {maxlag: 3s}\n", []string{`unknown field "postgres.maxlag"`}},
 		{"duplicate key", minimal + "cluster: west\n", []string{`"cluster" already set`}},
-		{"missing everything", "{}", []string{"cluster:", "pair:", "git.url: must be set", "nats.url: must be set", "forge.mode:"}},
+		{"missing everything", "{}", []string{"cluster: required", "pair: required", "git.url: required", "nats.url: required", "forge.mode:"}},
 		{"bad enums", minimal + "kubernetes: {installModel: rpm}\npostgres: {topology: magic}\n",
 			[]string{`kubernetes.installModel: "rpm"`, `postgres.topology: "magic"`}},
 		{"bad names", strings.Replace(minimal, "cluster: east", "cluster: East_1", 1) + "secrets: {names: [ok, ../etc]}\n",
@@ -104,7 +106,7 @@ func TestValidationNamesTheKey(t *testing.T) {
 		{"bad durations", minimal + "heartbeatInterval: -1s\nhealth: {failures: -2}\n", []string{"heartbeatInterval: must be a positive", "health.failures"}},
 		{"merge poll interval", with("forge", "forge: {kind: gitea, url: https://g, tokenSecret: t, mergePollInterval: -5s}"),
 			[]string{"forge.mergePollInterval: must be a positive"}},
-		{"forge needs url and token", with("forge", "forge: {kind: github, mode: pr}"), []string{"forge.url: must be set", "forge.tokenSecret"}},
+		{"forge needs url and token", with("forge", "forge: {kind: github, mode: pr}"), []string{"forge.url: required", "forge.tokenSecret"}},
 		{"signed events need keys", with("nats", "nats: {url: nats://n:4222, requireSignedEvents: true}"), []string{"nats.trustedKeys"}},
 		{"root outside repo", with("git", "git: {url: https://g/x.git, root: ../up}"), []string{"git.root"}},
 		{"standby overrides outside the allow-list", minimal + "standby: {overrides: {spec.dataStore.postgres.address: x:5432}, roleMode: magic}\n",
@@ -136,6 +138,118 @@ func TestValidationNamesTheKey(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The errors a person sees for a missing key or a value of the wrong form: the key's path and
+// what is wrong in plain words, not a regular expression nor Go's type names.
+func TestErrorTexts(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, doc string
+		want      string
+	}{
+		{"missing cluster", strings.Replace(minimal, "cluster: east\n", "", 1), "cluster: required"},
+		{"empty cluster", strings.Replace(minimal, "cluster: east", `cluster: ""`, 1), "cluster: required"},
+		{"missing pair", strings.Replace(minimal, "pair: tsb-mp\n", "", 1), "pair: required"},
+		{"missing git url", with("git", "git: {branch: main}"), "git.url: required"},
+		{"a duration that does not parse", minimal + "heartbeatInterval: banana\n", `decoding config: heartbeatInterval: invalid duration "banana"`},
+		{"a nested duration", minimal + "health: {timeout: soon}\n", `decoding config: health.timeout: invalid duration "soon"`},
+		{"a number for a duration", minimal + "postgres: {maxLag: 30}\n", `decoding config: postgres.maxLag: want a duration such as "10s" or "1m30s", got the number 30`},
+		{"a string for an integer", minimal + "health: {failures: three}\n", "decoding config: health.failures: want an integer (64 bits), got a string"},
+		{"a list for a string", with("git", "git: {url: https://g/x.git, branch: [main]}"), "decoding config: git.branch: want a string, got a list"},
+		{"a list element", minimal + "secrets: {names: [a, {b: c}]}\n", "decoding config: secrets.names[1]: want a string, got a map"},
+		{"a map for a bool", minimal + "selfFence: {yes: no}\n", "decoding config: selfFence: want true or false, got a map"},
+		{"a list for the document", "- cluster\n", "decoding config: the document: want a map, got a list"},
+		{"a value for a section", minimal + "postgres: streaming\n", "decoding config: postgres: want a map, got a string"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := agent.Parse([]byte(tc.doc))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error with %q", err, tc.want)
+			}
+			for _, noise := range []string{"regex", "Go struct field", "time: ", "json: "} {
+				if strings.Contains(err.Error(), noise) {
+					t.Errorf("error %q holds %q", err, noise)
+				}
+			}
+		})
+	}
+}
+
+// A config file over the size limit is refused after reading at most the limit: a 1 GiB sparse
+// file (and an endless device) takes no time and no memory.
+func TestLoadRefusesAHugeFileQuickly(t *testing.T) {
+	t.Parallel()
+	huge := filepath.Join(t.TempDir(), "huge.yaml")
+	f, err := os.Create(huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(minimal + "# "); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(1 << 30); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{huge, "/dev/zero"} {
+		start := time.Now()
+		_, err := agent.Load(path)
+		if !errors.Is(err, agent.ErrConfigTooLarge) || !strings.Contains(err.Error(), "larger than the limit of 1048576 bytes (1 MiB)") {
+			t.Errorf("%s: %v, want the size limit named", path, err)
+		}
+		if _, err := agent.LoadWithOverrides(path, []string{"forge.mode=branch"}); !errors.Is(err, agent.ErrConfigTooLarge) {
+			t.Errorf("%s with overrides: %v", path, err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("%s: refused after %s: it was read, not refused", path, d)
+		}
+	}
+	// Just at the limit is fine (padded with a comment).
+	at := filepath.Join(t.TempDir(), "at.yaml")
+	pad := agent.MaxConfigSize - len(minimal) - 3
+	if err := os.WriteFile(at, []byte(minimal+"# "+strings.Repeat("x", pad)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := agent.Load(at); err != nil {
+		t.Errorf("a file of exactly the limit: %v", err)
+	}
+	if _, err := agent.Parse(make([]byte, agent.MaxConfigSize+1)); !errors.Is(err, agent.ErrConfigTooLarge) {
+		t.Errorf("Parse: %v", err)
+	}
+}
+
+func TestLoadWithOverridesRefusesDuplicateKeys(t *testing.T) {
+	t.Parallel()
+	p := filepath.Join(t.TempDir(), "dup.yaml")
+	if err := os.WriteFile(p, []byte(minimal+"cluster: west\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := agent.LoadWithOverrides(p, []string{"forge.mode=branch"}); err == nil || !strings.Contains(err.Error(), `key "cluster" already set`) {
+		t.Errorf("got %v", err)
+	}
+}
+
+func TestStandbySecretValues(t *testing.T) {
+	t.Parallel()
+	c, err := agent.Parse([]byte(minimal + "standby: {secretValues: refuse, notSecret: [\"*Token\", \"spec.x[].y\"]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := c.Standby.RenderOptions()
+	if o.SecretValues != "refuse" || len(o.NotSecret) != 2 {
+		t.Errorf("render options: %+v", o)
+	}
+	_, err = agent.Parse([]byte(minimal + "standby: {secretValues: keep, notSecret: [a..b]}\n"))
+	for _, w := range []string{`standby.secretValues: "keep" is not one of [strip refuse]`, `standby.notSecret: "a..b": empty path segment`} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("got %v, want %q", err, w)
+		}
 	}
 }
 

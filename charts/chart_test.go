@@ -1,16 +1,19 @@
 package charts
 
 import (
+	"bytes"
+	"log"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/engine"
-	"helm.sh/helm/v3/pkg/lint"
 	"helm.sh/helm/v3/pkg/lint/support"
 	"sigs.k8s.io/yaml"
 
@@ -67,27 +70,77 @@ func manifest(files map[string]string) string {
 	return b.String()
 }
 
+// ciValues are chart-testing's values files: `ct lint` lints the chart with each.
+func ciValues(t testing.TB) []string {
+	t.Helper()
+	files, err := filepath.Glob(chartDir + "/ci/*-values.yaml")
+	if err != nil || len(files) < 2 {
+		t.Fatalf("ci values files: %v, %v", files, err)
+	}
+	return files
+}
+
+// `helm lint charts/mpha` passes on the chart's own defaults (chart-testing lints them too) and
+// on each ci/ values file, without a warning (`--strict` too): Helm's lint action, as the CLI runs it.
 func TestLint(t *testing.T) {
-	for _, vf := range []string{"testdata/minimal.yaml", "testdata/full.yaml"} {
-		t.Run(vf, func(t *testing.T) {
-			l := lint.All(chartDir, readValues(t, vf), "mpha", false)
-			for _, m := range l.Messages {
+	for _, vf := range append([]string{""}, ciValues(t)...) {
+		t.Run("values="+filepath.Base(vf), func(t *testing.T) {
+			var vals map[string]any
+			if vf != "" {
+				vals = readValues(t, vf)
+			}
+			// Helm's engine logs what lint mode let pass to the standard logger: on the defaults,
+			// that is what an install would refuse.
+			var logged bytes.Buffer
+			log.SetOutput(&logged)
+			defer log.SetOutput(os.Stderr)
+			lint := action.NewLint()
+			lint.Strict = true
+			res := lint.Run([]string{chartDir}, vals)
+			if got := strings.Contains(logged.String(), "Missing required value: config.cluster is required"); got != (vf == "") {
+				t.Errorf("lint logged the missing cluster: %v, want %v:\n%s", got, vf == "", logged.String())
+			}
+			for _, err := range res.Errors {
+				t.Errorf("helm lint --strict: %v", err)
+			}
+			for _, m := range res.Messages {
 				if m.Severity > support.InfoSev {
 					t.Errorf("helm lint: %s", m)
 				}
 			}
+			if res.TotalChartsLinted != 1 {
+				t.Errorf("linted %d charts", res.TotalChartsLinted)
+			}
 		})
 	}
-	// Without a values file the schema asks for the cluster: lint says so.
-	l := lint.All(chartDir, nil, "mpha", false)
-	var msgs []string
-	for _, m := range l.Messages {
-		if m.Severity == support.ErrorSev {
-			msgs = append(msgs, m.Err.Error())
+}
+
+// The defaults lint, but do not install: `helm template` and `helm install` (and Flux's
+// HelmRelease) fail naming each missing required key, and the forge a default mode needs.
+func TestDefaultsDoNotInstall(t *testing.T) {
+	_, err := render(t, nil)
+	if err == nil {
+		t.Fatal("the chart's defaults render: an agent with no cluster, repository or NATS would be installed")
+	}
+	if !strings.Contains(err.Error(), "config.cluster is required") {
+		t.Errorf("defaults: %v, want config.cluster named", err)
+	}
+	base := readValues(t, "mpha/ci/minimal-values.yaml")
+	for _, tc := range []struct{ drop, want string }{
+		{"cluster", "config.cluster is required (docs/configuration.md): Cluster is this cluster's name in pair.yaml."},
+		{"pair", "config.pair is required"},
+		{"git", "config.git.url is required"},
+		{"nats", "config.nats.url is required"},
+		{"forge", "config.forge.mode: forge.kind is none (the default), so no pull request can be opened"},
+	} {
+		v := readValues(t, "mpha/ci/minimal-values.yaml")
+		delete(cfg(v), tc.drop)
+		if _, err := render(t, v); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("without config.%s: %v, want %q", tc.drop, err, tc.want)
 		}
 	}
-	if !strings.Contains(strings.Join(msgs, "\n"), "cluster") {
-		t.Errorf("lint without values: %q, want an error naming config.cluster", msgs)
+	if _, err := render(t, base); err != nil {
+		t.Errorf("the minimal values: %v", err)
 	}
 }
 
@@ -95,7 +148,7 @@ func TestLint(t *testing.T) {
 func TestRender(t *testing.T) {
 	for _, name := range []string{"minimal", "full"} {
 		t.Run(name, func(t *testing.T) {
-			files, err := render(t, readValues(t, "testdata/"+name+".yaml"))
+			files, err := render(t, readValues(t, "mpha/ci/"+name+"-values.yaml"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -132,7 +185,7 @@ func configOf(t testing.TB, files map[string]string) string {
 // The RBAC follows the configuration: selfFence alone makes the scale writable; the install
 // model's secrets and the configured Secret names are what may be read.
 func TestRBACFollowsConfig(t *testing.T) {
-	base := readValues(t, "testdata/minimal.yaml")
+	base := readValues(t, "mpha/ci/minimal-values.yaml")
 	files, err := render(t, base)
 	if err != nil {
 		t.Fatal(err)
@@ -194,7 +247,7 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			v := readValues(t, "testdata/minimal.yaml")
+			v := readValues(t, "mpha/ci/minimal-values.yaml")
 			tc.edit(v)
 			_, err := render(t, v)
 			if err == nil {

@@ -51,7 +51,9 @@ type Reference struct {
 }
 
 // required are the keys without which Config.Validate fails whatever else is set (the agreement
-// test in configref_test.go proves each against Validate).
+// test in chart_test.go proves each against Validate). The chart's templates require them
+// (mpha.config.required), not its schema: `helm lint` validates the schema against the chart's
+// own defaults, which cannot name a cluster, while it tolerates a template's `required`.
 var required = []string{"cluster", "pair", "git.url", "nats.url"}
 
 // patterns narrow strings that Validate checks as Kubernetes names (DNS-1123 label or subdomain).
@@ -112,7 +114,6 @@ var durationType = reflect.TypeFor[metav1.Duration]()
 // object is the schema of a struct, every field a property, nothing else allowed.
 func (w *walker) object(t reflect.Type, prefix string) map[string]any {
 	props := map[string]any{}
-	var req []string
 	for i := range t.NumField() {
 		sf := t.Field(i)
 		name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
@@ -129,9 +130,6 @@ func (w *walker) object(t reflect.Type, prefix string) map[string]any {
 			s := w.object(ft, path)
 			s["description"] = firstSentence(cmpOr(doc, w.docs[ft.PkgPath()+"."+ft.Name()]))
 			props[name] = s
-			if slices.ContainsFunc(required, func(r string) bool { return strings.HasPrefix(r, path+".") }) {
-				req = append(req, name)
-			}
 			continue
 		}
 		s, typ := w.leaf(ft, path, sf.Name)
@@ -145,18 +143,10 @@ func (w *walker) object(t reflect.Type, prefix string) map[string]any {
 		if doc != "" {
 			s["description"] = oneLine(doc)
 		}
-		if f.Required {
-			req = append(req, name)
-		}
 		props[name] = s
 		w.ref.Fields = append(w.ref.Fields, f)
 	}
-	s := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
-	if len(req) > 0 {
-		slices.Sort(req)
-		s["required"] = req
-	}
-	return s
+	return map[string]any{"type": "object", "properties": props, "additionalProperties": false}
 }
 
 // leaf is the schema of a value that is not a nested section, and its type for people.

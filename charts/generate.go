@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -80,6 +81,20 @@ func (r *Reference) DefaultsTemplate() ([]byte, error) {
 	b.WriteString("{{- define \"mpha.config.secretNames\" -}}\n")
 	b.Write(n)
 	b.WriteString("{{- end -}}\n\n")
+	b.WriteString("{{/* mpha.config.required: fails `helm install` and `helm template` on a missing required key (not\n")
+	b.WriteString("   `helm lint`, whose lint mode lets `required` pass); its context is the merged configuration. */}}\n")
+	b.WriteString("{{- define \"mpha.config.required\" -}}\n")
+	for _, f := range r.Fields {
+		if !f.Required {
+			continue
+		}
+		keys := strings.Split(f.Path, ".")
+		dig := `"` + strings.Join(keys, `" "`) + `" ""`
+		msg := fmt.Sprintf("config.%s is required (docs/configuration.md): %s", f.Path,
+			firstSentence(cmpOr(f.Doc, r.Sections[f.Section])))
+		fmt.Fprintf(&b, "{{- $_ := required %s (dig %s .) -}}\n", strconv.Quote(msg), dig)
+	}
+	b.WriteString("{{- end -}}\n\n")
 	b.WriteString("{{/* mpha.agent.facts: what the agent does against the API that the RBAC follows. */}}\n")
 	b.WriteString("{{- define \"mpha.agent.facts\" -}}\n")
 	b.Write(f)
@@ -135,7 +150,7 @@ configuration, the values file or Git. See [security.md](security.md) for what e
 			req = append(req, "`"+f.Path+"`")
 		}
 	}
-	b.WriteString(strings.Join(req, ", ") + ". ")
+	b.WriteString(strings.Join(req, ", ") + " (with the chart, `helm install` and `helm template` fail naming a missing one). ")
 	b.WriteString("A `forge.kind` other than `none` needs `forge.url` and `forge.tokenSecret`; with `forge.kind: none`, `forge.mode` must be `branch` or `direct`.\n\n")
 	b.WriteString("Default `secrets.names` by `kubernetes.installModel`:\n\n")
 	for _, m := range sortedKeys(r.SecretNames) {

@@ -117,7 +117,7 @@ func TestInstallAndRBAC(t *testing.T) {
 	c := testrig.StartCluster(t, "east")
 	seedCluster(t, c)
 
-	vals := readValues(t, "testdata/minimal.yaml")
+	vals := readValues(t, "mpha/ci/minimal-values.yaml")
 	in := action.NewInstall(helmConfig(t, c, "mpha"))
 	in.ReleaseName, in.Namespace = "mpha", "mpha"
 	rel, err := in.Run(loadChart(t), vals)

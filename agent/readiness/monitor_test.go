@@ -63,10 +63,11 @@ func newMonitorRig(t *testing.T, ctx context.Context) *monitorRig {
 
 	// What east's agent committed: SealedSecrets with the public facts, and the rendered values.
 	active := helmtest.Values()
-	rendered, err := values.Render(active, nil)
+	out, err := values.Render(active, values.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	rendered := out.Values
 	hr, err := values.Release{Name: "mp", Namespace: "tsb", Chart: helmtest.ChartName, Version: helmtest.ChartVersion,
 		RepositoryURL: values.DefaultChartRepository, Values: rendered}.Marshal()
 	if err != nil {

@@ -299,6 +299,7 @@ func (d *deps) loops(ctx context.Context, o Options, cs kubernetes.Interface, dy
 	sb, err := standby.New(cs, d.repo, standby.Options{Self: cfg.Cluster, Namespace: cfg.Kubernetes.Namespace,
 		Release: cfg.Kubernetes.HelmRelease, Layout: d.layout, ChartRepository: cfg.Standby.ChartRepository,
 		ChartRepositorySecret: cfg.Standby.ChartRepositorySecret, Overrides: cfg.Standby.Overrides, RoleMode: cfg.Standby.RoleMode,
+		SecretValues: cfg.Standby.SecretValues, NotSecret: cfg.Standby.NotSecret,
 		Deployments: cfg.Standby.Deployments, RestoreCronJob: cfg.Standby.RestoreCronJob, Logger: log})
 	if err != nil {
 		return nil, err

@@ -54,6 +54,9 @@ type Options struct {
 	// ChartRepository (default values.DefaultChartRepository) and its credentials Secret.
 	ChartRepository, ChartRepositorySecret string
 	Overrides                              values.Overrides
+	// SecretValues and NotSecret: what becomes of the credentials among the values (values.Options).
+	SecretValues string
+	NotSecret    []string
 	// RoleMode is RoleModeManifest (default) or RoleModeValues.
 	RoleMode string
 	// Deployments a role scales (default tsb, iam); RestoreCronJob is the restore job (default
@@ -66,6 +69,10 @@ type Options struct {
 	// Role grants get on the revision Secrets by name, not the list and watch an informer needs.
 	Poll   time.Duration
 	Logger *slog.Logger
+}
+
+func (o Options) renderOptions() values.Options {
+	return values.Options{Overrides: o.Overrides, SecretValues: o.SecretValues, NotSecret: o.NotSecret}
 }
 
 // Publisher writes the standby's management plane into Git while this cluster is active.
@@ -88,7 +95,7 @@ func New(cs kubernetes.Interface, repo gitrepo.Repository, opts Options) (*Publi
 	if opts.Layout == (gitops.Layout{}) {
 		errs = append(errs, errors.New("a repository layout is required"))
 	}
-	if err := opts.Overrides.Validate(); err != nil {
+	if err := opts.renderOptions().Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if opts.RoleMode == "" {
@@ -141,6 +148,8 @@ type Report struct {
 	Commit  string
 	// Warnings are problems a person should look at (a Deployment with no known selector...).
 	Warnings []string
+	// Stripped are the paths of the credentials removed from the values (never the values).
+	Stripped []string
 }
 
 // RunOnce renders and commits once.
@@ -176,11 +185,11 @@ func (p *Publisher) RunOnce(ctx context.Context) (Report, error) {
 		return Report{}, err
 	}
 	rep.Revision = rel.Revision
-	files, warnings, err := p.render(ctx, pair, peer, rel, snap.Files)
+	files, r, err := p.render(ctx, pair, peer, rel, snap.Files)
 	if err != nil {
 		return Report{}, err
 	}
-	rep.Warnings = warnings
+	rep.Warnings, rep.Stripped = r.warnings, r.stripped
 	ch := gitrepo.Change{Files: map[string][]byte{}}
 	for _, path := range slices.Sorted(maps.Keys(files)) {
 		if string(snap.Files[path]) != string(files[path]) {
@@ -188,8 +197,12 @@ func (p *Publisher) RunOnce(ctx context.Context) (Report, error) {
 			rep.Changed = append(rep.Changed, path)
 		}
 	}
-	for _, w := range warnings {
+	for _, w := range rep.Warnings {
 		p.log.Warn("standby values: "+w, "peer", peer)
+	}
+	if len(rep.Stripped) > 0 {
+		p.log.Warn("standby values: credentials stripped from the values (give them to the chart through Secrets)",
+			"peer", peer, "revision", rel.Revision, "paths", rep.Stripped)
 	}
 	if len(ch.Files) == 0 {
 		p.log.Debug("standby values: nothing changed", "revision", rel.Revision)
@@ -199,6 +212,9 @@ func (p *Publisher) RunOnce(ctx context.Context) (Report, error) {
 	ch.Pinned = map[string][]byte{l.Pair(): raw} // rendered as the active of this pair.yaml
 	ch.Message = fmt.Sprintf("Render %s's management plane from %s's Helm release %s/%s v%d\n\nChart %s %s.\n%s",
 		peer, p.opts.Self, rel.Namespace, rel.Name, rel.Revision, rel.Chart, rel.Version, bullets(rep.Changed))
+	if len(rep.Stripped) > 0 {
+		ch.Message += "\nCredentials stripped from the values (they belong in Secrets):\n" + bullets(rep.Stripped)
+	}
 	ch.Trailers = []trailer.Trailer{{Key: trailer.Kind, Value: "values"}, {Key: trailer.Cluster, Value: p.opts.Self}, {Key: trailer.To, Value: peer}}
 	res, err := p.repo.Apply(ctx, ch)
 	if err != nil {
@@ -221,17 +237,23 @@ func bullets(paths []string) string {
 
 func dir(p string) string { return p[:strings.LastIndex(p, "/")] }
 
+// rendering is what render found besides the files.
+type rendering struct {
+	warnings, stripped []string
+}
+
 // render computes every file the active writes: the peer's helmrelease.yaml, role.yaml and
 // kustomization.yaml, and its own role.yaml and kustomization.yaml.
-func (p *Publisher) render(ctx context.Context, pair *gitops.Pair, peer string, rel *release.Release, current map[string][]byte) (map[string][]byte, []string, error) {
+func (p *Publisher) render(ctx context.Context, pair *gitops.Pair, peer string, rel *release.Release, current map[string][]byte) (map[string][]byte, rendering, error) {
 	l := p.opts.Layout
-	vals, err := values.Render(rel.Values, p.opts.Overrides)
+	rv, err := values.Render(rel.Values, p.opts.renderOptions())
 	if err != nil {
-		return nil, nil, fmt.Errorf("rendering values of Helm release %s/%s v%d: %w", rel.Namespace, rel.Name, rel.Revision, err)
+		return nil, rendering{}, fmt.Errorf("rendering values of Helm release %s/%s v%d: %w", rel.Namespace, rel.Name, rel.Revision, err)
 	}
+	vals := rv.Values
 	if p.opts.RoleMode == RoleModeValues {
 		if err := values.SetReplicas(vals, 0); err != nil {
-			return nil, nil, fmt.Errorf("values of Helm release %s/%s v%d: %w", rel.Namespace, rel.Name, rel.Revision, err)
+			return nil, rendering{}, fmt.Errorf("values of Helm release %s/%s v%d: %w", rel.Namespace, rel.Name, rel.Revision, err)
 		}
 	}
 	hr, err := values.Release{
@@ -239,13 +261,13 @@ func (p *Publisher) render(ctx context.Context, pair *gitops.Pair, peer string, 
 		RepositoryURL: p.opts.ChartRepository, RepositorySecret: p.opts.ChartRepositorySecret, Values: vals,
 	}.Marshal()
 	if err != nil {
-		return nil, nil, fmt.Errorf("standby HelmRelease: %w", err)
+		return nil, rendering{}, fmt.Errorf("standby HelmRelease: %w", err)
 	}
 	files := map[string][]byte{l.HelmRelease(peer): hr}
 
 	live, warnings, err := p.liveShape(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, rendering{}, err
 	}
 	peerOld, _ := parseRole(current[l.Role(peer)])
 	selfOld, _ := parseRole(current[l.Role(p.opts.Self)])
@@ -291,7 +313,7 @@ func (p *Publisher) render(ctx context.Context, pair *gitops.Pair, peer string, 
 		case errors.Is(err, role.ErrEmpty):
 			// nothing to scale or suspend: no role.yaml (a stale one stays, owned and harmless)
 		case err != nil:
-			return nil, nil, fmt.Errorf("role of %s: %w", cluster, err)
+			return nil, rendering{}, fmt.Errorf("role of %s: %w", cluster, err)
 		default:
 			files[l.Role(cluster)] = b
 			entries = append(entries, "role.yaml")
@@ -304,11 +326,11 @@ func (p *Publisher) render(ctx context.Context, pair *gitops.Pair, peer string, 
 		if len(entries) > 0 {
 			files[path(dir(l.Role(cluster)), "kustomization.yaml")], err = kustomization(entries)
 			if err != nil {
-				return nil, nil, err
+				return nil, rendering{}, err
 			}
 		}
 	}
-	return files, warnings, nil
+	return files, rendering{warnings: warnings, stripped: rv.Stripped}, nil
 }
 
 func path(dir, name string) string { return dir + "/" + name }

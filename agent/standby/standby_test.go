@@ -3,6 +3,8 @@ package standby_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -151,8 +153,8 @@ func (r *rig) history(t *testing.T) []*object.Commit {
 	return out
 }
 
-// noSecretsAnywhere scans every file of every commit for the fixture's secret values.
-func (r *rig) noSecretsAnywhere(t *testing.T) {
+// noSecretsAnywhere scans every file of every commit for the fixture's secret values and more.
+func (r *rig) noSecretsAnywhere(t *testing.T, more ...string) {
 	t.Helper()
 	for _, c := range r.history(t) {
 		files, err := c.Files()
@@ -161,7 +163,7 @@ func (r *rig) noSecretsAnywhere(t *testing.T) {
 		}
 		_ = files.ForEach(func(f *object.File) error {
 			s, _ := f.Contents()
-			for _, leak := range []string{"fixture-admin-password", "fixture-postgres-password", "adminPassword"} {
+			for _, leak := range append([]string{"fixture-admin-password", "fixture-postgres-password", "adminPassword"}, more...) {
 				if strings.Contains(s, leak) {
 					t.Errorf("commit %s: %s holds %q", c.Hash, f.Name, leak)
 				}
@@ -382,6 +384,74 @@ func TestPublisherStandbyAndValuesMode(t *testing.T) {
 	if !bytes.HasSuffix(k, []byte("resources:\n  - helmrelease.yaml\n")) {
 		t.Errorf("west's kustomization.yaml lists a role it does not have:\n%s", k)
 	}
+}
+
+// Credentials nested in the release's kept values (a spec password, an operator env entry) are
+// stripped before the values reach Git: the commit names their paths, the log names their paths,
+// neither holds a value; in refuse mode nothing is committed.
+func TestPublisherStripsCredentials(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster and a Git server, installs a Helm release")
+	}
+	r := startRig(t, "east")
+	ctx := context.Background()
+	v := helmtest.Values()
+	spec := v["spec"].(map[string]any)
+	spec["dataStore"].(map[string]any)["postgres"].(map[string]any)["password"] = "fixture-spec-password"
+	spec["identityProvider"] = map[string]any{"oidc": map[string]any{"clientId": "mp", "clientSecret": "fixture-oidc-secret"}}
+	v["operator"].(map[string]any)["deployment"].(map[string]any)["env"] = []any{
+		map[string]any{"name": "DB_PASSWORD", "value": "fixture-env-password"}, map[string]any{"name": "LOG_LEVEL", "value": "debug"}}
+	helmtest.Install(t, r.east.Kubeconfig, "tsb", "mp", v)
+	planted := []string{"fixture-spec-password", "fixture-oidc-secret", "fixture-env-password"}
+	want := []string{"operator.deployment.env[0].value", "spec.dataStore.postgres.password", "spec.identityProvider.oidc.clientSecret"}
+
+	var logs bytes.Buffer
+	refusing, err := standby.New(r.east.Clientset, r.writer, standby.Options{Self: "east", Layout: r.layout,
+		SecretValues: values.SecretsRefuse, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := len(r.history(t))
+	_, err = refusing.RunOnce(ctx)
+	var se *values.SecretsError
+	if !errors.As(err, &se) || strings.Join(se.Paths, ",") != strings.Join(want, ",") {
+		t.Fatalf("refuse mode: %v, want a refusal naming %v", err, want)
+	}
+	if n := len(r.history(t)); n != before {
+		t.Errorf("refuse mode committed %d time(s)", n-before)
+	}
+
+	p, err := standby.New(r.east.Clientset, r.writer, standby.Options{Self: "east", Layout: r.layout,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := p.RunOnce(ctx)
+	if err != nil || rep.Commit == "" {
+		t.Fatalf("strip mode: %+v, %v", rep, err)
+	}
+	if strings.Join(rep.Stripped, ",") != strings.Join(want, ",") {
+		t.Errorf("stripped %v, want %v", rep.Stripped, want)
+	}
+	head := r.history(t)[0]
+	for _, p := range want {
+		if !strings.Contains(head.Message, "- "+p+"\n") || !strings.Contains(logs.String(), p) {
+			t.Errorf("%s is not named in the commit message and the log:\n%s\n%s", p, head.Message, logs.String())
+		}
+	}
+	hr, err := values.ParseRelease(r.read(t, r.layout.HelmRelease("west"))[r.layout.HelmRelease("west")])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := values.Get(hr.Values, "spec.dataStore.postgres.address"); got != "pg.example.com:5432" {
+		t.Errorf("the rest of the data store went with the password: address %v", got)
+	}
+	for _, leak := range planted {
+		if strings.Contains(logs.String(), leak) {
+			t.Errorf("the log holds %q", leak)
+		}
+	}
+	r.noSecretsAnywhere(t, planted...)
 }
 
 func keys(m map[string][]byte) []string {

@@ -39,7 +39,7 @@ type doctorOptions struct {
 	floatingFQDN       string
 	secrets            []string
 	config, output     string
-	overrides          values.Overrides
+	render             values.Options
 }
 
 // newDoctorCommand checks a pair's readiness live from a workstation: the checks the agents run,
@@ -136,7 +136,9 @@ func (do *doctorOptions) complete(cmd *cobra.Command, o *globalOptions) error {
 	if !f.Changed("secrets") {
 		do.secrets = cfg.Secrets.Names
 	}
-	do.overrides = cfg.Standby.Overrides
+	// Compared as the agent renders them; a refusal is the agent's to report, the doctor compares.
+	do.render = cfg.Standby.RenderOptions()
+	do.render.SecretValues = values.SecretsStrip
 	return nil
 }
 
@@ -163,11 +165,11 @@ func runDoctor(ctx context.Context, o *globalOptions, do *doctorOptions) error {
 	if in.Active.Values == nil {
 		in.RenderedUnknown = fmt.Sprintf("no deployed Helm release %s/%s on %s", do.namespace, do.release, do.active)
 	} else {
-		rendered, err := values.Render(in.Active.Values, do.overrides)
+		rendered, err := values.Render(in.Active.Values, do.render)
 		if err != nil {
 			return fmt.Errorf("rendering the standby's values from %s: %w", do.active, err)
 		}
-		in.Rendered = rendered
+		in.Rendered = rendered.Values
 	}
 	rep := readiness.NewReport(do.active, do.standby, readiness.Evaluate(in))
 	if err := printDoctor(o, do.output, rep); err != nil {

@@ -115,10 +115,11 @@ func TestDoctor(t *testing.T) {
 	activeValues["secrets"].(map[string]any)["tsb"].(map[string]any)["adminPassword"] = string(adminPassword)
 	helmtest.Install(t, kubeconfig, "tsb", "mp", activeValues)
 	overrides := values.Overrides{"image.registry": "registry.west.example.com"}
-	standbyValues, err := values.Render(activeValues, overrides)
+	rendered, err := values.Render(activeValues, values.Options{Overrides: overrides})
 	if err != nil {
 		t.Fatal(err)
 	}
+	standbyValues := rendered.Values
 	westKubeconfig := west.Kubeconfig
 	helmtest.Install(t, westKubeconfig, "tsb", "mp", standbyValues)
 	cfg := filepath.Join(t.TempDir(), "agent.yaml")
@@ -213,10 +214,11 @@ standby: {overrides: {image.registry: registry.west.example.com}}
 	})
 
 	t.Run("selfSigned set", func(t *testing.T) {
-		selfSigned, err := values.Render(activeValues, overrides)
+		r, err := values.Render(activeValues, values.Options{Overrides: overrides})
 		if err != nil {
 			t.Fatal(err)
 		}
+		selfSigned := r.Values
 		selfSigned["spec"].(map[string]any)["certIssuer"] = map[string]any{"selfSigned": map[string]any{}}
 		helmtest.Install(t, westKubeconfig, "tsb", "mp", selfSigned)
 		defer helmtest.Install(t, westKubeconfig, "tsb", "mp", standbyValues)

@@ -11,10 +11,11 @@ import (
 )
 
 func TestReleaseMarshalAndParse(t *testing.T) {
-	vals, err := values.Render(load(t, "testdata/source_mp_values.yaml"), westOverrides())
+	r0, err := values.Render(load(t, "testdata/source_mp_values.yaml"), values.Options{Overrides: westOverrides()})
 	if err != nil {
 		t.Fatal(err)
 	}
+	vals := r0.Values
 	r := values.Release{
 		Name: "mp", Namespace: "tsb", Chart: "managementplane", Version: "1.12.3",
 		RepositoryURL: values.DefaultChartRepository, RepositorySecret: "tsb-charts-auth", Values: vals,

@@ -81,32 +81,72 @@ func under(path, pattern []string) bool {
 	return true
 }
 
-// Render returns the standby's values: the Kept keys of src, deep-copied, with overrides
-// applied. src is not modified.
-func Render(src map[string]any, overrides Overrides) (map[string]any, error) {
-	if err := overrides.Validate(); err != nil {
-		return nil, err
+// Options configure Render.
+type Options struct {
+	// Overrides set per-site values (AllowedOverrides).
+	Overrides Overrides
+	// SecretValues is what becomes of a value under a key that names a credential, anywhere in
+	// the tree: SecretsStrip (the default, "") or SecretsRefuse.
+	SecretValues string
+	// NotSecret adds to BuiltinNotSecret: keys and paths that only look like credentials.
+	NotSecret []string
+}
+
+// Validate checks the overrides, the policy and the allow-list, returning every problem.
+func (o Options) Validate() error {
+	var errs []error
+	if err := o.Overrides.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if o.SecretValues != "" && !slices.Contains(SecretPolicies(), o.SecretValues) {
+		errs = append(errs, fmt.Errorf("secret values %q: want one of %v", o.SecretValues, SecretPolicies()))
+	}
+	if err := ValidateNotSecret(o.NotSecret); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Rendered is Render's result.
+type Rendered struct {
+	// Values are the standby's values.
+	Values map[string]any
+	// Stripped are the paths of the credentials removed (SecretsStrip), sorted; never their values.
+	Stripped []string
+}
+
+// Render returns the standby's values: the Kept keys of src, deep-copied, with overrides applied
+// and every credential left among them (a password under spec, an operator's env DB_PASSWORD, a
+// private key anywhere) stripped or refused: the result goes to Git. src is not modified.
+func Render(src map[string]any, o Options) (Rendered, error) {
+	if err := o.Validate(); err != nil {
+		return Rendered{}, err
 	}
 	out := map[string]any{}
 	for _, k := range Kept() {
 		if v, ok := src[k]; ok {
 			c, err := deepCopy(v, k)
 			if err != nil {
-				return nil, err
+				return Rendered{}, err
 			}
 			out[k] = c
 		}
 	}
-	for _, p := range slices.Sorted(maps.Keys(overrides)) {
-		v, err := deepCopy(overrides[p], p)
+	for _, p := range slices.Sorted(maps.Keys(o.Overrides)) {
+		v, err := deepCopy(o.Overrides[p], p)
 		if err != nil {
-			return nil, err
+			return Rendered{}, err
 		}
 		if err := set(out, strings.Split(p, "."), v); err != nil {
-			return nil, fmt.Errorf("override %q: %w", p, err)
+			return Rendered{}, fmt.Errorf("override %q: %w", p, err)
 		}
 	}
-	return out, nil
+	// Overrides are stripped too: a --set may carry a credential as well as the release.
+	stripped := newStripper(o.NotSecret).strip(out)
+	if o.SecretValues == SecretsRefuse && len(stripped) > 0 {
+		return Rendered{}, &SecretsError{Paths: stripped}
+	}
+	return Rendered{Values: out, Stripped: stripped}, nil
 }
 
 // set stores v at path, creating maps on the way; it refuses to replace a non-map on the way.
@@ -161,13 +201,15 @@ func deepCopy(v any, at string) (any, error) {
 }
 
 // ParseFile decodes a Helm values file (YAML or JSON). It refuses files over MaxFileSize, a
-// document that is not a map, and alias bombs (the YAML decoder bounds alias expansion).
+// document that is not a map, a key given twice in a map (as the agent's configuration does:
+// Helm would keep the last one silently), and alias bombs (the YAML decoder bounds alias
+// expansion).
 func ParseFile(b []byte) (map[string]any, error) {
 	if len(b) > MaxFileSize {
 		return nil, fmt.Errorf("values file is %d bytes, more than the %d allowed", len(b), MaxFileSize)
 	}
 	var v any
-	if err := yaml.Unmarshal(b, &v); err != nil {
+	if err := yaml.UnmarshalStrict(b, &v); err != nil {
 		return nil, fmt.Errorf("decoding values: %w", err)
 	}
 	switch m := v.(type) {

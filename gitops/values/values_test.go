@@ -40,10 +40,14 @@ func load(t *testing.T, path string) map[string]any {
 func TestRenderSourceValues(t *testing.T) {
 	src := load(t, "testdata/source_mp_values.yaml")
 	before, _ := values.Marshal(src)
-	got, err := values.Render(src, westOverrides())
+	r, err := values.Render(src, values.Options{Overrides: westOverrides()})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(r.Stripped) != 0 {
+		t.Errorf("stripped %v from values that hold no credential outside secrets", r.Stripped)
+	}
+	got := r.Values
 	if _, ok := got["secrets"]; ok {
 		t.Error("secrets survived rendering")
 	}
@@ -74,11 +78,11 @@ func TestRenderSourceValues(t *testing.T) {
 func TestRenderIsDeterministic(t *testing.T) {
 	first := ""
 	for i := range 20 {
-		got, err := values.Render(load(t, "testdata/source_mp_values.yaml"), westOverrides())
+		got, err := values.Render(load(t, "testdata/source_mp_values.yaml"), values.Options{Overrides: westOverrides()})
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, _ := values.Marshal(got)
+		b, _ := values.Marshal(got.Values)
 		if i == 0 {
 			first = string(b)
 		} else if string(b) != first {
@@ -119,7 +123,7 @@ func TestOverridesAllowList(t *testing.T) {
 
 func TestRenderRefusesOverridingThroughAScalar(t *testing.T) {
 	_, err := values.Render(map[string]any{"spec": map[string]any{"hub": "x", "components": "oops"}},
-		values.Overrides{"spec.components.frontEnvoy.kubeSpec.service": map[string]any{}})
+		values.Options{Overrides: values.Overrides{"spec.components.frontEnvoy.kubeSpec.service": map[string]any{}}})
 	if err == nil || !strings.Contains(err.Error(), "spec.components is a string") {
 		t.Fatalf("got %v", err)
 	}
@@ -144,6 +148,9 @@ i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
 		{"a scalar", "hello\n", "must be a map"},
 		{"bad yaml", "spec: [\n", "decoding values"},
 		{"too big", "a: " + strings.Repeat("x", values.MaxFileSize) + "\n", "more than the"},
+		// Helm would keep the last silently: one of two passwords, or two hubs, is a mistake.
+		{"duplicate key", "spec:\n  hub: a\n  hub: b\n", `key "hub" already set in map`},
+		{"duplicate key in JSON", `{"image": {"registry": "a", "registry": "b"}}`, `key "registry" already set in map`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -182,7 +189,8 @@ func TestSetReplicas(t *testing.T) {
 }
 
 // Fuzz the renderer on arbitrary values files: it never panics, rendering the same input twice
-// gives the same bytes (what keeps Git quiet), and its output reads back as the same values.
+// gives the same bytes (what keeps Git quiet), its output reads back as the same values, and
+// holds nothing a second rendering would strip.
 // (Byte-level idempotence does not hold for odd keys: the YAML encoder orders numeric-looking
 // keys differently once they have been through a round trip; the values are equal.)
 func FuzzRender(f *testing.F) {
@@ -193,16 +201,21 @@ func FuzzRender(f *testing.F) {
 	f.Add(src)
 	f.Add([]byte("spec: {components: 1}\nimage: {registry: [1]}\n"))
 	f.Add([]byte("secrets: {a: b}\n"))
+	f.Add([]byte("spec: {dataStore: {postgres: {password: p1}}, identityProvider: {oidc: {clientSecret: c1}}}\n"))
+	f.Add([]byte("operator: {deployment: {env: [{name: DB_PASSWORD, value: p2}, {name: LOG, value: debug}]}}\n"))
+	f.Add([]byte("spec: {tokenIssuer: {jwt: {signingKeysSecret: tsb-certs, issuers: [{name: a, signingKey: tls.key}]}}}\n"))
+	f.Add([]byte("spec: {x: {tls.key: \"-----BEGIN PRIVATE KEY-----\\nMII\\n\", dsn: \"postgres://u:pw@h/db\", tokens: [a, 1, true]}}\n"))
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		v, err := values.ParseFile(doc)
 		if err != nil {
 			return
 		}
 		ov := values.Overrides{"image.registry": "r.example.com", "spec.hub": "h"}
-		once, err := values.Render(v, ov)
+		r, err := values.Render(v, values.Options{Overrides: ov})
 		if err != nil {
 			return // e.g. spec is a scalar: refused with an error
 		}
+		once := r.Values
 		if _, ok := once["secrets"]; ok {
 			t.Fatal("secrets survived")
 		}
@@ -217,11 +230,16 @@ func FuzzRender(f *testing.F) {
 		if d := values.Diff(once, again); d != nil {
 			t.Fatalf("own output reads back different at %v:\n%s", d, b1)
 		}
-		twice, err := values.Render(v, ov)
+		if r2, err := values.Render(again, values.Options{SecretValues: values.SecretsRefuse}); err != nil {
+			t.Fatalf("own output still holds credentials: %v", err)
+		} else if len(r2.Stripped) != 0 {
+			t.Fatalf("stripped %v in refuse mode", r2.Stripped)
+		}
+		twice, err := values.Render(v, values.Options{Overrides: ov})
 		if err != nil {
 			t.Fatal(err)
 		}
-		b2, _ := values.Marshal(twice)
+		b2, _ := values.Marshal(twice.Values)
 		if !bytes.Equal(b1, b2) {
 			t.Fatalf("not deterministic:\n%s\n---\n%s", b1, b2)
 		}

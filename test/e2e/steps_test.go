@@ -173,10 +173,11 @@ func (p *pair) standbyReachesWest(t *testing.T) {
 	p.waitScale(t, p.west, 0, 3*time.Minute)
 	p.checkScale(t, p.east, 1)
 	p.checkRestoreSuspended(t, p.west, false) // a standby restores the active's backups
-	want, err := values.Render(helmtest.Values(), nil)
+	r, err := values.Render(helmtest.Values(), values.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	want := r.Values
 	var hr *unstructured.Unstructured
 	testrig.Eventually(t, "west's HelmRelease tsb/mp", time.Minute, func(ctx context.Context) error {
 		hr, err = p.west.dynamic.Resource(helmReleases).Namespace(mpNS).Get(ctx, "mp", metav1.GetOptions{})

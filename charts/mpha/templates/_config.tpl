@@ -44,6 +44,7 @@ standby:
   - iam
   restoreCronJob: tsb-restore
   roleMode: manifest
+  secretValues: strip
 {{- end -}}
 
 {{/* mpha.config.secretNames: the default secrets.names per kubernetes.installModel. */}}
@@ -64,6 +65,15 @@ generic:
 helm:
 - iam-signing-key
 - tsb-iam-jwks
+{{- end -}}
+
+{{/* mpha.config.required: fails `helm install` and `helm template` on a missing required key (not
+   `helm lint`, whose lint mode lets `required` pass); its context is the merged configuration. */}}
+{{- define "mpha.config.required" -}}
+{{- $_ := required "config.cluster is required (docs/configuration.md): Cluster is this cluster's name in pair.yaml." (dig "cluster" "" .) -}}
+{{- $_ := required "config.pair is required (docs/configuration.md): Pair names the pair: NATS subjects and the stream name derive from it." (dig "pair" "" .) -}}
+{{- $_ := required "config.git.url is required (docs/configuration.md): Git is the GitOps repository." (dig "git" "url" "" .) -}}
+{{- $_ := required "config.nats.url is required (docs/configuration.md): NATS is the JetStream server carrying failover events and heartbeats." (dig "nats" "url" "" .) -}}
 {{- end -}}
 
 {{/* mpha.agent.facts: what the agent does against the API that the RBAC follows. */}}

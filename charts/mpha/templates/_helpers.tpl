@@ -58,3 +58,16 @@ kubernetes.installModel as Config.Default does. The ConfigMap holds it and the R
 {{- end -}}
 {{- toYaml $c -}}
 {{- end -}}
+
+{{/*
+mpha.config.check: the rules the schema cannot hold without failing `helm lint` on the chart's
+own defaults (which name no cluster): the required keys, and a forge for the default mode "pr".
+`helm install` and `helm template` fail with the message; `helm lint` runs templates in lint
+mode, where `required` and `fail` only log. Its context is the merged configuration.
+*/}}
+{{- define "mpha.config.check" -}}
+{{- include "mpha.config.required" . -}}
+{{- if and (eq (dig "forge" "kind" "" .) "none") (eq (dig "forge" "mode" "" .) "pr") -}}
+{{- fail "config.forge.mode: forge.kind is none (the default), so no pull request can be opened: set config.forge.mode to branch or direct, or config.forge.kind, url and tokenSecret" -}}
+{{- end -}}
+{{- end -}}

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/signal"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
 
@@ -63,6 +65,7 @@ func TestDemo(t *testing.T) {
 	current = "poking the pair"
 	env := p.writeEnv(t)
 	title("What the pair looks like now, from the operator's CLI")
+	p.heartbeatsAgree(t, say)
 	p.show(t, env, "status", "--repo", p.gitURL, "--insecure-http-credentials")
 	p.show(t, env, "audit", "--repo", p.gitURL, "--insecure-http-credentials")
 
@@ -92,6 +95,41 @@ func demoLogs(t *testing.T) string {
 		}
 	})
 	return dir
+}
+
+// heartbeatsAgree waits until both agents' heartbeats report the roles and epoch pair.yaml holds
+// now: each agent re-reads pair.yaml every 30 s (heartbeat.DefaultRefresh), so right after a
+// failover `mpha status` would show them behind.
+func (p *pair) heartbeatsAgree(t *testing.T, say func(string, ...any)) {
+	t.Helper()
+	start := time.Now()
+	testrig.Eventually(t, "both heartbeats to report pair.yaml's roles", 2*time.Minute, func(context.Context) error {
+		out, code := p.cli(t, p.demoEnv(t), "status", "--repo", p.gitURL, "--insecure-http-credentials", "-o", "json")
+		if code != 0 {
+			return fmt.Errorf("mpha status exited %d: %s", code, out)
+		}
+		var st struct {
+			Pair     struct{ Epoch int64 }
+			Clusters []struct {
+				Name, Role string
+				Heartbeat  *struct{ Data *event.Heartbeat }
+			}
+		}
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			return fmt.Errorf("mpha status -o json: %w", err)
+		}
+		for _, c := range st.Clusters {
+			if c.Heartbeat == nil || c.Heartbeat.Data == nil {
+				return fmt.Errorf("no heartbeat from %s", c.Name)
+			}
+			if hb := c.Heartbeat.Data; hb.Role != c.Role || hb.Epoch != st.Pair.Epoch {
+				return fmt.Errorf("%s reports %s at epoch %d; pair.yaml: %s at %d", c.Name, hb.Role, hb.Epoch, c.Role, st.Pair.Epoch)
+			}
+		}
+		return nil
+	})
+	say("Both agents' heartbeats report the new roles (%s after the failover: each agent re-reads pair.yaml every 30s)",
+		time.Since(start).Round(time.Second))
 }
 
 // show runs a read-only mpha command as the person would (the environment of demo.env) and

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -483,16 +484,17 @@ func (p *pair) timeline(t *testing.T, id string) string {
 	lines := []string{"The agent's statuses on NATS (seconds from accepted):"}
 	for _, st := range tl {
 		var what []string
-		if st.Phase == event.PhasePreflight {
+		if len(st.Checks) > 0 {
 			what = append(what, checksSummary(st.Checks))
-		}
-		if st.Message != "" {
-			what = append(what, st.Message)
 		}
 		for _, s := range st.Steps {
 			what = append(what, fmt.Sprintf("%s %s: %s", s.Name, s.Result, s.Detail))
 		}
-		if st.Phase == event.PhaseProposed {
+		// A step's status repeats it as its message.
+		if st.Message != "" && !slices.Contains(what, st.Message) {
+			what = append(what, st.Message)
+		}
+		if st.Phase == event.PhaseProposed && !strings.Contains(st.Message, st.PR) {
 			what = append(what, st.PR)
 		}
 		lines = append(lines, fmt.Sprintf("  %+6.1f  %-9s  %s", st.At.Sub(tl[0].At).Seconds(), st.Phase, strings.Join(what, "; ")))

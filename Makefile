@@ -48,7 +48,7 @@ lint: ## gofmt check, go vet, staticcheck
 
 .PHONY: tools
 tools: ## build the real components the tests run into bin/ (cached; a second run is a no-op)
-	tools/build.sh
+	@tools/build.sh
 
 .PHONY: deps
 deps: ## install the Debian packages the tests use, if missing (postgresql, git, unshare, gcc)

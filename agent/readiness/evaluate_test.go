@@ -11,7 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mpha-dev/mpha/agent/readiness"
-	"github.com/mpha-dev/mpha/agent/readiness/readinesstest"
+	"github.com/mpha-dev/mpha/gitops/seal/sealtest"
 )
 
 const floating = "active.tsb.example.com"
@@ -20,16 +20,16 @@ var key = bytes.Repeat([]byte("k"), 32)
 
 // fixture is a pair whose secrets match: the standby holds what the active exported.
 type fixture struct {
-	leaks        *readinesstest.Leaks
-	ca, otherCA  *readinesstest.CA
+	leaks        *sealtest.Leaks
+	ca, otherCA  *sealtest.CA
 	secrets      []*corev1.Secret
 	activeValues map[string]any
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{leaks: &readinesstest.Leaks{}, ca: readinesstest.NewCA(t, "shared root"), otherCA: readinesstest.NewCA(t, "west's own root")}
-	f.secrets = readinesstest.Site{Namespace: "tsb", SigningKid: "sig-1", JWKSKid: "jwks-1", CA: f.ca,
+	f := &fixture{leaks: &sealtest.Leaks{}, ca: sealtest.NewCA(t, "shared root"), otherCA: sealtest.NewCA(t, "west's own root")}
+	f.secrets = sealtest.Site{Namespace: "tsb", SigningKid: "sig-1", JWKSKid: "jwks-1", CA: f.ca,
 		DNSNames: []string{"mp1.tsb.example.com", floating}}.Secrets(t, f.leaks)
 	for _, s := range f.secrets {
 		s.Annotations = map[string]string{readiness.ManagedAnnotation: "true"} // sealed-secrets may replace them
@@ -84,7 +84,7 @@ func (f *fixture) input(t *testing.T, editStandby func(map[string]*corev1.Secret
 	return readiness.Input{Active: active, Standby: standby, FloatingFQDN: floating, Rendered: rendered, Names: names()}
 }
 
-func reissue(f *fixture, t *testing.T, ca *readinesstest.CA, dns ...string) func(map[string]*corev1.Secret) {
+func reissue(f *fixture, t *testing.T, ca *sealtest.CA, dns ...string) func(map[string]*corev1.Secret) {
 	return func(m map[string]*corev1.Secret) {
 		for _, n := range []string{"tsb-certs", "xcp-central-cert"} {
 			crt, k := ca.Leaf(t, dns...)
@@ -244,7 +244,7 @@ func TestEvaluate(t *testing.T) {
 			name: "postgres credentials differ",
 			in: func(t *testing.T) readiness.Input {
 				return f.input(t, func(m map[string]*corev1.Secret) {
-					p := readinesstest.Random(t, "other-password")
+					p := sealtest.Random(t, "other-password")
 					f.leaks.Add(p)
 					m["postgres-credentials"].Data["password"] = p
 				})

@@ -11,15 +11,15 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mpha-dev/mpha/agent/readiness"
-	"github.com/mpha-dev/mpha/agent/readiness/readinesstest"
 	"github.com/mpha-dev/mpha/gitops/seal"
+	"github.com/mpha-dev/mpha/gitops/seal/sealtest"
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
 
 func TestSecretFacts(t *testing.T) {
-	root := readinesstest.NewCA(t, "root")
+	root := sealtest.NewCA(t, "root")
 	leaf, leafKey := root.Leaf(t, "mp1.example.com", "active.example.com")
-	inter := readinesstest.NewCA(t, "intermediate") // stands in for a chain's second certificate
+	inter := sealtest.NewCA(t, "intermediate") // stands in for a chain's second certificate
 	tests := []struct {
 		name string
 		data map[string][]byte
@@ -65,14 +65,14 @@ func TestSecretFacts(t *testing.T) {
 // The exporter's annotations read back from a committed SealedSecret give the live facts, less
 // what is not annotated.
 func TestFactsFromSealed(t *testing.T) {
-	leaks := &readinesstest.Leaks{}
-	ca := readinesstest.NewCA(t, "root")
+	leaks := &sealtest.Leaks{}
+	ca := sealtest.NewCA(t, "root")
 	certPEM, _ := testrig.SealingKeyPair(t, "west")
 	cert, err := seal.ParseCert(certPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range (readinesstest.Site{Namespace: "tsb", SigningKid: "sig", JWKSKid: "jw", CA: ca, DNSNames: []string{"b.example.com", "a.example.com"}}).Secrets(t, leaks) {
+	for _, s := range (sealtest.Site{Namespace: "tsb", SigningKid: "sig", JWKSKid: "jw", CA: ca, DNSNames: []string{"b.example.com", "a.example.com"}}).Secrets(t, leaks) {
 		live, err := readiness.SecretFacts(key, s)
 		if err != nil {
 			t.Fatal(err)

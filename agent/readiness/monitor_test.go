@@ -20,10 +20,10 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 
 	"github.com/mpha-dev/mpha/agent/readiness"
-	"github.com/mpha-dev/mpha/agent/readiness/readinesstest"
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
 	"github.com/mpha-dev/mpha/gitops/seal"
+	"github.com/mpha-dev/mpha/gitops/seal/sealtest"
 	"github.com/mpha-dev/mpha/gitops/values"
 	"github.com/mpha-dev/mpha/internal/helmtest"
 	"github.com/mpha-dev/mpha/internal/testrig"
@@ -46,19 +46,19 @@ type monitorRig struct {
 	west    *testrig.Cluster
 	writer  *gitrepo.Writer
 	layout  gitops.Layout
-	leaks   *readinesstest.Leaks
+	leaks   *sealtest.Leaks
 	secrets []*corev1.Secret
 }
 
 func newMonitorRig(t *testing.T, ctx context.Context) *monitorRig {
 	t.Helper()
-	r := &monitorRig{west: testrig.StartCluster(t, "west"), leaks: &readinesstest.Leaks{}}
+	r := &monitorRig{west: testrig.StartCluster(t, "west"), leaks: &sealtest.Leaks{}}
 	var err error
 	if r.layout, err = gitops.NewLayout(""); err != nil {
 		t.Fatal(err)
 	}
-	ca := readinesstest.NewCA(t, "shared root")
-	r.secrets = readinesstest.Site{Namespace: "tsb", SigningKid: "sig-1", JWKSKid: "jwks-1", CA: ca,
+	ca := sealtest.NewCA(t, "shared root")
+	r.secrets = sealtest.Site{Namespace: "tsb", SigningKid: "sig-1", JWKSKid: "jwks-1", CA: ca,
 		DNSNames: []string{"mp1.tsb.example.com", "mp2.tsb.example.com", floating}}.Secrets(t, r.leaks)
 
 	// What east's agent committed: SealedSecrets with the public facts, and the rendered values.
@@ -246,7 +246,7 @@ func testMonitorStandby(t *testing.T, ctx context.Context, r *monitorRig) {
 	}
 
 	// 2. West's signing key is replaced (its operator generated its own): two checks fail.
-	private := readinesstest.Random(t, "west-own-key")
+	private := sealtest.Random(t, "west-own-key")
 	r.leaks.Add(private)
 	r.setKid(t, ctx, "sig-west", private)
 	res = round(map[string]readiness.Status{readiness.SigningKeyKid: readiness.Fail, readiness.SecretsInSync: readiness.Fail, readiness.RootCA: readiness.Pass})

@@ -100,7 +100,7 @@ func newMonitorRig(t *testing.T, ctx context.Context) *monitorRig {
 	}
 	for _, s := range r.secrets {
 		s = s.DeepCopy()
-		s.Annotations = map[string]string{readiness.ManagedAnnotation: "true"} // sealed-secrets may replace them
+		s.Annotations = map[string]string{seal.ManagedAnnotation: "true"} // sealed-secrets may replace them
 		if _, err := r.west.Clientset.CoreV1().Secrets("tsb").Create(ctx, s, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -116,11 +116,11 @@ func sealedFile(t *testing.T, cert seal.Cert, s *corev1.Secret) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	facts, err := readiness.SecretFacts(key, s)
+	facts, err := seal.SecretFacts(key, s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k, v := range readiness.Annotations(facts) {
+	for k, v := range seal.Annotations(facts) {
 		ss.Annotations[k] = v
 	}
 	b, err := seal.Marshal(ss)

@@ -16,6 +16,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/mpha-dev/mpha/agent/readiness"
+	"github.com/mpha-dev/mpha/gitops/seal"
 	"github.com/mpha-dev/mpha/gitops/seal/sealtest"
 	"github.com/mpha-dev/mpha/gitops/values"
 	"github.com/mpha-dev/mpha/internal/helmtest"
@@ -99,7 +100,7 @@ func TestDoctor(t *testing.T) {
 	byName := map[string]*corev1.Secret{}
 	for _, s := range secrets {
 		// As the sealed-secrets controller needs them to replace the copies after a failover.
-		s.Annotations = map[string]string{readiness.ManagedAnnotation: "true"}
+		s.Annotations = map[string]string{seal.ManagedAnnotation: "true"}
 		byName[s.Name] = s
 	}
 	for _, c := range cs {
@@ -259,7 +260,7 @@ standby: {overrides: {image.registry: registry.west.example.com}}
 
 		// The printed fix, as the annotation it sets.
 		for _, s := range bare {
-			s.Annotations = map[string]string{readiness.ManagedAnnotation: "true"}
+			s.Annotations = map[string]string{seal.ManagedAnnotation: "true"}
 		}
 		putSecrets(t, ctx, east, bare...)
 		_, rep = doctor(t, 0, "-o", "json")

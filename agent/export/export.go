@@ -23,7 +23,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/mpha-dev/mpha/agent/readiness"
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
 	"github.com/mpha-dev/mpha/gitops/seal"
@@ -311,11 +310,11 @@ func (e *Exporter) plan(ctx context.Context, get getter, cert seal.Cert, name st
 	}
 	// The public facts of the secret (kids, CA fingerprint, DNS names) travel as annotations, so
 	// that the standby's readiness checks can compare without the plaintext.
-	facts, err := readiness.SecretFacts(e.opts.Key, s)
+	facts, err := seal.SecretFacts(e.opts.Key, s)
 	if err != nil {
 		return "", nil, fmt.Errorf("secret %s: %w", name, err)
 	}
-	ann := readiness.Annotations(facts)
+	ann := seal.Annotations(facts)
 	need, err := seal.NeedsSealing(existing, cert, e.opts.Key, s)
 	if err != nil {
 		return "", nil, err
@@ -348,8 +347,8 @@ func (e *Exporter) plan(ctx context.Context, get getter, cert seal.Cert, name st
 
 // sameFacts reports whether a committed SealedSecret already carries the facts annotations ann.
 func sameFacts(file []byte, ann map[string]string) bool {
-	f, err := readiness.FactsFromSealed(file)
-	return err == nil && maps.Equal(readiness.Annotations(f), ann)
+	f, err := seal.FactsFromSealed(file)
+	return err == nil && maps.Equal(seal.Annotations(f), ann)
 }
 
 func (e *Exporter) message(rep Report) string {

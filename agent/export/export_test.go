@@ -27,9 +27,9 @@ import (
 
 	"github.com/mpha-dev/mpha/agent"
 	"github.com/mpha-dev/mpha/agent/export"
-	"github.com/mpha-dev/mpha/agent/readiness"
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
+	"github.com/mpha-dev/mpha/gitops/seal"
 	"github.com/mpha-dev/mpha/gitops/trailer"
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
@@ -62,7 +62,7 @@ func (r *rig) remember(s *corev1.Secret) {
 		r.values[s.Name] = map[string][]byte{}
 	}
 	for k, v := range s.Data {
-		if k == "kid" && (s.Name == readiness.SigningKeySecret || s.Name == readiness.JWKSSecret) {
+		if k == "kid" && (s.Name == seal.SigningKeySecret || s.Name == seal.JWKSSecret) {
 			continue
 		}
 		r.values[s.Name][k+"@"+string(v[len(v)-6:])] = v
@@ -276,12 +276,12 @@ func TestExporter(t *testing.T) {
 	files := r.secretFiles(t, r.head(t))
 	// The signing keys carry their kid for the standby's readiness checks; the others none.
 	for n, f := range files {
-		facts, err := readiness.FactsFromSealed([]byte(f))
+		facts, err := seal.FactsFromSealed([]byte(f))
 		if err != nil {
 			t.Fatalf("%s: %v", n, err)
 		}
 		want := ""
-		if n == readiness.SigningKeySecret || n == readiness.JWKSSecret {
+		if n == seal.SigningKeySecret || n == seal.JWKSSecret {
 			want = string(secrets[n].Data["kid"])
 		}
 		if strings.Join(facts.Kids, ",") != want {

@@ -24,8 +24,8 @@ import (
 
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/health"
-	"github.com/mpha-dev/mpha/agent/readiness/readinesstest"
 	"github.com/mpha-dev/mpha/gitops"
+	"github.com/mpha-dev/mpha/gitops/seal/sealtest"
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
 
@@ -122,11 +122,11 @@ type rig struct {
 	js       jetstream.JetStream
 	subj     event.Subjects
 	pair     *gitops.Pair
-	ca       *readinesstest.CA
+	ca       *sealtest.CA
 	floating *mpServer
 	instance *mpServer
 	logs     *testrig.LogBuffer
-	leaks    readinesstest.Leaks
+	leaks    sealtest.Leaks
 
 	mu     sync.Mutex
 	routes map[string]string // host:port → the address dialled
@@ -154,7 +154,7 @@ func startRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	r.leaks.Add([]byte(testPassword), []byte(testToken))
-	r.ca = readinesstest.NewCA(t, "tsb root CA")
+	r.ca = sealtest.NewCA(t, "tsb root CA")
 	r.floating, r.instance = r.startMP(t, floatingFQDN), r.startMP(t, eastFQDN)
 	t.Cleanup(func() {
 		r.scanForCredentials(t)

@@ -11,7 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mpha-dev/mpha/agent/readiness"
-	"github.com/mpha-dev/mpha/agent/readiness/readinesstest"
+	"github.com/mpha-dev/mpha/gitops/seal"
+	"github.com/mpha-dev/mpha/gitops/seal/sealtest"
 )
 
 const floating = "active.tsb.example.com"
@@ -20,19 +21,19 @@ var key = bytes.Repeat([]byte("k"), 32)
 
 // fixture is a pair whose secrets match: the standby holds what the active exported.
 type fixture struct {
-	leaks        *readinesstest.Leaks
-	ca, otherCA  *readinesstest.CA
+	leaks        *sealtest.Leaks
+	ca, otherCA  *sealtest.CA
 	secrets      []*corev1.Secret
 	activeValues map[string]any
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{leaks: &readinesstest.Leaks{}, ca: readinesstest.NewCA(t, "shared root"), otherCA: readinesstest.NewCA(t, "west's own root")}
-	f.secrets = readinesstest.Site{Namespace: "tsb", SigningKid: "sig-1", JWKSKid: "jwks-1", CA: f.ca,
+	f := &fixture{leaks: &sealtest.Leaks{}, ca: sealtest.NewCA(t, "shared root"), otherCA: sealtest.NewCA(t, "west's own root")}
+	f.secrets = sealtest.Site{Namespace: "tsb", SigningKid: "sig-1", JWKSKid: "jwks-1", CA: f.ca,
 		DNSNames: []string{"mp1.tsb.example.com", floating}}.Secrets(t, f.leaks)
 	for _, s := range f.secrets {
-		s.Annotations = map[string]string{readiness.ManagedAnnotation: "true"} // sealed-secrets may replace them
+		s.Annotations = map[string]string{seal.ManagedAnnotation: "true"} // sealed-secrets may replace them
 	}
 	f.activeValues = map[string]any{
 		"image":   map[string]any{"registry": "registry.example.com"},
@@ -53,14 +54,14 @@ func (f *fixture) site(t *testing.T, cluster string, edit func(map[string]*corev
 	if edit != nil {
 		edit(byName)
 	}
-	site := readiness.Site{Cluster: cluster, Secrets: map[string]readiness.Facts{}, Release: "tsb/mp revision 1"}
+	site := readiness.Site{Cluster: cluster, Secrets: map[string]seal.Facts{}, Release: "tsb/mp revision 1"}
 	for _, n := range names() {
 		s, ok := byName[n]
 		if !ok {
-			site.Secrets[n] = readiness.Facts{}
+			site.Secrets[n] = seal.Facts{}
 			continue
 		}
-		facts, err := readiness.SecretFacts(key, s)
+		facts, err := seal.SecretFacts(key, s)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,7 +85,7 @@ func (f *fixture) input(t *testing.T, editStandby func(map[string]*corev1.Secret
 	return readiness.Input{Active: active, Standby: standby, FloatingFQDN: floating, Rendered: rendered, Names: names()}
 }
 
-func reissue(f *fixture, t *testing.T, ca *readinesstest.CA, dns ...string) func(map[string]*corev1.Secret) {
+func reissue(f *fixture, t *testing.T, ca *sealtest.CA, dns ...string) func(map[string]*corev1.Secret) {
 	return func(m map[string]*corev1.Secret) {
 		for _, n := range []string{"tsb-certs", "xcp-central-cert"} {
 			crt, k := ca.Leaf(t, dns...)
@@ -244,7 +245,7 @@ func TestEvaluate(t *testing.T) {
 			name: "postgres credentials differ",
 			in: func(t *testing.T) readiness.Input {
 				return f.input(t, func(m map[string]*corev1.Secret) {
-					p := readinesstest.Random(t, "other-password")
+					p := sealtest.Random(t, "other-password")
 					f.leaks.Add(p)
 					m["postgres-credentials"].Data["password"] = p
 				})
@@ -288,7 +289,7 @@ func TestEvaluate(t *testing.T) {
 				in := f.input(t, nil)
 				crt, k := f.ca.Leaf(t, "mp1.tsb.example.com")
 				f.leaks.Add(k)
-				facts, err := readiness.SecretFacts(key, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Annotations: managed},
+				facts, err := seal.SecretFacts(key, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Annotations: managed},
 					Data: map[string][]byte{"tls.crt": crt, "tls.key": k, "ca.crt": f.ca.PEM}})
 				if err != nil {
 					t.Fatal(err)
@@ -343,7 +344,7 @@ func TestEvaluate(t *testing.T) {
 			name: "the standby's own secret is not managed, nor annotated true",
 			in: func(t *testing.T) readiness.Input {
 				return f.input(t, func(m map[string]*corev1.Secret) {
-					m["postgres-credentials"].Annotations[readiness.ManagedAnnotation] = "false"
+					m["postgres-credentials"].Annotations[seal.ManagedAnnotation] = "false"
 				})
 			},
 			want: with(map[string]readiness.Status{readiness.SecretsManaged: readiness.Warn}),
@@ -429,7 +430,7 @@ func TestEvaluate(t *testing.T) {
 }
 
 var (
-	managed    = map[string]string{readiness.ManagedAnnotation: "true"}
+	managed    = map[string]string{seal.ManagedAnnotation: "true"}
 	controller = true
 )
 
@@ -437,7 +438,7 @@ var (
 func unmanage(names ...string) func(map[string]*corev1.Secret) {
 	return func(m map[string]*corev1.Secret) {
 		for _, n := range names {
-			delete(m[n].Annotations, readiness.ManagedAnnotation)
+			delete(m[n].Annotations, seal.ManagedAnnotation)
 		}
 	}
 }

@@ -3,6 +3,8 @@ package readiness
 import (
 	"slices"
 	"strings"
+
+	"github.com/mpha-dev/mpha/gitops/seal"
 )
 
 // kidCheck compares the kids of secret on both sites (signing-key-kid, jwks-kid). A site known to
@@ -38,9 +40,9 @@ func siteKids(v *verdict, secret string, site Site) ([]string, bool) {
 	case f.Problem != "" && f.Sealed:
 		v.add(Warn, "%s: %s", where, f.Problem)
 	case len(f.Kids) == 0 && f.Sealed:
-		v.add(Warn, "the SealedSecret of %s carries no kid (%s is unset: exported by an older agent?)", where, KidAnnotation)
+		v.add(Warn, "the SealedSecret of %s carries no kid (%s is unset: exported by an older agent?)", where, seal.KidAnnotation)
 	case len(f.Kids) == 0:
-		v.add(Fail, "%s has no kid (no data key %q, no JWKS with kids)", where, kidKey)
+		v.add(Fail, "%s has no kid (no data key %q, no JWKS with kids)", where, seal.KidKey)
 	default:
 		return f.Kids, true
 	}
@@ -50,7 +52,7 @@ func siteKids(v *verdict, secret string, site Site) ([]string, bool) {
 func kidList(kids []string) string { return strings.Join(kids, ",") }
 
 func kidAdvice(secret string) string {
-	if secret == SigningKeySecret {
+	if secret == seal.SigningKeySecret {
 		return "tokens issued by one MP fail on the other: apply the active's sealed " + secret +
 			" on the standby and restart its iam (if the standby's operator generated its own key, it started before the key arrived)"
 	}

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/mpha-dev/mpha/gitops/seal"
 )
 
 // managedCheck (secrets-managed) looks at every exported secret a site holds live: the
 // sealed-secrets controller refuses to overwrite a Secret it neither owns nor may manage
-// (ManagedAnnotation). On the standby that stops the active's exports now; on the active it stops
+// (seal.ManagedAnnotation). On the standby that stops the active's exports now; on the active it stops
 // the other side's exports from replacing these copies after a failover, so the roles swap but
 // the secrets no longer follow. A warning, not a failure: the failover itself is not at risk.
 // Evidence names secrets and the fix, never data. Facts read from Git cannot tell and are skipped.
@@ -42,15 +44,15 @@ func managedCheck(in Input) Result {
 		}
 		v.add(Warn, "on %s, sealed-secrets may not replace %s (%s %s not %q and no SealedSecret owns %s), so %s; "+
 			"fix: kubectl -n %s annotate secret %s %s=true (in %s)",
-			site.name(), list(unmanaged), ManagedAnnotation, isAre(unmanaged), "true", itThem(unmanaged),
-			managedConsequence(site, unmanaged), cmp.Or(site.Namespace, "tsb"), strings.Join(unmanaged, " "), ManagedAnnotation, site.Cluster)
+			site.name(), list(unmanaged), seal.ManagedAnnotation, isAre(unmanaged), "true", itThem(unmanaged),
+			managedConsequence(site, unmanaged), cmp.Or(site.Namespace, "tsb"), strings.Join(unmanaged, " "), seal.ManagedAnnotation, site.Cluster)
 	}
 	if len(seen) == 0 {
 		// Missing secrets are secrets-in-sync's to report.
 		return v.result(SecretsManaged, "no exported secret is held live on a site seen here: nothing to check")
 	}
 	return v.result(SecretsManaged, fmt.Sprintf("the exported secrets on %s may be replaced by SealedSecrets (owned by one or annotated %s)",
-		list(clean), ManagedAnnotation))
+		list(clean), seal.ManagedAnnotation))
 }
 
 func managedConsequence(site Site, names []string) string {

@@ -184,20 +184,20 @@ func unseenStandby(peer string) Site {
 // exportedSite reads the active's facts from the SealedSecrets it committed for this cluster. A
 // configured secret without a file is absent on the active; another one is unknown.
 func (m *Monitor) exportedSite(peer string, files map[string][]byte) Site {
-	site := Site{Cluster: peer, Secrets: map[string]Facts{}, Via: "as exported to Git",
+	site := Site{Cluster: peer, Secrets: map[string]seal.Facts{}, Via: "as exported to Git",
 		ValuesUnknown: "only its rendered values are in Git"}
 	for _, n := range slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(m.opts.Names), CheckedSecrets()...)))) {
 		p := m.opts.Layout.Secret(m.opts.Self, n)
 		b, ok := files[p]
 		switch {
 		case ok:
-			f, err := FactsFromSealed(b)
+			f, err := seal.FactsFromSealed(b)
 			if err != nil {
-				f = Facts{Present: true, Sealed: true, Problem: fmt.Sprintf("%s: %v", p, err)}
+				f = seal.Facts{Present: true, Sealed: true, Problem: fmt.Sprintf("%s: %v", p, err)}
 			}
 			site.Secrets[n] = f
 		case slices.Contains(m.opts.Names, n):
-			site.Secrets[n] = Facts{}
+			site.Secrets[n] = seal.Facts{}
 		}
 	}
 	return site

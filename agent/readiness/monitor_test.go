@@ -20,10 +20,10 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 
 	"github.com/mpha-dev/mpha/agent/readiness"
-	"github.com/mpha-dev/mpha/agent/readiness/readinesstest"
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
 	"github.com/mpha-dev/mpha/gitops/seal"
+	"github.com/mpha-dev/mpha/gitops/seal/sealtest"
 	"github.com/mpha-dev/mpha/gitops/values"
 	"github.com/mpha-dev/mpha/internal/helmtest"
 	"github.com/mpha-dev/mpha/internal/testrig"
@@ -46,19 +46,19 @@ type monitorRig struct {
 	west    *testrig.Cluster
 	writer  *gitrepo.Writer
 	layout  gitops.Layout
-	leaks   *readinesstest.Leaks
+	leaks   *sealtest.Leaks
 	secrets []*corev1.Secret
 }
 
 func newMonitorRig(t *testing.T, ctx context.Context) *monitorRig {
 	t.Helper()
-	r := &monitorRig{west: testrig.StartCluster(t, "west"), leaks: &readinesstest.Leaks{}}
+	r := &monitorRig{west: testrig.StartCluster(t, "west"), leaks: &sealtest.Leaks{}}
 	var err error
 	if r.layout, err = gitops.NewLayout(""); err != nil {
 		t.Fatal(err)
 	}
-	ca := readinesstest.NewCA(t, "shared root")
-	r.secrets = readinesstest.Site{Namespace: "tsb", SigningKid: "sig-1", JWKSKid: "jwks-1", CA: ca,
+	ca := sealtest.NewCA(t, "shared root")
+	r.secrets = sealtest.Site{Namespace: "tsb", SigningKid: "sig-1", JWKSKid: "jwks-1", CA: ca,
 		DNSNames: []string{"mp1.tsb.example.com", "mp2.tsb.example.com", floating}}.Secrets(t, r.leaks)
 
 	// What east's agent committed: SealedSecrets with the public facts, and the rendered values.
@@ -100,7 +100,7 @@ func newMonitorRig(t *testing.T, ctx context.Context) *monitorRig {
 	}
 	for _, s := range r.secrets {
 		s = s.DeepCopy()
-		s.Annotations = map[string]string{readiness.ManagedAnnotation: "true"} // sealed-secrets may replace them
+		s.Annotations = map[string]string{seal.ManagedAnnotation: "true"} // sealed-secrets may replace them
 		if _, err := r.west.Clientset.CoreV1().Secrets("tsb").Create(ctx, s, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -116,11 +116,11 @@ func sealedFile(t *testing.T, cert seal.Cert, s *corev1.Secret) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	facts, err := readiness.SecretFacts(key, s)
+	facts, err := seal.SecretFacts(key, s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k, v := range readiness.Annotations(facts) {
+	for k, v := range seal.Annotations(facts) {
 		ss.Annotations[k] = v
 	}
 	b, err := seal.Marshal(ss)
@@ -246,7 +246,7 @@ func testMonitorStandby(t *testing.T, ctx context.Context, r *monitorRig) {
 	}
 
 	// 2. West's signing key is replaced (its operator generated its own): two checks fail.
-	private := readinesstest.Random(t, "west-own-key")
+	private := sealtest.Random(t, "west-own-key")
 	r.leaks.Add(private)
 	r.setKid(t, ctx, "sig-west", private)
 	res = round(map[string]readiness.Status{readiness.SigningKeyKid: readiness.Fail, readiness.SecretsInSync: readiness.Fail, readiness.RootCA: readiness.Pass})

@@ -2,8 +2,8 @@
 // (docs/design.md §7, tsb-mp-ha.md §9): signing-key and JWKS kids, keyed digests of the exported
 // secrets, one root CA with the floating FQDN in the leaf SANs and no self-signed issuer, and
 // undrifted standby values. Evaluate is pure: it compares the facts of the two sites. Gathering
-// facts (from a cluster, or from the SealedSecrets the active committed) and the agent's Monitor
-// live beside it. Evidence never holds a secret value or an unkeyed hash of one: only names,
+// facts (gitops/seal reads them from a Secret or from a SealedSecret the active committed; here
+// they are fetched from a cluster or from Git) and the agent's Monitor live beside it. Evidence never holds a secret value or an unkeyed hash of one: only names,
 // kids, keyed digests' verdicts, public certificate fingerprints and value paths.
 // It imports gitops and agent/release, never cmd.
 package readiness
@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/mpha-dev/mpha/gitops/seal"
 )
 
 // Status is a check's verdict.
@@ -66,9 +68,9 @@ func Checks() []string {
 func Describe(check string) string {
 	switch check {
 	case SigningKeyKid:
-		return SigningKeySecret + " has the same kid on both sites"
+		return seal.SigningKeySecret + " has the same kid on both sites"
 	case JWKSKid:
-		return JWKSSecret + " has the same kid on both sites"
+		return seal.JWKSSecret + " has the same kid on both sites"
 	case SecretsInSync:
 		return "every exported secret is on both sites, with equal keyed digests"
 	case RootCA:
@@ -81,17 +83,16 @@ func Describe(check string) string {
 	return ""
 }
 
-// The TSB secrets the checks read, whatever secrets.names exports (tsb-mp-ha.md §2).
+// The TSB secrets the root-ca check reads (tsb-mp-ha.md §2); the kid checks read
+// seal.SigningKeySecret and seal.JWKSSecret, whose kids are among the facts seal reads.
 const (
-	SigningKeySecret = "iam-signing-key"
-	JWKSSecret       = "tsb-iam-jwks"
 	TSBCertsSecret   = "tsb-certs"
 	XCPCentralSecret = "xcp-central-cert"
 )
 
 // CheckedSecrets are the secrets the checks read besides the exported ones.
 func CheckedSecrets() []string {
-	return []string{SigningKeySecret, JWKSSecret, TSBCertsSecret, XCPCentralSecret}
+	return []string{seal.SigningKeySecret, seal.JWKSSecret, TSBCertsSecret, XCPCentralSecret}
 }
 
 // Result is one check's verdict with evidence a person can act on.
@@ -139,7 +140,7 @@ type Site struct {
 	Namespace string
 	// Secrets holds each secret's facts by name. A name that is not in the map is unknown (as
 	// opposed to a Facts with Present false: known to be absent).
-	Secrets map[string]Facts
+	Secrets map[string]seal.Facts
 	// SecretsUnknown, when set, says why none of this site's secrets can be known here.
 	SecretsUnknown string
 	// Values are the user-supplied values of the deployed MP Helm release; nil when none is
@@ -162,13 +163,13 @@ func (s Site) name() string {
 }
 
 // facts returns the facts of secret name and whether they are known; when not, why.
-func (s Site) facts(name string) (Facts, bool, string) {
+func (s Site) facts(name string) (seal.Facts, bool, string) {
 	if s.SecretsUnknown != "" {
-		return Facts{}, false, s.SecretsUnknown
+		return seal.Facts{}, false, s.SecretsUnknown
 	}
 	f, ok := s.Secrets[name]
 	if !ok {
-		return Facts{}, false, fmt.Sprintf("%s is not exported from %s", name, s.name())
+		return seal.Facts{}, false, fmt.Sprintf("%s is not exported from %s", name, s.name())
 	}
 	return f, true, ""
 }
@@ -190,8 +191,8 @@ type Input struct {
 func Evaluate(in Input) []Result {
 	in.Active.role, in.Standby.role = "active", "standby"
 	return []Result{
-		kidCheck(SigningKeyKid, SigningKeySecret, in),
-		kidCheck(JWKSKid, JWKSSecret, in),
+		kidCheck(SigningKeyKid, seal.SigningKeySecret, in),
+		kidCheck(JWKSKid, seal.JWKSSecret, in),
 		syncCheck(in),
 		rootCACheck(in),
 		driftCheck(in),

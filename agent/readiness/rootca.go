@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/mpha-dev/mpha/gitops/seal"
 	"github.com/mpha-dev/mpha/gitops/values"
 )
 
@@ -64,9 +65,9 @@ func certCheck(v *verdict, cas map[string][]string, site Site, name, fqdn string
 		v.add(Fail, "%s: %s", where, f.Problem)
 		return
 	case f.CA == "" && f.Sealed:
-		v.add(Warn, "%s: no CA fingerprint recorded (%s)", where, CAAnnotation)
+		v.add(Warn, "%s: no CA fingerprint recorded (%s)", where, seal.CAAnnotation)
 	case f.CA == "":
-		v.add(Warn, "%s: no CA certificate to compare (no %s, and %s holds only the leaf): add %s", where, caKey, tlsKey, caKey)
+		v.add(Warn, "%s: no CA certificate to compare (no %s, and %s holds only the leaf): add %s", where, seal.CAKey, seal.TLSKey, seal.CAKey)
 	default:
 		cas[f.CA] = append(cas[f.CA], where)
 	}
@@ -75,9 +76,9 @@ func certCheck(v *verdict, cas map[string][]string, site Site, name, fqdn string
 	}
 	switch {
 	case !f.Leaf && f.Sealed:
-		v.add(Warn, "%s: no leaf SANs recorded (%s)", where, DNSNamesAnnotation)
+		v.add(Warn, "%s: no leaf SANs recorded (%s)", where, seal.DNSNamesAnnotation)
 	case !f.Leaf:
-		v.add(Fail, "%s has no %s", where, tlsKey)
+		v.add(Fail, "%s has no %s", where, seal.TLSKey)
 	case !covers(f.DNSNames, fqdn):
 		v.add(Fail, "%s: the leaf's DNS SANs (%s) lack the floating FQDN %s; reissue it with that name", where, sans(f.DNSNames), fqdn)
 	}

@@ -28,7 +28,7 @@ import (
 	"github.com/mpha-dev/mpha/agent"
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/health"
-	"github.com/mpha-dev/mpha/agent/readiness/readinesstest"
+	"github.com/mpha-dev/mpha/gitops/seal/sealtest"
 	"github.com/mpha-dev/mpha/gitops/values"
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
@@ -47,7 +47,7 @@ type fakeMP struct {
 	down atomic.Bool
 }
 
-func startMP(t *testing.T, ca *readinesstest.CA) *fakeMP {
+func startMP(t *testing.T, ca *sealtest.CA) *fakeMP {
 	t.Helper()
 	certPEM, keyPEM := ca.Leaf(t, "localhost")
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
@@ -106,7 +106,7 @@ func TestWatchHeartbeatsAndAlertBridge(t *testing.T) {
 	certPEM := rsaCert(t)
 	certSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(certPEM) }))
 	t.Cleanup(certSrv.Close)
-	ca := readinesstest.NewCA(t, "tsb root CA")
+	ca := sealtest.NewCA(t, "tsb root CA")
 	eastMP, westView := startMP(t, ca), startMP(t, ca)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -314,7 +314,7 @@ health: {organization: tetrate, credentialsSecret: mpha-probe, caSecret: mpha-pr
 	}
 
 	// Nothing secret in the logs or the stream.
-	leaks := readinesstest.Leaks{}
+	leaks := sealtest.Leaks{}
 	leaks.Add([]byte(probeToken), []byte(alertToken), []byte(signingKey), []byte(srv.Password))
 	leaks.Scan(t, "the agents' logs", logs.String())
 	subj, _ := event.NewSubjects("tsb-mp")

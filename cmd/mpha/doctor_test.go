@@ -16,7 +16,8 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/mpha-dev/mpha/agent/readiness"
-	"github.com/mpha-dev/mpha/agent/readiness/readinesstest"
+	"github.com/mpha-dev/mpha/gitops/seal"
+	"github.com/mpha-dev/mpha/gitops/seal/sealtest"
 	"github.com/mpha-dev/mpha/gitops/values"
 	"github.com/mpha-dev/mpha/internal/helmtest"
 	"github.com/mpha-dev/mpha/internal/testrig"
@@ -92,14 +93,14 @@ func TestDoctor(t *testing.T) {
 	cs := testrig.StartClusters(t, "east", "west")
 	east, west := cs[0], cs[1]
 	kubeconfig := mergeKubeconfigs(t, east, west)
-	leaks := &readinesstest.Leaks{}
-	ca := readinesstest.NewCA(t, "shared root")
-	secrets := readinesstest.Site{Namespace: "tsb", SigningKid: "sig-1", JWKSKid: "jwks-1", CA: ca,
+	leaks := &sealtest.Leaks{}
+	ca := sealtest.NewCA(t, "shared root")
+	secrets := sealtest.Site{Namespace: "tsb", SigningKid: "sig-1", JWKSKid: "jwks-1", CA: ca,
 		DNSNames: []string{"mp1.tsb.example.com", "mp2.tsb.example.com", doctorFQDN}}.Secrets(t, leaks)
 	byName := map[string]*corev1.Secret{}
 	for _, s := range secrets {
 		// As the sealed-secrets controller needs them to replace the copies after a failover.
-		s.Annotations = map[string]string{readiness.ManagedAnnotation: "true"}
+		s.Annotations = map[string]string{seal.ManagedAnnotation: "true"}
 		byName[s.Name] = s
 	}
 	for _, c := range cs {
@@ -110,7 +111,7 @@ func TestDoctor(t *testing.T) {
 	// East's release carries secrets in its values (the Helm model); west runs the rendered values
 	// with its registry overridden, as the agent configuration says.
 	activeValues := helmtest.Values()
-	adminPassword := readinesstest.Random(t, "admin-password")
+	adminPassword := sealtest.Random(t, "admin-password")
 	leaks.Add(adminPassword)
 	activeValues["secrets"].(map[string]any)["tsb"].(map[string]any)["adminPassword"] = string(adminPassword)
 	helmtest.Install(t, kubeconfig, "tsb", "mp", activeValues)
@@ -192,7 +193,7 @@ standby: {overrides: {image.registry: registry.west.example.com}}
 	})
 
 	t.Run("different CA", func(t *testing.T) {
-		other := readinesstest.NewCA(t, "west's own root")
+		other := sealtest.NewCA(t, "west's own root")
 		changed := reissued(t, leaks, byName, other, "mp2.tsb.example.com", doctorFQDN)
 		putSecrets(t, ctx, west, changed...)
 		defer putSecrets(t, ctx, west, byName["tsb-certs"], byName["xcp-central-cert"])
@@ -259,7 +260,7 @@ standby: {overrides: {image.registry: registry.west.example.com}}
 
 		// The printed fix, as the annotation it sets.
 		for _, s := range bare {
-			s.Annotations = map[string]string{readiness.ManagedAnnotation: "true"}
+			s.Annotations = map[string]string{seal.ManagedAnnotation: "true"}
 		}
 		putSecrets(t, ctx, east, bare...)
 		_, rep = doctor(t, 0, "-o", "json")
@@ -282,7 +283,7 @@ standby: {overrides: {image.registry: registry.west.example.com}}
 }
 
 // reissued returns copies of tsb-certs and xcp-central-cert with leaves from ca for dns.
-func reissued(t *testing.T, leaks *readinesstest.Leaks, byName map[string]*corev1.Secret, ca *readinesstest.CA, dns ...string) []*corev1.Secret {
+func reissued(t *testing.T, leaks *sealtest.Leaks, byName map[string]*corev1.Secret, ca *sealtest.CA, dns ...string) []*corev1.Secret {
 	t.Helper()
 	var out []*corev1.Secret
 	for _, n := range []string{"tsb-certs", "xcp-central-cert"} {

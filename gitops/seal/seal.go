@@ -3,6 +3,9 @@
 // scope, and decides whether a secret changed without looking at the random ciphertext: the
 // SealedSecret carries a keyed HMAC-SHA256 of the data (the key only the agents hold) and the
 // fingerprint of the certificate it was sealed for. Git never sees plaintext or an unkeyed hash.
+// It also reads a secret's public facts (kids, CA fingerprint, leaf SANs, keyed digest, whether
+// sealed-secrets may manage it), which the exporter writes as annotations and the standby's
+// readiness checks read back (Facts, Annotations, FactsFromSealed).
 // No network, no clients: the caller passes the Secret, the certificate and the key.
 package seal
 

@@ -79,7 +79,8 @@ var rules = []struct{ from, to, why string }{
 	{"agent", "internal/helmtest", "the fixture chart is for tests only"},
 	{"gitops", "internal/helmtest", "the fixture chart is for tests only"},
 	{"cmd", "internal/helmtest", "the fixture chart is for tests only"},
-	{"cmd", "agent/readiness/readinesstest", "certificate fixtures are for tests only"},
+	{"cmd", "gitops/seal/sealtest", "certificate fixtures are for tests only"},
+	{"agent/export", "agent/readiness", "the exporter takes a secret's facts and annotations from gitops/seal"},
 }
 
 // helperPackage reports a package of test helpers (agent/failover/failovertest): only tests

@@ -25,8 +25,8 @@ import (
 
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/failover/failovertest"
-	"github.com/mpha-dev/mpha/agent/readiness/readinesstest"
 	"github.com/mpha-dev/mpha/gitops/seal"
+	"github.com/mpha-dev/mpha/gitops/seal/sealtest"
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
 
@@ -290,7 +290,7 @@ func (p *pair) rotateToCommit(t *testing.T, active *site, i int) time.Duration {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := readinesstest.Random(t, fmt.Sprintf("bench-rotation-%d", i))
+	key := sealtest.Random(t, fmt.Sprintf("bench-rotation-%d", i))
 	p.leaks.Add(key)
 	sec.Data = map[string][]byte{"kid": fmt.Appendf(nil, "iam-key-bench-%d", i), "private.key": key}
 	digest, err := seal.Digest(p.hmacKey, sec)

@@ -21,10 +21,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/mpha-dev/mpha/agent"
-	"github.com/mpha-dev/mpha/agent/readiness/readinesstest"
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
 	"github.com/mpha-dev/mpha/gitops/role"
+	"github.com/mpha-dev/mpha/gitops/seal/sealtest"
 	"github.com/mpha-dev/mpha/gitops/trailer"
 	"github.com/mpha-dev/mpha/internal/helmtest"
 	"github.com/mpha-dev/mpha/internal/testrig"
@@ -45,7 +45,7 @@ var (
 // fixtures creates what TSB would have in s: namespaces, the TSB secrets (east holds all of
 // them; west only its own certificates, issued by the same CA, and waits for the exported ones),
 // the tsb and iam Deployments at 1, the tsb-restore CronJob, and on east the MP's Helm release.
-func (p *pair) fixtures(t *testing.T, s *site, ca *readinesstest.CA) {
+func (p *pair) fixtures(t *testing.T, s *site, ca *sealtest.CA) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(p.ctx, time.Minute)
 	defer cancel()
@@ -53,7 +53,7 @@ func (p *pair) fixtures(t *testing.T, s *site, ca *readinesstest.CA) {
 	for _, ns := range []string{mpNS, agentNS} {
 		s.cluster.Apply(t, []byte("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: "+ns+"\n"))
 	}
-	site := readinesstest.Site{Namespace: mpNS, SigningKid: "iam-key-2026-1", JWKSKid: "jwks-2026-1", CA: ca,
+	site := sealtest.Site{Namespace: mpNS, SigningKid: "iam-key-2026-1", JWKSKid: "jwks-2026-1", CA: ca,
 		DNSNames: []string{s.fqdn, floatingFQDN}}
 	for _, sec := range site.Secrets(t, p.leaks) {
 		if s == p.west && sec.Name != "tsb-certs" && sec.Name != "xcp-central-cert" {

@@ -24,10 +24,10 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/mpha-dev/mpha/agent/event"
-	"github.com/mpha-dev/mpha/agent/readiness/readinesstest"
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/forge"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
+	"github.com/mpha-dev/mpha/gitops/seal/sealtest"
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
 
@@ -62,7 +62,7 @@ type pair struct {
 	mpha       string // the binary
 	probe      *httptest.Server
 	hmacKey    []byte
-	leaks      *readinesstest.Leaks
+	leaks      *sealtest.Leaks
 	dir        string
 	db         *mpDB // the MP databases (postgres_test.go)
 	opts       rigOptions
@@ -96,7 +96,7 @@ func startPair(t *testing.T, say func(string, ...any), opts ...rigOptions) *pair
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	p := &pair{ctx: ctx, say: say, leaks: &readinesstest.Leaks{}, dir: t.TempDir()}
+	p := &pair{ctx: ctx, say: say, leaks: &sealtest.Leaks{}, dir: t.TempDir()}
 	p.opts.mergePoll = mergePoll
 	for _, o := range opts {
 		p.opts = o
@@ -121,7 +121,7 @@ func startPair(t *testing.T, say func(string, ...any), opts ...rigOptions) *pair
 	p.leaks.Add(p.hmacKey)
 	p.createRepo(t)
 
-	ca := readinesstest.NewCA(t, "tsb root CA")
+	ca := sealtest.NewCA(t, "tsb root CA")
 	for _, s := range p.sites() {
 		say("Cluster %s: Flux (source + kustomize), sealed-secrets, and the TSB stand-ins in namespace %s", s.name, mpNS)
 		s.cluster.ApplyFiles(t, crd(t, "dnsendpoints.externaldns.k8s.io.yaml"))

@@ -28,8 +28,8 @@ import (
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/failover/failovertest"
 	"github.com/mpha-dev/mpha/agent/readiness"
-	"github.com/mpha-dev/mpha/agent/readiness/readinesstest"
 	"github.com/mpha-dev/mpha/gitops/seal"
+	"github.com/mpha-dev/mpha/gitops/seal/sealtest"
 	"github.com/mpha-dev/mpha/gitops/values"
 	"github.com/mpha-dev/mpha/internal/helmtest"
 	"github.com/mpha-dev/mpha/internal/testrig"
@@ -107,7 +107,7 @@ func (p *pair) rotateSigningKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := readinesstest.Random(t, "private-key-rotated")
+	key := sealtest.Random(t, "private-key-rotated")
 	p.leaks.Add(key)
 	sec.Data = map[string][]byte{"kid": []byte("iam-key-2026-2"), "private.key": key}
 	if _, err := p.west.cluster.Clientset.CoreV1().Secrets(mpNS).Update(p.ctx, sec, metav1.UpdateOptions{}); err != nil {

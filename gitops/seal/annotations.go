@@ -1,4 +1,4 @@
-package readiness
+package seal
 
 import (
 	"errors"
@@ -8,12 +8,10 @@ import (
 	"strings"
 
 	"sigs.k8s.io/yaml"
-
-	"github.com/mpha-dev/mpha/gitops/seal"
 )
 
 // Annotations the exporter puts on each committed SealedSecret, so that the standby's agent can
-// compare its live secrets with what the active exported (seal.DigestAnnotation is the fourth).
+// compare its live secrets with what the active exported (DigestAnnotation is the fourth).
 const (
 	// KidAnnotation holds the secret's kids, sorted and comma-separated.
 	KidAnnotation = "mpha.dev/kid"
@@ -47,7 +45,7 @@ var (
 )
 
 // FactsFromSealed reads the facts the active exported from a committed SealedSecret file: the
-// digest (seal.DigestAnnotation) and the annotations of Annotations. The result is Sealed: a fact
+// digest (DigestAnnotation) and the annotations of Annotations. The result is Sealed: a fact
 // without its annotation is unknown.
 func FactsFromSealed(file []byte) (Facts, error) {
 	var ss struct {
@@ -64,10 +62,10 @@ func FactsFromSealed(file []byte) (Facts, error) {
 		return Facts{}, fmt.Errorf("reading SealedSecret: kind %q", ss.Kind)
 	}
 	a := ss.Metadata.Annotations
-	f := Facts{Present: true, Sealed: true, Digest: a[seal.DigestAnnotation], CA: a[CAAnnotation]}
+	f := Facts{Present: true, Sealed: true, Digest: a[DigestAnnotation], CA: a[CAAnnotation]}
 	var errs []error
 	if f.Digest != "" && !digestPattern.MatchString(f.Digest) {
-		errs = append(errs, fmt.Errorf("%s: not an hmac-sha256 digest", seal.DigestAnnotation))
+		errs = append(errs, fmt.Errorf("%s: not an hmac-sha256 digest", DigestAnnotation))
 	}
 	if f.CA != "" && !caPattern.MatchString(f.CA) {
 		errs = append(errs, fmt.Errorf("%s: not a SHA-256 in hex", CAAnnotation))

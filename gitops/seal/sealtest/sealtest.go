@@ -1,7 +1,9 @@
-// Package readinesstest makes what the readiness tests need, generated in each test (no keys are
-// checked in): a CA and its leaf certificates, the TSB secrets of a management plane, and a scan
-// for leaked secret values. Test-only: never import it from the binary.
-package readinesstest
+// Package sealtest makes what tests of TSB secrets need (their facts here, the readiness checks,
+// doctor, the drill), generated in each test (no keys are checked in): a CA and its
+// leaf certificates, the TSB secrets of a management plane, and a scan for leaked secret values.
+// Test-only: never import it from the binary. It lives under gitops/seal so that seal's own tests
+// can use it without reaching up into agent.
+package sealtest
 
 import (
 	"crypto/ecdsa"

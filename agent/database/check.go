@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/mpha-dev/mpha/agent/event"
-	"github.com/mpha-dev/mpha/agent/failover"
 	"github.com/mpha-dev/mpha/internal/pgcopy"
 )
 
@@ -43,13 +42,16 @@ type CheckOptions struct {
 	Now func() time.Time
 }
 
-// Preflight is the database check as a failover preflight source.
-func Preflight(o CheckOptions) failover.Preflight {
-	return failover.PreflightFunc(func(ctx context.Context, from, _ string) ([]event.Check, error) {
-		o := o
-		o.Active = from
-		return []event.Check{Check(ctx, o)}, nil
-	})
+// Preflight is the database check as a failover preflight source: Preflight(opts).Run checks
+// with the failover's from as the active. It satisfies failover.Preflight without importing it:
+// the failover uses the database check, never the other way round.
+type Preflight CheckOptions
+
+// Run runs Check for a failover from the cluster from.
+func (p Preflight) Run(ctx context.Context, from, _ string) ([]event.Check, error) {
+	o := CheckOptions(p)
+	o.Active = from
+	return []event.Check{Check(ctx, o)}, nil
 }
 
 // Check judges whether the standby's database holds the active's data within the RPO. It never

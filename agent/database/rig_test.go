@@ -10,6 +10,7 @@ import (
 
 	"github.com/mpha-dev/mpha/agent/database"
 	"github.com/mpha-dev/mpha/agent/event"
+	"github.com/mpha-dev/mpha/agent/heartbeat"
 	"github.com/mpha-dev/mpha/internal/pgcopy"
 	"github.com/mpha-dev/mpha/internal/pgcopy/pgcopytest"
 	"github.com/mpha-dev/mpha/internal/testrig"
@@ -101,7 +102,8 @@ func TestDetectOnRealServers(t *testing.T) {
 
 // The lag of a live replica under writes: within the limits it passes; with replay paused while
 // the primary writes, it fails with the lag as evidence; resumed, it passes again; with the
-// active unreachable, its heartbeat's LSN is used; with the replica stopped, it fails.
+// active unreachable, its heartbeat's LSN is used (an hour-old heartbeat fails it); with the replica
+// stopped, it fails.
 func TestStreamingLag(t *testing.T) {
 	integration(t)
 	t.Parallel()
@@ -164,7 +166,11 @@ func TestStreamingLag(t *testing.T) {
 	}
 	viaHeartbeat := opts
 	viaHeartbeat.Topology, viaHeartbeat.Peer = database.Streaming, ""
-	viaHeartbeat.PeerStatus = database.HeartbeatStatus(js, "tsb-mp", time.Minute)
+	beats, err := heartbeat.NewReader(js, "tsb-mp", heartbeat.ReaderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	viaHeartbeat.PeerStatus = database.HeartbeatStatus(beats, time.Minute)
 	checks, err := database.Preflight(viaHeartbeat).Run(ctx, "east", "west")
 	if err != nil || len(checks) != 1 {
 		t.Fatalf("the preflight: %v, %v", checks, err)
@@ -172,6 +178,16 @@ func TestStreamingLag(t *testing.T) {
 	c = checks[0]
 	if c.Result != "pass" || !strings.Contains(c.Evidence, "per the active's heartbeat of") {
 		t.Errorf("via the heartbeat: %+v", c)
+	}
+	// An hour later, that heartbeat is no evidence.
+	later, err := heartbeat.NewReader(js, "tsb-mp", heartbeat.ReaderOptions{Now: func() time.Time { return time.Now().Add(time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	viaHeartbeat.PeerStatus = database.HeartbeatStatus(later, time.Minute)
+	if checks, err := database.Preflight(viaHeartbeat).Run(ctx, "east", "west"); err != nil || len(checks) != 1 ||
+		checks[0].Result != "fail" || !strings.Contains(checks[0].Evidence, "its heartbeat: heartbeat too old: the last heartbeat of east is 1h") {
+		t.Errorf("via a stale heartbeat: %+v, %v", checks, err)
 	}
 	rs, err := database.Status(ctx, mp(replica), database.Streaming)
 	if err != nil || rs.Role != database.RoleReplica || rs.LagBytes == nil || rs.SystemID != st.SystemID {

@@ -7,10 +7,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mpha-dev/mpha/agent/event"
-	"github.com/mpha-dev/mpha/agent/failover"
+	"github.com/mpha-dev/mpha/agent/heartbeat"
 	"github.com/mpha-dev/mpha/internal/pgcopy"
 	"github.com/mpha-dev/mpha/internal/redact"
 )
@@ -61,17 +60,23 @@ func importRecord(ctx context.Context, dsn, db string) (*pgcopy.Record, error) {
 // PeerStatus reads the Postgres facts a cluster last published in its heartbeat, and when.
 type PeerStatus func(ctx context.Context, cluster string) (*event.PostgresStatus, time.Time, error)
 
+// recentHeartbeats reads a cluster's last heartbeat, refusing one older than maxAge (a
+// *heartbeat.Reader).
+type recentHeartbeats interface {
+	Recent(ctx context.Context, cluster string, maxAge time.Duration) (heartbeat.Beat, error)
+}
+
 // HeartbeatStatus reads a cluster's Postgres facts from its last heartbeat on the pair's stream;
-// one older than maxAge is failover.ErrUnreachable.
-func HeartbeatStatus(js jetstream.JetStream, pair string, maxAge time.Duration) PeerStatus {
+// one older than maxAge is heartbeat.ErrStale.
+func HeartbeatStatus(beats recentHeartbeats, maxAge time.Duration) PeerStatus {
 	return func(ctx context.Context, cluster string) (*event.PostgresStatus, time.Time, error) {
-		hb, at, err := failover.LastHeartbeat(ctx, js, pair, cluster, maxAge)
+		b, err := beats.Recent(ctx, cluster, maxAge)
 		if err != nil {
-			return nil, at, err
+			return nil, b.At, err
 		}
-		if hb.Postgres == nil {
-			return nil, at, errors.New("the heartbeat of " + cluster + " reports no Postgres status")
+		if b.Heartbeat.Postgres == nil {
+			return nil, b.At, errors.New("the heartbeat of " + cluster + " reports no Postgres status")
 		}
-		return hb.Postgres, at, nil
+		return b.Heartbeat.Postgres, b.At, nil
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/mpha-dev/mpha/agent/event"
-	"github.com/mpha-dev/mpha/agent/failover"
 	"github.com/mpha-dev/mpha/internal/pgcopy"
 	"github.com/mpha-dev/mpha/internal/redact"
 )
@@ -67,7 +66,9 @@ func (o *SyncOptions) defaults() {
 //	planned    unreachable         failed: the failover is refused
 //	emergency  reachable           synced, or failed: refused unless force names database
 //	emergency  unreachable         skipped: the last verified import's age is in the status
-func BeforeFailover(o SyncOptions) failover.PrepareFunc {
+//
+// It has failover.PrepareFunc's signature (assignable to it) without importing agent/failover.
+func BeforeFailover(o SyncOptions) func(ctx context.Context, req event.FailoverRequest, from string) (event.Step, error) {
 	o.defaults()
 	return func(ctx context.Context, req event.FailoverRequest, from string) (event.Step, error) {
 		self, peer := Describe(o.Self), Describe(o.Peer)

@@ -351,7 +351,7 @@ func TestDirectMode(t *testing.T) {
 	r.startAgent(t, func(o *failover.Options) {
 		o.Mode = failover.ModeDirect
 		o.Follow = failover.FollowOptions{Interval: 200 * time.Millisecond, ProbeURL: probe.URL,
-			Revision: failover.Revisions("west", current, failover.HeartbeatRevision(r.js, pairName, time.Minute))}
+			Revision: failover.Revisions("west", current, failover.HeartbeatRevision(r.heartbeats(t), time.Minute))}
 	})
 	r.publish(t, request(t, "direct-1", planned("west")))
 	sts := r.waitPhase(t, "direct-1", event.PhaseVerified, time.Minute)

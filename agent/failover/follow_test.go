@@ -52,7 +52,7 @@ func TestFollowThroughToVerified(t *testing.T) {
 	r.startAgent(t, func(o *failover.Options) {
 		o.Follow = failover.FollowOptions{Interval: 500 * time.Millisecond, MergeInterval: 500 * time.Millisecond, ProbeURL: probe.URL,
 			Revision: failover.Revisions("west", failover.FluxRevision(c.Dynamic(t), testrig.FluxNamespace, "mpha"),
-				failover.HeartbeatRevision(r.js, pairName, time.Minute))}
+				failover.HeartbeatRevision(r.heartbeats(t), time.Minute))}
 	})
 	// east is up and reports what its Flux applied: the seed, for now.
 	r.heartbeat(t, "east", "main@sha1:"+r.base)

@@ -24,6 +24,7 @@ import (
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/failover"
 	"github.com/mpha-dev/mpha/agent/failover/failovertest"
+	"github.com/mpha-dev/mpha/agent/heartbeat"
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/forge"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
@@ -57,6 +58,16 @@ type rigOptions struct {
 	gitea bool
 	// gitAddr, if set, is put in front of the Git server (a testrig.Proxy address).
 	proxy bool
+}
+
+// heartbeats reads the pair's heartbeats from the rig's stream, as the agent does.
+func (r *rig) heartbeats(t *testing.T) *heartbeat.Reader {
+	t.Helper()
+	beats, err := heartbeat.NewReader(r.js, pairName, heartbeat.ReaderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return beats
 }
 
 func startRig(t *testing.T, o rigOptions) (*rig, *testrig.Proxy) {

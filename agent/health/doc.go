@@ -14,5 +14,6 @@
 // mpha_failover_suggested. The outage ends, and a new one may be suggested, only after Recoveries
 // healthy rounds in a row: a flapping MP never gets a second suggestion.
 //
-// It imports agent/event, gitops and internal/*, never cmd.
+// It imports agent/event, agent/heartbeat (whose Reader is the usual Heartbeats), gitops and
+// internal/*, never cmd.
 package health

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mpha-dev/mpha/agent/event"
+	"github.com/mpha-dev/mpha/agent/heartbeat"
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/internal/redact"
 	"github.com/mpha-dev/mpha/internal/runloop"
@@ -82,6 +83,11 @@ type Options struct {
 	Logger     *slog.Logger
 	// Now is the clock (default time.Now): it ages heartbeats and dates outages.
 	Now func() time.Time
+}
+
+// Heartbeats gives the last heartbeat a cluster's agent published (a *heartbeat.Reader).
+type Heartbeats interface {
+	Last(ctx context.Context, cluster string) (heartbeat.Beat, error)
 }
 
 // Monitor probes the active MP in rounds and suggests a failover when it is down. Create it with
@@ -344,12 +350,12 @@ func (m *Monitor) peer(ctx context.Context, active string) Peer {
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
 	defer cancel()
-	hb, at, err := m.peers.Last(ctx, active)
+	b, err := m.peers.Last(ctx, active)
 	if err != nil {
 		return Peer{Problem: redact.String(err.Error())}
 	}
-	age := m.opts.Now().Sub(at)
-	return Peer{Seen: true, Age: age, Fresh: age <= m.opts.HeartbeatMaxAge, MP: hb.MP}
+	age := m.opts.Now().Sub(b.At)
+	return Peer{Seen: true, Age: age, Fresh: age <= m.opts.HeartbeatMaxAge, MP: b.Heartbeat.MP}
 }
 
 // failed counts a failed round, unless it failed because the monitor is stopping.

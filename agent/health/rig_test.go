@@ -24,6 +24,7 @@ import (
 
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/health"
+	"github.com/mpha-dev/mpha/agent/heartbeat"
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/seal/sealtest"
 	"github.com/mpha-dev/mpha/internal/testrig"
@@ -228,7 +229,7 @@ func (r *rig) monitor(t *testing.T, opts health.Options) (*health.Monitor, *prom
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	opts.Registerer = reg
-	peers, err := health.NewStreamHeartbeats(r.js, pairName)
+	peers, err := heartbeat.NewReader(r.js, pairName, heartbeat.ReaderOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,9 @@
 // repository at most once per refresh period. A heartbeat that cannot be published (NATS down, Git
 // never read) is logged and tried again at the next tick: heartbeats never stop the agent.
 //
+// Reader reads them back: a cluster's last heartbeat from the pair's stream, decoded and dated by
+// the stream, for every part of mpha that listens to a peer (health, failover, database, status).
+//
 // It imports agent/event, gitops and internal/version, never cmd.
 package heartbeat
 

@@ -70,36 +70,24 @@ func run(t *testing.T, p *heartbeat.Publisher) {
 	})
 }
 
-// last returns cluster's last heartbeat in the stream.
-func last(ctx context.Context, js jetstream.JetStream, cluster string) (event.Event, event.Heartbeat, error) {
-	stream, err := js.Stream(ctx, "MPHA_TSB_MP")
+// last returns cluster's last heartbeat in the stream, read by the package's own Reader.
+func last(ctx context.Context, js jetstream.JetStream, cluster string) (heartbeat.Beat, error) {
+	r, err := heartbeat.NewReader(js, pairName, heartbeat.ReaderOptions{})
 	if err != nil {
-		return event.Event{}, event.Heartbeat{}, err
+		return heartbeat.Beat{}, err
 	}
-	m, err := stream.GetLastMsgForSubject(ctx, "mpha.tsb-mp.heartbeat."+cluster)
-	if err != nil {
-		return event.Event{}, event.Heartbeat{}, fmt.Errorf("%s's last heartbeat: %w", cluster, err)
-	}
-	e, err := event.Decode(m.Data, event.TypeHeartbeat)
-	if err != nil {
-		return event.Event{}, event.Heartbeat{}, err
-	}
-	var hb event.Heartbeat
-	if err := e.DataAs(&hb); err != nil {
-		return event.Event{}, event.Heartbeat{}, err
-	}
-	return e, hb, nil
+	return r.Last(ctx, cluster)
 }
 
 func expect(t *testing.T, js jetstream.JetStream, cluster, role string, epoch int64) {
 	t.Helper()
 	testrig.Eventually(t, fmt.Sprintf("%s's heartbeat as %s at epoch %d", cluster, role, epoch), 30*time.Second,
 		func(ctx context.Context) error {
-			_, hb, err := last(ctx, js, cluster)
+			b, err := last(ctx, js, cluster)
 			if err != nil {
 				return err
 			}
-			if hb.Cluster != cluster || hb.Role != role || hb.Epoch != epoch || hb.AgentVersion == "" {
+			if hb := b.Heartbeat; hb.Cluster != cluster || hb.Role != role || hb.Epoch != epoch || hb.AgentVersion == "" {
 				return fmt.Errorf("last heartbeat %+v", hb)
 			}
 			return nil
@@ -138,8 +126,8 @@ func TestHeartbeatFollowsPairYAML(t *testing.T) {
 	expect(t, js, "west", heartbeat.RoleStandby, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, hb, err := last(ctx, js, "west"); err != nil || hb.Kids["iam-signing-key"] != "kid-west" {
-		t.Errorf("west's facts: %+v, %v", hb, err)
+	if b, err := last(ctx, js, "west"); err != nil || b.Heartbeat.Kids["iam-signing-key"] != "kid-west" {
+		t.Errorf("west's facts: %+v, %v", b.Heartbeat, err)
 	}
 
 	if _, err := w.Apply(ctx, gitrepo.Change{Files: map[string][]byte{layout.Pair(): []byte(pairYAML("west", 4))},
@@ -172,12 +160,12 @@ func TestHeartbeatResumesAfterNATSRestart(t *testing.T) {
 	n.Restart(t)
 	restarted := time.Now()
 	testrig.Eventually(t, "a heartbeat after the restart", 60*time.Second, func(ctx context.Context) error {
-		e, _, err := last(ctx, js, "east")
+		b, err := last(ctx, js, "east")
 		if err != nil {
 			return err
 		}
-		if !e.Time().After(restarted) {
-			return fmt.Errorf("last heartbeat at %s, before the restart at %s", e.Time(), restarted)
+		if !b.At.After(restarted) {
+			return fmt.Errorf("last heartbeat at %s, before the restart at %s", b.At, restarted)
 		}
 		return nil
 	})

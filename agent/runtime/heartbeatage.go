@@ -6,7 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/mpha-dev/mpha/agent/health"
+	"github.com/mpha-dev/mpha/agent/heartbeat"
 )
 
 // heartbeatAges exposes mpha_heartbeat_age_seconds{cluster}: how old each cluster's last
@@ -14,8 +14,8 @@ import (
 // (a dead peer's age grows; a cluster with no heartbeat has no series, for absent() alerts).
 type heartbeatAges struct {
 	desc    *prometheus.Desc
-	beats   *health.StreamHeartbeats
-	pairs   health.PairSource
+	beats   *heartbeat.Reader
+	pairs   heartbeat.PairSource
 	now     func() time.Time
 	timeout time.Duration
 }
@@ -30,10 +30,10 @@ func (h *heartbeatAges) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	for _, c := range p.Clusters {
-		_, at, err := h.beats.Last(ctx, c.Name)
+		b, err := h.beats.Last(ctx, c.Name)
 		if err != nil {
 			continue
 		}
-		ch <- prometheus.MustNewConstMetric(h.desc, prometheus.GaugeValue, h.now().Sub(at).Seconds(), c.Name)
+		ch <- prometheus.MustNewConstMetric(h.desc, prometheus.GaugeValue, h.now().Sub(b.At).Seconds(), c.Name)
 	}
 }

@@ -58,11 +58,7 @@ func runLoops(ctx context.Context, o Options, cs kubernetes.Interface, dyn dynam
 	if err != nil {
 		return err
 	}
-	beats, err := health.NewStreamHeartbeats(d.js, o.Config.Pair)
-	if err != nil {
-		return err
-	}
-	ages := &heartbeatAges{beats: beats, pairs: d.pairs, now: time.Now, timeout: 2 * time.Second,
+	ages := &heartbeatAges{beats: d.beats, pairs: d.pairs, now: time.Now, timeout: 2 * time.Second,
 		desc: prometheus.NewDesc("mpha_heartbeat_age_seconds", "How old each cluster's last heartbeat in the stream is, by cluster (this one included), read at scrape time.",
 			[]string{"cluster"}, nil)}
 	if err := o.Registry.Register(ages); err != nil {
@@ -156,6 +152,9 @@ type deps struct {
 	signer ed25519.PrivateKey
 	// watch is the health monitor; nil when health monitoring is not configured.
 	watch *health.Monitor
+	// beats reads the pair's heartbeats back: for the metrics, the watch, the follow-through and
+	// the database check.
+	beats *heartbeat.Reader
 	// What the monitor and the alert bridge read from Secrets (watchSecrets).
 	probeCreds health.Credentials
 	probeCA    []byte
@@ -211,6 +210,10 @@ func build(ctx context.Context, o Options, cs kubernetes.Interface, m *metrics) 
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	d.pairs = heartbeat.NewGitPair(d.repo, heartbeat.GitPairOptions{Layout: d.layout, Logger: o.Logger})
+	if d.beats, err = heartbeat.NewReader(d.js, cfg.Pair, heartbeat.ReaderOptions{}); err != nil {
+		d.nc.Close()
+		return nil, err
+	}
 	if cfg.NATS.SigningKeySecret != "" {
 		b, err := secretField(ctx, cs, o.Namespace, cfg.NATS.SigningKeySecret, "key")
 		if err == nil {
@@ -343,7 +346,7 @@ func (d *deps) failoverHandler(o Options, cs kubernetes.Interface, dyn dynamic.I
 		Preflight: failover.Preflights(d.preflights(cs, dyn, mon)...),
 		Follow: failover.FollowOptions{ProbeURL: cfg.Health.ProbeURL, MergeInterval: cfg.Forge.MergePollInterval.Duration,
 			Revision: failover.Revisions(cfg.Cluster, failover.FluxRevision(dyn, cfg.Flux.Namespace, cfg.Flux.Kustomization),
-				failover.HeartbeatRevision(d.js, cfg.Pair, 3*cfg.HeartbeatInterval.Duration))},
+				failover.HeartbeatRevision(d.beats, 3*cfg.HeartbeatInterval.Duration))},
 		Registerer: o.Registry, Logger: o.Logger,
 	}
 	if d.forge != nil {

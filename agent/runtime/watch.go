@@ -97,11 +97,7 @@ func (d *deps) healthMonitor(ctx context.Context, o Options) (*health.Monitor, e
 	if h.ProbeURL != "" {
 		opts.URLs = []string{h.ProbeURL}
 	}
-	peers, err := health.NewStreamHeartbeats(d.js, o.Config.Pair)
-	if err != nil {
-		return nil, err
-	}
-	return health.New(d.js, d.pairs, peers, opts)
+	return health.New(d.js, d.pairs, d.beats, opts)
 }
 
 // committedOrganization reads spec.organization from the HelmReleases the active rendered into
@@ -200,7 +196,7 @@ func (d *deps) preflights(cs kubernetes.Interface, dyn dynamic.Interface, mon *r
 	}
 	return append(out, database.Preflight(database.CheckOptions{
 		Topology: database.Topology(pg.Topology), Self: d.selfDSN, Peer: d.peerDSN,
-		PeerStatus: database.HeartbeatStatus(d.js, cfg.Pair, 3*cfg.HeartbeatInterval.Duration),
+		PeerStatus: database.HeartbeatStatus(d.beats, 3*cfg.HeartbeatInterval.Duration),
 		MaxLag:     pg.MaxLag.Duration, MaxLagBytes: pg.MaxLagBytes, MaxImportAge: pg.MaxImportAge.Duration,
 		LastRestore: database.RestoreJob(cs, cfg.Kubernetes.Namespace, cfg.Standby.RestoreCronJob),
 	}))

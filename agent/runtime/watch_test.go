@@ -28,6 +28,7 @@ import (
 	"github.com/mpha-dev/mpha/agent"
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/health"
+	"github.com/mpha-dev/mpha/agent/heartbeat"
 	"github.com/mpha-dev/mpha/gitops/seal/sealtest"
 	"github.com/mpha-dev/mpha/gitops/values"
 	"github.com/mpha-dev/mpha/internal/testrig"
@@ -178,12 +179,13 @@ health: {organization: tetrate, credentialsSecret: mpha-probe, caSecret: mpha-pr
 	})
 
 	// 1. East's heartbeat: its MP healthy, its signing key's kid, its CA, its database's position.
-	beats, err := health.NewStreamHeartbeats(js, "tsb-mp")
+	beats, err := heartbeat.NewReader(js, "tsb-mp", heartbeat.ReaderOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	testrig.Eventually(t, "east's heartbeat with its facts", time.Minute, func(ctx context.Context) error {
-		hb, _, err := beats.Last(ctx, "east")
+		b, err := beats.Last(ctx, "east")
+		hb := b.Heartbeat
 		switch {
 		case err != nil:
 			return err
@@ -198,8 +200,8 @@ health: {organization: tetrate, credentialsSecret: mpha-probe, caSecret: mpha-pr
 		}
 		return nil
 	})
-	if hb, _, err := beats.Last(ctx, "west"); err != nil || hb.MP != nil {
-		t.Errorf("west (standby) heartbeat: MP %+v, %v; a standby vouches for no MP", hb.MP, err)
+	if b, err := beats.Last(ctx, "west"); err != nil || b.Heartbeat.MP != nil {
+		t.Errorf("west (standby) heartbeat: MP %+v, %v; a standby vouches for no MP", b.Heartbeat.MP, err)
 	}
 
 	// 2. West reaches east's MP through its probe URL: up and reachable.

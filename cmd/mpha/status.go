@@ -154,7 +154,8 @@ func runStatus(ctx context.Context, o *globalOptions, so *statusOptions, now tim
 		}
 	}
 	for _, c := range pair.Clusters {
-		rep.Clusters = append(rep.Clusters, clusterRow(pair, c, heartbeats[c.Name], now))
+		last, ok := heartbeats[c.Name]
+		rep.Clusters = append(rep.Clusters, clusterRow(pair, c, last, ok, now))
 	}
 	if so.output == "json" {
 		enc := json.NewEncoder(o.stdout)
@@ -193,10 +194,17 @@ func (e *noPairError) Error() string {
 	return fmt.Sprintf("%s is not in %s (%s): is --root right?", e.path, e.repo, e.source)
 }
 
+// lastHeartbeat is a cluster's last heartbeat message; err (heartbeat.ErrMalformed) says why it
+// is not one mpha can read, and then only beat.At is set.
+type lastHeartbeat struct {
+	beat heartbeat.Beat
+	err  error
+}
+
 // readHeartbeats returns the last heartbeat message of each cluster that sent one (an empty,
 // non-nil map when none did), or an error when NATS could not be asked or has no stream for the
 // pair (jetstream.ErrStreamNotFound).
-func readHeartbeats(ctx context.Context, opts natsconn.Options, s event.Subjects, p *gitops.Pair) (map[string]*jetstream.RawStreamMsg, error) {
+func readHeartbeats(ctx context.Context, opts natsconn.Options, s event.Subjects, p *gitops.Pair) (map[string]lastHeartbeat, error) {
 	if opts.URL == "" {
 		return nil, errors.New("no NATS URL (--nats-url or MPHA_NATS_URL)")
 	}
@@ -212,55 +220,44 @@ func readHeartbeats(ctx context.Context, opts natsconn.Options, s event.Subjects
 	if err != nil {
 		return nil, fmt.Errorf("JetStream: %w", err)
 	}
-	stream, err := js.Stream(ctx, s.Stream())
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, fmt.Errorf("no agent of pair %s has created its stream yet: %w", s.Pair(), err)
-	}
+	beats, err := heartbeat.NewReader(js, s.Pair(), heartbeat.ReaderOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", s.Stream(), err)
+		return nil, err
 	}
-	msgs := map[string]*jetstream.RawStreamMsg{}
+	last := map[string]lastHeartbeat{}
 	for _, c := range p.Clusters {
-		subject, err := s.Heartbeat(c.Name)
-		if err != nil {
+		b, err := beats.Last(ctx, c.Name)
+		switch {
+		case errors.Is(err, heartbeat.ErrNoHeartbeat):
+		case err == nil || errors.Is(err, heartbeat.ErrMalformed):
+			last[c.Name] = lastHeartbeat{beat: b, err: err}
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			return nil, fmt.Errorf("no agent of pair %s has created its stream yet: %w", s.Pair(), err)
+		default:
 			return nil, err
 		}
-		m, err := stream.GetLastMsgForSubject(ctx, subject)
-		switch {
-		case errors.Is(err, jetstream.ErrMsgNotFound):
-		case err != nil:
-			return nil, fmt.Errorf("last heartbeat of %s: %w", c.Name, err)
-		default:
-			msgs[c.Name] = m
-		}
 	}
-	return msgs, nil
+	return last, nil
 }
 
-// clusterRow is one cluster's line: its role in Git and its last heartbeat (m, nil if none).
-func clusterRow(p *gitops.Pair, c gitops.ClusterRef, m *jetstream.RawStreamMsg, now time.Time) clusterStatus {
+// clusterRow is one cluster's line: its role in Git and its last heartbeat (ok false if none).
+func clusterRow(p *gitops.Pair, c gitops.ClusterRef, last lastHeartbeat, ok bool, now time.Time) clusterStatus {
 	role := heartbeat.RoleStandby
 	if p.Active == c.Name {
 		role = heartbeat.RoleActive
 	}
 	row := clusterStatus{Name: c.Name, MPFQDN: c.MPFQDN, Role: role}
-	if m == nil {
+	if !ok {
 		return row
 	}
-	hs := &heartbeatStatus{At: m.Time.UTC(), AgeSeconds: max(now.Sub(m.Time), 0).Seconds()}
+	hs := &heartbeatStatus{At: last.beat.At.UTC(), AgeSeconds: last.beat.Age(now).Seconds()}
 	row.Heartbeat = hs
-	e, err := event.Decode(m.Data, event.TypeHeartbeat)
-	if err != nil {
-		hs.Error = err.Error()
+	if last.err != nil {
+		hs.Error = last.err.Error()
 		return row
 	}
-	hs.ID = e.ID()
-	var hb event.Heartbeat
-	if err := e.DataAs(&hb); err != nil {
-		hs.Error = fmt.Sprintf("heartbeat data: %v", err)
-		return row
-	}
-	hs.Data = &hb
+	hb := last.beat.Heartbeat
+	hs.ID, hs.Data = last.beat.ID, &hb
 	if hb.Role != role {
 		row.Notes = append(row.Notes, fmt.Sprintf("reports %s, Git says %s", hb.Role, role))
 	}

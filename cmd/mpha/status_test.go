@@ -57,7 +57,7 @@ type statusJSON struct {
 
 // `mpha status` against the rig's Git server and an authenticating NATS: pair.yaml's state, east's
 // heartbeat (published by the agent's Publisher) with its age, west "never"; a heartbeat at an
-// old epoch gets a note; with NATS down the Git state still prints, with a warning, and exit 0.
+// old epoch gets a note; a malformed one is shown as unreadable, with why; with NATS down the Git state still prints, with a warning, and exit 0.
 func TestStatus(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts nats-server and a Git server")
@@ -144,6 +144,18 @@ func TestStatus(t *testing.T) {
 	if w.Name != "west" || w.Role != "standby" || w.Heartbeat == nil || w.Heartbeat.Data.Epoch != 3 ||
 		strings.Join(w.Notes, ";") != "at epoch 3, Git at 4" {
 		t.Errorf("west: %+v (heartbeat %+v)", w, w.Heartbeat)
+	}
+
+	// Something else on west's heartbeat subject: its time and age, and why it is unreadable.
+	if _, err := js.Publish(ctx, "mpha.tsb-mp.heartbeat.west", []byte("not a heartbeat")); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err = run(t, args...)
+	if err != nil {
+		t.Fatalf("status with a malformed heartbeat: %v\n%s", err, errOut)
+	}
+	if re := `(?m)^west\s+standby\s+\S+\s+\d{4}-\d\d-\d\dT\S+Z\s+\d+(m\d+)?s\s+unreadable: malformed heartbeat on mpha\.tsb-mp\.heartbeat\.west: .*JSON`; !regexp.MustCompile(re).MatchString(out) {
+		t.Errorf("output with a malformed heartbeat does not match %s:\n%s", re, out)
 	}
 
 	// Another pair's name: NATS answers that it has no such stream, so every cluster is "never".

@@ -81,6 +81,10 @@ var rules = []struct{ from, to, why string }{
 	{"cmd", "internal/helmtest", "the fixture chart is for tests only"},
 	{"cmd", "gitops/seal/sealtest", "certificate fixtures are for tests only"},
 	{"agent/export", "agent/readiness", "the exporter takes a secret's facts and annotations from gitops/seal"},
+	// The watchers are below the failover: it runs their checks, and all read heartbeats
+	// through agent/heartbeat's Reader.
+	{"agent/database", "agent/failover", "the failover runs the database check and sync, not the other way round"},
+	{"agent/health", "agent/failover", "the watch suggests a failover by an event, never by a call"},
 }
 
 // helperPackage reports a package of test helpers (agent/failover/failovertest): only tests

@@ -2,9 +2,7 @@ package runtime
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 
 	"github.com/fluxcd/pkg/git"
@@ -24,9 +22,6 @@ func gitWriter(ctx context.Context, o Options, cs kubernetes.Interface, m *metri
 			return nil, fmt.Errorf("reading the Git credentials secret %s/%s: %w", o.Namespace, cfg.Git.AuthSecret, err)
 		}
 		data = s.Data
-	}
-	if u, _ := url.Parse(cfg.Git.URL); u != nil && u.Scheme == "http" && len(data) > 0 && !o.InsecureHTTPCredentials {
-		return nil, errors.New("git.url is plain http: credentials would travel unencrypted; use https or --insecure-http-credentials")
 	}
 	auth, err := gitrepo.NewAuth(cfg.Git.URL, data)
 	if err != nil {

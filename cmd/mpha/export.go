@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/url"
 	"os"
 	"slices"
 	"text/tabwriter"
@@ -125,9 +124,6 @@ func newGitWriter(ctx context.Context, cs kubernetes.Interface, cfg *agent.Confi
 	auth, err := gitrepo.NewAuth(cfg.Git.URL, data)
 	if err != nil {
 		return nil, err
-	}
-	if u, _ := url.Parse(cfg.Git.URL); u != nil && u.Scheme == "http" && len(data) > 0 && !eo.insecureHTTP {
-		return nil, errors.New("git.url is plain http: credentials would travel unencrypted; use https or --insecure-http-credentials")
 	}
 	return gitrepo.New(gitrepo.Options{
 		URL: cfg.Git.URL, Auth: auth, Branch: cfg.Git.Branch, AllowHTTPCredentials: eo.insecureHTTP,

@@ -67,14 +67,11 @@ func (f *repoFlags) read(ctx context.Context, paths ...string) (map[string][]byt
 }
 
 // writer is a Git client of the URL with the environment's credentials (a token goes in the
-// password; the user defaults to "git"). Over plain http:// they are sent only when allowed.
+// password; the user defaults to "git"). Over plain http:// gitrepo.New refuses them unless allowed.
 func (f *repoFlags) writer() (*gitrepo.Writer, error) {
 	var creds map[string][]byte
 	if user, pass := os.Getenv("MPHA_GIT_USERNAME"), os.Getenv("MPHA_GIT_PASSWORD"); user+pass != "" {
 		creds = map[string][]byte{"username": []byte(cmp.Or(user, "git")), "password": []byte(pass)}
-	}
-	if strings.HasPrefix(strings.ToLower(f.repo), "http://") && creds != nil && !f.insecureHTTP {
-		return nil, errors.New("--repo is plain http: credentials would travel unencrypted; use https or --insecure-http-credentials")
 	}
 	auth, err := gitrepo.NewAuth(f.repo, creds)
 	if err != nil {

@@ -5,41 +5,38 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/fluxcd/pkg/git"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/mpha-dev/mpha/agent"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
 )
 
-// gitWriter is the Git writer with the credentials and the optional commit-signing key.
-func gitWriter(ctx context.Context, o Options, cs kubernetes.Interface, m *metrics) (*gitrepo.Writer, error) {
-	cfg := o.Config
-	var data map[string][]byte
+// NewGitWriter is the Git writer cfg describes: it commits as the cluster's agent, with the
+// credentials and signing key of the Secrets that git.authSecret and git.signingKeySecret name in
+// namespace. o carries what is not configuration (AllowHTTPCredentials, OnRetry, Logger). The
+// agent's loops and `mpha secrets export` both write with it, so a commit is signed whichever of
+// them makes it.
+func NewGitWriter(ctx context.Context, cs kubernetes.Interface, namespace string, cfg *agent.Config, o gitrepo.Options) (*gitrepo.Writer, error) {
+	var s agent.GitSecrets
+	var err error
 	if cfg.Git.AuthSecret != "" {
-		s, err := cs.CoreV1().Secrets(o.Namespace).Get(ctx, cfg.Git.AuthSecret, metav1.GetOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("reading the Git credentials secret %s/%s: %w", o.Namespace, cfg.Git.AuthSecret, err)
+		if s.Auth, err = secretData(ctx, cs, namespace, cfg.Git.AuthSecret); err != nil {
+			return nil, fmt.Errorf("git.authSecret: %w", err)
 		}
-		data = s.Data
 	}
-	auth, err := gitrepo.NewAuth(cfg.Git.URL, data)
-	if err != nil {
-		return nil, err
-	}
-	opts := gitrepo.Options{URL: cfg.Git.URL, Auth: auth, Branch: cfg.Git.Branch, AllowHTTPCredentials: o.InsecureHTTPCredentials,
-		Author: git.Signature{Name: "mpha agent (" + cfg.Cluster + ")", Email: "mpha-" + cfg.Cluster + "@mpha.invalid"}, Logger: o.Logger,
-		OnRetry: func(branch string) { m.retries.WithLabelValues(branchKind(branch, cfg.Git.Branch)).Inc() }}
 	if cfg.Git.SigningKeySecret != "" {
-		s, err := cs.CoreV1().Secrets(o.Namespace).Get(ctx, cfg.Git.SigningKeySecret, metav1.GetOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("reading the commit signing key secret %s/%s: %w", o.Namespace, cfg.Git.SigningKeySecret, err)
-		}
-		if opts.Signer, err = gitrepo.NewSigner(s.Data["key"], s.Data["passphrase"]); err != nil {
-			return nil, fmt.Errorf("commit signing key %s/%s: %w", o.Namespace, cfg.Git.SigningKeySecret, err)
+		if s.SigningKey, err = secretData(ctx, cs, namespace, cfg.Git.SigningKeySecret); err != nil {
+			return nil, fmt.Errorf("git.signingKeySecret: %w", err)
 		}
 	}
-	return gitrepo.New(opts)
+	o.Author = agent.GitAuthor(cfg.Cluster)
+	return cfg.Git.NewWriter(s, o)
+}
+
+// gitWriter is the agent's Git writer, counting its retries (mpha_git_push_retries_total).
+func gitWriter(ctx context.Context, o Options, cs kubernetes.Interface, m *metrics) (*gitrepo.Writer, error) {
+	return NewGitWriter(ctx, cs, o.Namespace, o.Config, gitrepo.Options{AllowHTTPCredentials: o.InsecureHTTPCredentials, Logger: o.Logger,
+		OnRetry: func(branch string) { m.retries.WithLabelValues(branchKind(branch, o.Config.Git.Branch)).Inc() }})
 }
 
 // branchKind keeps the retries' label set small: a failover's branch name is per request.

@@ -61,13 +61,27 @@ func (d *deps) watchSecrets(ctx context.Context, o Options, cs kubernetes.Interf
 
 // secretField reads one field of a Secret in the agent's namespace.
 func secretField(ctx context.Context, cs kubernetes.Interface, ns, name, field string) ([]byte, error) {
-	s, err := cs.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	data, err := secretData(ctx, cs, ns, name)
 	if err != nil {
-		return nil, fmt.Errorf("reading secret %s/%s: %w", ns, name, err)
+		return nil, err
 	}
-	v, ok := s.Data[field]
+	v, ok := data[field]
 	if !ok || len(v) == 0 {
 		return nil, fmt.Errorf("secret %s/%s has no %q field", ns, name, field)
 	}
 	return v, nil
+}
+
+// secretData reads a Secret's data. A Secret without data gives an empty map, not nil: to
+// agent.GitSecrets nil means no Secret configured, so an empty signing key Secret is refused
+// rather than read as "do not sign".
+func secretData(ctx context.Context, cs kubernetes.Interface, ns, name string) (map[string][]byte, error) {
+	s, err := cs.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading secret %s/%s: %w", ns, name, err)
+	}
+	if s.Data == nil {
+		return map[string][]byte{}, nil
+	}
+	return s.Data, nil
 }

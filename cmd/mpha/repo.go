@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/mpha-dev/mpha/agent"
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
 )
@@ -73,14 +74,9 @@ func (f *repoFlags) writer() (*gitrepo.Writer, error) {
 	if user, pass := os.Getenv("MPHA_GIT_USERNAME"), os.Getenv("MPHA_GIT_PASSWORD"); user+pass != "" {
 		creds = map[string][]byte{"username": []byte(cmp.Or(user, "git")), "password": []byte(pass)}
 	}
-	auth, err := gitrepo.NewAuth(f.repo, creds)
-	if err != nil {
-		return nil, err
-	}
-	return gitrepo.New(gitrepo.Options{
-		URL: f.repo, Auth: auth, Branch: f.branch, AllowHTTPCredentials: f.insecureHTTP, Backoff: f.backoff, Logger: f.logger,
-		Author: git.Signature{Name: "mpha cli", Email: "mpha@cli.invalid"},
-	})
+	// The flags name what git.url and git.branch name in the agent's configuration.
+	return agent.Git{URL: f.repo, Branch: f.branch}.NewWriter(agent.GitSecrets{Auth: creds}, gitrepo.Options{
+		Author: git.Signature{Name: "mpha cli", Email: "mpha@cli.invalid"}, AllowHTTPCredentials: f.insecureHTTP, Backoff: f.backoff, Logger: f.logger})
 }
 
 func readLocal(root fs.FS, p string, into map[string][]byte) error {

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -278,15 +277,4 @@ func newMetrics(reg prometheus.Registerer, cluster, identity string) (*metrics, 
 		return nil, err
 	}
 	return m, nil
-}
-
-// branchKind keeps the retries' label set small: a failover's branch name is per request.
-func branchKind(branch, main string) string {
-	switch {
-	case branch == main:
-		return "main"
-	case strings.HasPrefix(branch, "mpha/drill/"):
-		return "drill"
-	}
-	return "failover"
 }

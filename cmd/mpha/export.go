@@ -6,18 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/url"
 	"os"
 	"slices"
 	"text/tabwriter"
 
-	"github.com/fluxcd/pkg/git"
 	"github.com/spf13/cobra"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/mpha-dev/mpha/agent"
 	"github.com/mpha-dev/mpha/agent/export"
+	"github.com/mpha-dev/mpha/agent/runtime"
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
 )
@@ -34,10 +32,11 @@ func newSecretsExportCommand(o *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "export --once --config FILE",
 		Short: "Export this cluster's TSB secrets, sealed for the peer, into Git (one pass of the agent's exporter)",
-		Long: `Reads the agent configuration, the HMAC key and the Git credentials (Secrets in --namespace),
-the peer from pair.yaml in Git (or --peer), and the peer's sealing certificate from Git; seals every
-configured secret whose data or certificate changed and commits them in one commit. Prints what it
-did with each secret.`,
+		Long: `Reads the agent configuration, the HMAC key, the Git credentials and the commit signing key
+(git.signingKeySecret, if set) from Secrets in --namespace, the peer from pair.yaml in Git (or
+--peer), and the peer's sealing certificate from Git; seals every configured secret whose data or
+certificate changed and commits them in one commit, as the agent would: same author, signed when
+the agent signs. Prints what it did with each secret.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !eo.once {
@@ -55,7 +54,7 @@ did with each secret.`,
 	}
 	cmd.Flags().BoolVar(&eo.once, "once", false, "run one export pass and exit")
 	cmd.Flags().StringVar(&eo.config, "config", "", "the agent's configuration file")
-	cmd.Flags().StringVar(&eo.namespace, "namespace", "", "the namespace of the agent's Secrets: HMAC key, Git credentials (default $POD_NAMESPACE, else mpha)")
+	cmd.Flags().StringVar(&eo.namespace, "namespace", "", "the namespace of the agent's Secrets: HMAC key, Git credentials, commit signing key (default $POD_NAMESPACE, else mpha)")
 	cmd.Flags().StringVar(&eo.peer, "peer", "", "the cluster to seal for (default: the other cluster in pair.yaml)")
 	cmd.Flags().BoolVar(&eo.insecureHTTP, "insecure-http-credentials", false, "allow Git credentials over plain http:// (test and in-cluster servers)")
 	return cmd
@@ -82,7 +81,8 @@ func runExportOnce(ctx context.Context, o *globalOptions, eo *exportOptions) err
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
-	w, err := newGitWriter(ctx, cs, cfg, eo)
+	// The agent's writer: its credentials, its author, and its signing key when one is configured.
+	w, err := runtime.NewGitWriter(ctx, cs, eo.namespace, cfg, gitrepo.Options{AllowHTTPCredentials: eo.insecureHTTP, Logger: o.logger})
 	if err != nil {
 		return err
 	}
@@ -110,29 +110,6 @@ func runExportOnce(ctx context.Context, o *globalOptions, eo *exportOptions) err
 		return err
 	}
 	return printReport(o, peer, rep)
-}
-
-// newGitWriter builds the writer from the configuration and the credentials Secret.
-func newGitWriter(ctx context.Context, cs kubernetes.Interface, cfg *agent.Config, eo *exportOptions) (*gitrepo.Writer, error) {
-	var data map[string][]byte
-	if cfg.Git.AuthSecret != "" {
-		s, err := cs.CoreV1().Secrets(eo.namespace).Get(ctx, cfg.Git.AuthSecret, metav1.GetOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("reading the Git credentials secret %s/%s: %w", eo.namespace, cfg.Git.AuthSecret, err)
-		}
-		data = s.Data
-	}
-	auth, err := gitrepo.NewAuth(cfg.Git.URL, data)
-	if err != nil {
-		return nil, err
-	}
-	if u, _ := url.Parse(cfg.Git.URL); u != nil && u.Scheme == "http" && len(data) > 0 && !eo.insecureHTTP {
-		return nil, errors.New("git.url is plain http: credentials would travel unencrypted; use https or --insecure-http-credentials")
-	}
-	return gitrepo.New(gitrepo.Options{
-		URL: cfg.Git.URL, Auth: auth, Branch: cfg.Git.Branch, AllowHTTPCredentials: eo.insecureHTTP,
-		Author: git.Signature{Name: "mpha agent (" + cfg.Cluster + ")", Email: "mpha-" + cfg.Cluster + "@mpha.invalid"},
-	})
 }
 
 // resolvePeer takes --peer, or the other cluster of pair.yaml.

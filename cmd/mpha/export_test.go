@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	gogit "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/storage/memory"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -17,7 +19,8 @@ import (
 func TestMain(m *testing.M) { os.Exit(testrig.Main(m)) }
 
 // `mpha secrets export --once` against a real cluster and Git server: the peer comes from
-// pair.yaml, the key and credentials from Secrets; a second pass commits nothing.
+// pair.yaml, the key, credentials and commit signing key from Secrets; the commit is the agent's,
+// signed as the agent signs; a second pass commits nothing.
 func TestSecretsExportOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a cluster and a Git server")
@@ -37,12 +40,14 @@ epoch: 1
 `,
 		"mpha/clusters/west/sealing-cert.pem": string(certPEM),
 	})
+	signingKey, verifyKey := testrig.OpenPGPKeyPair(t, "mpha agent", "mpha-east@mpha.invalid")
 	for _, ns := range []string{"mpha", "tsb"} {
 		east.Apply(t, []byte("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: "+ns+"\n"))
 	}
 	for _, s := range []*corev1.Secret{
 		{ObjectMeta: metav1.ObjectMeta{Name: "mpha-hmac", Namespace: "mpha"}, Data: map[string][]byte{"key": bytes.Repeat([]byte("h"), 32)}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "mpha-git", Namespace: "mpha"}, Data: srv.Credentials()},
+		{ObjectMeta: metav1.ObjectMeta{Name: "mpha-git-signing", Namespace: "mpha"}, Data: map[string][]byte{"key": signingKey}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "iam-signing-key", Namespace: "tsb"}, Data: map[string][]byte{"kid": []byte("k1"), "private.key": []byte("plain-export-once-value")}},
 	} {
 		if _, err := east.Clientset.CoreV1().Secrets(s.Namespace).Create(ctx, s, metav1.CreateOptions{}); err != nil {
@@ -50,7 +55,7 @@ epoch: 1
 		}
 	}
 	cfg := filepath.Join(t.TempDir(), "agent.yaml")
-	if err := os.WriteFile(cfg, []byte("cluster: east\npair: tsb-mp\ngit: {url: "+srv.URL("org/fleet.git")+"}\nnats: {url: nats://127.0.0.1:4222}\nforge: {mode: branch}\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte("cluster: east\npair: tsb-mp\ngit: {url: "+srv.URL("org/fleet.git")+", signingKeySecret: mpha-git-signing}\nnats: {url: nats://127.0.0.1:4222}\nforge: {mode: branch}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	args := []string{"--kubeconfig", east.Kubeconfig, "secrets", "export", "--once", "--config", cfg, "--namespace", "mpha"}
@@ -69,6 +74,24 @@ epoch: 1
 	}
 	if strings.Contains(out, "plain-export-once-value") {
 		t.Error("the output holds the plaintext")
+	}
+	clone, err := gogit.CloneContext(ctx, memory.NewStorage(), nil, &gogit.CloneOptions{URL: srv.URL("org/fleet.git"), Auth: srv.Auth(), NoCheckout: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := clone.Head()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := clone.CommitObject(head.Hash())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "committed "+c.Hash.String()) || c.Author.Name != "mpha agent (east)" {
+		t.Errorf("the head is not the export's commit by the agent: %s by %s\n%s", c.Hash, c.Author.Name, out)
+	}
+	if _, err := c.Verify(string(verifyKey)); err != nil {
+		t.Errorf("the export's commit is not signed with git.signingKeySecret's key: %v", err)
 	}
 	out, _, err = run(t, append(args, "--insecure-http-credentials")...)
 	if err != nil || !strings.Contains(out, "iam-signing-key  unchanged") || !strings.Contains(out, "nothing to commit for west") {

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/mpha-dev/mpha/agent"
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
 )
@@ -67,23 +68,15 @@ func (f *repoFlags) read(ctx context.Context, paths ...string) (map[string][]byt
 }
 
 // writer is a Git client of the URL with the environment's credentials (a token goes in the
-// password; the user defaults to "git"). Over plain http:// they are sent only when allowed.
+// password; the user defaults to "git"). Over plain http:// gitrepo.New refuses them unless allowed.
 func (f *repoFlags) writer() (*gitrepo.Writer, error) {
 	var creds map[string][]byte
 	if user, pass := os.Getenv("MPHA_GIT_USERNAME"), os.Getenv("MPHA_GIT_PASSWORD"); user+pass != "" {
 		creds = map[string][]byte{"username": []byte(cmp.Or(user, "git")), "password": []byte(pass)}
 	}
-	if strings.HasPrefix(strings.ToLower(f.repo), "http://") && creds != nil && !f.insecureHTTP {
-		return nil, errors.New("--repo is plain http: credentials would travel unencrypted; use https or --insecure-http-credentials")
-	}
-	auth, err := gitrepo.NewAuth(f.repo, creds)
-	if err != nil {
-		return nil, err
-	}
-	return gitrepo.New(gitrepo.Options{
-		URL: f.repo, Auth: auth, Branch: f.branch, AllowHTTPCredentials: f.insecureHTTP, Backoff: f.backoff, Logger: f.logger,
-		Author: git.Signature{Name: "mpha cli", Email: "mpha@cli.invalid"},
-	})
+	// The flags name what git.url and git.branch name in the agent's configuration.
+	return agent.Git{URL: f.repo, Branch: f.branch}.NewWriter(agent.GitSecrets{Auth: creds}, gitrepo.Options{
+		Author: git.Signature{Name: "mpha cli", Email: "mpha@cli.invalid"}, AllowHTTPCredentials: f.insecureHTTP, Backoff: f.backoff, Logger: f.logger})
 }
 
 func readLocal(root fs.FS, p string, into map[string][]byte) error {

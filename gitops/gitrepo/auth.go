@@ -32,6 +32,21 @@ func NewAuth(rawURL string, data map[string][]byte) (*git.AuthOptions, error) {
 	return a, nil
 }
 
+// ErrCredentialsOverHTTP refuses credentials that would travel unencrypted. Every mpha command
+// that reaches Git (the agent's and the CLI's) allows them with the same flag, so the message
+// names it.
+var ErrCredentialsOverHTTP = errors.New("the URL is plain http: credentials would travel unencrypted; use https or --insecure-http-credentials")
+
+// credentialsOverHTTP reports a user name, password or token that would be sent over plain http.
+func credentialsOverHTTP(opts Options) bool {
+	u, err := url.Parse(opts.URL)
+	if err != nil || u.Scheme != "http" {
+		return false
+	}
+	a := opts.Auth
+	return u.User != nil || a.Username != "" || a.Password != "" || a.BearerToken != ""
+}
+
 // NewSigner returns a commit signer for an SSH private key (PEM, "-----BEGIN OPENSSH PRIVATE
 // KEY-----") or an armored OpenPGP private key, optionally protected by passphrase.
 func NewSigner(key, passphrase []byte) (signature.Signer, error) {

@@ -50,7 +50,8 @@ type Options struct {
 	Author git.Signature
 	// Signer, if set, signs every commit (signature.NewSSHSigner or NewOpenPGPSigner).
 	Signer signature.Signer
-	// AllowHTTPCredentials permits basic auth over plain http:// (an in-cluster forge, tests).
+	// AllowHTTPCredentials permits credentials over plain http:// (an in-cluster forge, tests);
+	// without it New refuses them with ErrCredentialsOverHTTP.
 	AllowHTTPCredentials bool
 	// Backoff bounds the attempts of one Apply (Steps of them); the zero value means DefaultBackoff.
 	// A Cap ends the attempts early: wait.Backoff stops stepping once the cap is reached.
@@ -150,7 +151,8 @@ func (e *permanentError) Unwrap() error { return e.err }
 // ErrInvalidPath reports a path outside the repository or not in clean form.
 var ErrInvalidPath = errors.New("invalid repository path")
 
-// New validates opts and returns a Writer.
+// New validates opts and returns a Writer. Credentials (a user name, password or token, in Auth
+// or in the URL) over plain http:// are refused unless opts.AllowHTTPCredentials.
 func New(opts Options) (*Writer, error) {
 	if opts.URL == "" {
 		return nil, errors.New("git writer: a repository URL is required")
@@ -170,6 +172,9 @@ func New(opts Options) (*Writer, error) {
 			return nil, err
 		}
 		opts.Auth = a
+	}
+	if credentialsOverHTTP(opts) && !opts.AllowHTTPCredentials {
+		return nil, fmt.Errorf("git writer: %w", ErrCredentialsOverHTTP)
 	}
 	log := opts.Logger
 	if log == nil {

@@ -7,13 +7,10 @@ import (
 	"crypto/rand"
 	"encoding/pem"
 	"errors"
-	"io"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/ProtonMail/go-crypto/openpgp"
-	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/fluxcd/pkg/git"
 	"github.com/fluxcd/pkg/git/signature"
 	"golang.org/x/crypto/ssh"
@@ -22,6 +19,7 @@ import (
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
 	"github.com/mpha-dev/mpha/gitops/trailer"
+	"github.com/mpha-dev/mpha/internal/testrig"
 )
 
 func sshIdentity(t *testing.T) []byte {
@@ -75,24 +73,7 @@ func TestSSHTransport(t *testing.T) {
 func TestOpenPGPSignedCommits(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	e, err := openpgp.NewEntity("mpha agent", "", "mpha@east.invalid", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	armored := func(typ string, write func(io.Writer) error) []byte {
-		var buf bytes.Buffer
-		w, err := armor.Encode(&buf, typ, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := write(w); err != nil {
-			t.Fatal(err)
-		}
-		w.Close()
-		return buf.Bytes()
-	}
-	priv := armored(openpgp.PrivateKeyType, func(w io.Writer) error { return e.SerializePrivate(w, nil) })
-	pub := armored(openpgp.PublicKeyType, e.Serialize)
+	priv, pub := testrig.OpenPGPKeyPair(t, "mpha agent", "mpha@east.invalid")
 	signer, err := gitrepo.NewSigner(priv, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -1,5 +1,6 @@
 // Package archtest checks the dependency rules of docs/design.md §9 with `go list`:
-// cmd → agent → gitops, never back; internal/* is a leaf; the test rig reaches no production code.
+// cmd → agent → gitops, never back; internal/* is a leaf; the test rig reaches no production code;
+// an outside part (the Git writer) is set up in one place.
 package archtest
 
 import (

@@ -3,14 +3,11 @@ package runtime
 import (
 	"context"
 	"crypto/ed25519"
-	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
-	"github.com/fluxcd/pkg/git"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,15 +33,6 @@ import (
 	"github.com/mpha-dev/mpha/internal/natsconn"
 	"github.com/mpha-dev/mpha/internal/redact"
 )
-
-// loop is one of the agent's loops: it runs until ctx ends, or fails and is restarted.
-type loop struct {
-	name string
-	run  func(ctx context.Context) error
-}
-
-// restartDelay is the pause before a failed loop runs again.
-const restartDelay = 5 * time.Second
 
 // runLoops builds what the loops share (retrying while a Secret or NATS is missing) and runs
 // them until ctx ends.
@@ -97,45 +85,6 @@ func setUp(ctx context.Context, o Options, cs kubernetes.Interface, m *metrics) 
 			m.restarts.WithLabelValues("setup").Inc()
 		})
 	return d, ok
-}
-
-// retryForever calls try until it succeeds (true) or ctx ends (false), waiting b.Step() between
-// attempts. Unlike wait.ExponentialBackoff it never gives up: Backoff.Step zeroes Steps once the
-// cap is reached, which ends that loop after about a minute of a start-up outage, and a leader
-// would then hold its Lease with no loop running.
-func retryForever(ctx context.Context, b wait.Backoff, try func(context.Context) error, failed func(error, time.Duration)) bool {
-	for {
-		err := try(ctx)
-		if err == nil {
-			return true
-		}
-		if ctx.Err() != nil {
-			return false
-		}
-		delay := b.Step() // past the cap and the steps, Step keeps returning the cap
-		failed(err, delay)
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(delay):
-		}
-	}
-}
-
-// supervise runs l until ctx ends, restarting it after a failure.
-func supervise(ctx context.Context, o Options, m *metrics, l loop) {
-	log := o.Logger.With("loop", l.name)
-	wait.JitterUntilWithContext(ctx, func(ctx context.Context) {
-		err := l.run(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		m.restarts.WithLabelValues(l.name).Inc()
-		if err == nil {
-			err = errors.New("ended without an error")
-		}
-		log.Error("loop stopped; restarting", "in", restartDelay, "error", redact.String(err.Error()))
-	}, restartDelay, 0.2, true)
 }
 
 // deps are what the loops share: the Git writer, NATS, the pair's state, the keys.
@@ -233,52 +182,6 @@ func build(ctx context.Context, o Options, cs kubernetes.Interface, m *metrics) 
 
 func (d *deps) close() { d.nc.Close() }
 
-// gitWriter is the Git writer with the credentials and the optional commit-signing key.
-func gitWriter(ctx context.Context, o Options, cs kubernetes.Interface, m *metrics) (*gitrepo.Writer, error) {
-	cfg := o.Config
-	var data map[string][]byte
-	if cfg.Git.AuthSecret != "" {
-		s, err := cs.CoreV1().Secrets(o.Namespace).Get(ctx, cfg.Git.AuthSecret, metav1.GetOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("reading the Git credentials secret %s/%s: %w", o.Namespace, cfg.Git.AuthSecret, err)
-		}
-		data = s.Data
-	}
-	if u, _ := url.Parse(cfg.Git.URL); u != nil && u.Scheme == "http" && len(data) > 0 && !o.InsecureHTTPCredentials {
-		return nil, errors.New("git.url is plain http: credentials would travel unencrypted; use https or --insecure-http-credentials")
-	}
-	auth, err := gitrepo.NewAuth(cfg.Git.URL, data)
-	if err != nil {
-		return nil, err
-	}
-	opts := gitrepo.Options{URL: cfg.Git.URL, Auth: auth, Branch: cfg.Git.Branch, AllowHTTPCredentials: o.InsecureHTTPCredentials,
-		Author: git.Signature{Name: "mpha agent (" + cfg.Cluster + ")", Email: "mpha-" + cfg.Cluster + "@mpha.invalid"}, Logger: o.Logger,
-		OnRetry: func(branch string) { m.retries.WithLabelValues(branchKind(branch, cfg.Git.Branch)).Inc() }}
-	if cfg.Git.SigningKeySecret != "" {
-		s, err := cs.CoreV1().Secrets(o.Namespace).Get(ctx, cfg.Git.SigningKeySecret, metav1.GetOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("reading the commit signing key secret %s/%s: %w", o.Namespace, cfg.Git.SigningKeySecret, err)
-		}
-		if opts.Signer, err = gitrepo.NewSigner(s.Data["key"], s.Data["passphrase"]); err != nil {
-			return nil, fmt.Errorf("commit signing key %s/%s: %w", o.Namespace, cfg.Git.SigningKeySecret, err)
-		}
-	}
-	return gitrepo.New(opts)
-}
-
-// secretField reads one field of a Secret in the agent's namespace.
-func secretField(ctx context.Context, cs kubernetes.Interface, ns, name, field string) ([]byte, error) {
-	s, err := cs.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("reading secret %s/%s: %w", ns, name, err)
-	}
-	v, ok := s.Data[field]
-	if !ok || len(v) == 0 {
-		return nil, fmt.Errorf("secret %s/%s has no %q field", ns, name, field)
-	}
-	return v, nil
-}
-
 // loops builds every loop of this cluster's agent.
 func (d *deps) loops(ctx context.Context, o Options, cs kubernetes.Interface, dyn dynamic.Interface) ([]loop, error) {
 	cfg, log := o.Config, o.Logger
@@ -361,6 +264,23 @@ func (d *deps) failoverHandler(o Options, cs kubernetes.Interface, dyn dynamic.I
 			Self: d.selfDSN, Peer: d.peerDSN, Database: cfg.Postgres.Database, Logger: o.Logger.With("loop", "failover")})
 	}
 	return failover.New(d.js, d.repo, opts)
+}
+
+// preflights are the failover's checks: the readiness monitor's, the standby's HelmRelease, and,
+// where a database is configured (or embedded, judged by its restore job), the database's RPO.
+func (d *deps) preflights(cs kubernetes.Interface, dyn dynamic.Interface, mon *readiness.Monitor) []failover.Preflight {
+	cfg := d.o.Config
+	out := []failover.Preflight{failover.Monitor(mon), failover.StandbyReady(dyn, cfg.Kubernetes.Namespace, cfg.Kubernetes.HelmRelease)}
+	pg := cfg.Postgres
+	if d.selfDSN == "" && pg.Topology != string(database.Embedded) {
+		return out
+	}
+	return append(out, database.Preflight(database.CheckOptions{
+		Topology: database.Topology(pg.Topology), Self: d.selfDSN, Peer: d.peerDSN,
+		PeerStatus: database.HeartbeatStatus(d.beats, 3*cfg.HeartbeatInterval.Duration),
+		MaxLag:     pg.MaxLag.Duration, MaxLagBytes: pg.MaxLagBytes, MaxImportAge: pg.MaxImportAge.Duration,
+		LastRestore: database.RestoreJob(cs, cfg.Kubernetes.Namespace, cfg.Standby.RestoreCronJob),
+	}))
 }
 
 // export runs the secret exporter on both sides, sealing for the peer. Each run reads pair.yaml

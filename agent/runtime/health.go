@@ -2,16 +2,12 @@ package runtime
 
 import (
 	"context"
-	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/mpha-dev/mpha/agent/alerts"
 	"github.com/mpha-dev/mpha/agent/database"
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/failover"
@@ -21,53 +17,6 @@ import (
 	"github.com/mpha-dev/mpha/gitops/values"
 	"github.com/mpha-dev/mpha/internal/redact"
 )
-
-// watchSecrets reads what the health monitor and the alert bridge need from the agent's Secrets:
-// at set-up, which retries while one is missing.
-func (d *deps) watchSecrets(ctx context.Context, o Options, cs kubernetes.Interface) error {
-	h, a := o.Config.Health, o.Config.Alerts
-	if h.CredentialsSecret != "" {
-		s, err := cs.CoreV1().Secrets(o.Namespace).Get(ctx, h.CredentialsSecret, metav1.GetOptions{})
-		if err != nil {
-			return fmt.Errorf("health.credentialsSecret: reading %s/%s: %w", o.Namespace, h.CredentialsSecret, err)
-		}
-		d.probeCreds = health.Credentials{Username: string(s.Data["username"]), Password: string(s.Data["password"]),
-			Token: string(s.Data["token"])}
-	}
-	if h.CASecret != "" {
-		ca, err := secretField(ctx, cs, o.Namespace, h.CASecret, "ca.crt")
-		if err != nil {
-			return fmt.Errorf("health.caSecret: %w", err)
-		}
-		d.probeCA = ca
-	}
-	pg := o.Config.Postgres
-	for _, ref := range []struct {
-		key, name string
-		dsn       *string
-	}{{"postgres.dsnSecret", pg.DSNSecret, &d.selfDSN}, {"postgres.peerDSNSecret", pg.PeerDSNSecret, &d.peerDSN}} {
-		if ref.name == "" {
-			continue
-		}
-		s, err := cs.CoreV1().Secrets(o.Namespace).Get(ctx, ref.name, metav1.GetOptions{})
-		if err != nil {
-			return fmt.Errorf("%s: reading %s/%s: %w", ref.key, o.Namespace, ref.name, err)
-		}
-		// A "dsn" key, or username/password with the server's "address" (host:port).
-		if *ref.dsn, err = database.DSN(s.Data, database.DataStore{Address: string(s.Data["address"]), Name: pg.Database,
-			SSLMode: string(s.Data["sslMode"])}); err != nil {
-			return fmt.Errorf("%s %s: %w", ref.key, ref.name, err)
-		}
-	}
-	if a.Enabled {
-		s, err := cs.CoreV1().Secrets(o.Namespace).Get(ctx, a.AuthSecret, metav1.GetOptions{})
-		if err != nil {
-			return fmt.Errorf("alerts.authSecret: reading %s/%s: %w", o.Namespace, a.AuthSecret, err)
-		}
-		d.alertAuth = alerts.Auth{Token: string(s.Data["token"]), Username: string(s.Data["username"]), Password: string(s.Data["password"])}
-	}
-	return nil
-}
 
 // healthMonitor builds the watch on the active MP (docs/design.md §2) from health.*; nil, and a
 // warning, when neither an organization (configured, or read from a committed HelmRelease) nor
@@ -183,48 +132,4 @@ func (d *deps) facts(cs kubernetes.Interface, dyn dynamic.Interface) func(ctx co
 		hb.CAFingerprints = slices.Compact(cas)
 		return hb, nil
 	}
-}
-
-// preflights are the failover's checks: the readiness monitor's, the standby's HelmRelease, and,
-// where a database is configured (or embedded, judged by its restore job), the database's RPO.
-func (d *deps) preflights(cs kubernetes.Interface, dyn dynamic.Interface, mon *readiness.Monitor) []failover.Preflight {
-	cfg := d.o.Config
-	out := []failover.Preflight{failover.Monitor(mon), failover.StandbyReady(dyn, cfg.Kubernetes.Namespace, cfg.Kubernetes.HelmRelease)}
-	pg := cfg.Postgres
-	if d.selfDSN == "" && pg.Topology != string(database.Embedded) {
-		return out
-	}
-	return append(out, database.Preflight(database.CheckOptions{
-		Topology: database.Topology(pg.Topology), Self: d.selfDSN, Peer: d.peerDSN,
-		PeerStatus: database.HeartbeatStatus(d.beats, 3*cfg.HeartbeatInterval.Duration),
-		MaxLag:     pg.MaxLag.Duration, MaxLagBytes: pg.MaxLagBytes, MaxImportAge: pg.MaxImportAge.Duration,
-		LastRestore: database.RestoreJob(cs, cfg.Kubernetes.Namespace, cfg.Standby.RestoreCronJob),
-	}))
-}
-
-// alertBridge builds the Alertmanager webhook receiver (alerts.*); nil when disabled.
-func (d *deps) alertBridge(o Options) (*alerts.Handler, error) {
-	a := o.Config.Alerts
-	if !a.Enabled {
-		return nil, nil
-	}
-	opts := alerts.Options{Cluster: o.Config.Cluster, Pair: o.Config.Pair, Remember: a.Remember.Duration, SigningKey: d.signer,
-		Auth: d.alertAuth, Registerer: o.Registry, Logger: o.Logger.With("loop", "alerts")}
-	for _, r := range a.Rules {
-		opts.Rules = append(opts.Rules, alerts.Rule{Alert: r.Alert, Labels: r.Labels, Action: alerts.Action(r.Action),
-			Target: r.Target, Mode: event.Mode(r.Mode)})
-	}
-	return alerts.New(d.js, opts)
-}
-
-// bridge serves the alert bridge of the leader; a follower (or a leader still setting up)
-// answers 503, which Alertmanager retries.
-func (m *metrics) bridge(w http.ResponseWriter, r *http.Request) {
-	h := m.alerts.Load()
-	if h == nil {
-		w.Header().Set("Retry-After", "5")
-		http.Error(w, "this replica is not the acting agent; retry", http.StatusServiceUnavailable)
-		return
-	}
-	h.ServeHTTP(w, r)
 }

@@ -40,7 +40,7 @@ const (
 // Repo is what the handler needs of the Git repository (a *gitrepo.Writer).
 type Repo interface {
 	Read(ctx context.Context, paths ...string) (gitrepo.Snapshot, error)
-	Apply(ctx context.Context, ch gitrepo.Change) (gitrepo.Result, error)
+	Apply(ctx context.Context, ch gitops.Change) (gitrepo.Result, error)
 	Branches(ctx context.Context, prefix string, paths ...string) ([]gitrepo.Branch, error)
 }
 

@@ -25,7 +25,6 @@ import (
 
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/audit"
-	"github.com/mpha-dev/mpha/gitops/gitrepo"
 	"github.com/mpha-dev/mpha/gitops/role"
 	"github.com/mpha-dev/mpha/gitops/seal"
 	"github.com/mpha-dev/mpha/gitops/trailer"
@@ -275,21 +274,21 @@ func (a *Assessment) restore(tree *object.Tree, l gitops.Layout) (Check, error) 
 
 // Change is the commit that re-enables the demoted cluster's restore job, checked against the
 // role.yaml the assessment read (a role that changed since is a conflict, not overwritten).
-func Change(a Assessment, l gitops.Layout) (gitrepo.Change, error) {
+func Change(a Assessment, l gitops.Layout) (gitops.Change, error) {
 	if !a.Ready() {
-		return gitrepo.Change{}, fmt.Errorf("%s is not re-seeded yet: %s", a.Demoted, a.failing())
+		return gitops.Change{}, fmt.Errorf("%s is not re-seeded yet: %s", a.Demoted, a.failing())
 	}
 	if !a.Suspended {
-		return gitrepo.Change{}, fmt.Errorf("%s's restore job is not suspended: nothing to prepare", a.Demoted)
+		return gitops.Change{}, fmt.Errorf("%s's restore job is not suspended: nothing to prepare", a.Demoted)
 	}
 	r := a.role
 	r.RestoreSuspended = false
 	b, err := r.Marshal()
 	if err != nil {
-		return gitrepo.Change{}, fmt.Errorf("rendering %s: %w", l.Role(a.Demoted), err)
+		return gitops.Change{}, fmt.Errorf("rendering %s: %w", l.Role(a.Demoted), err)
 	}
 	p := l.Role(a.Demoted)
-	ch := gitrepo.Change{
+	ch := gitops.Change{
 		Files: map[string][]byte{p: b},
 		Message: fmt.Sprintf("failback prepare: %s is re-seeded by %s; resume its %s\n\n%s became standby in failover %s (epoch %d). "+
 			"Its secrets and values now come from %s:\n%s\nWith its restore job running again it is a proper standby, and failing back "+
@@ -297,7 +296,7 @@ func Change(a Assessment, l gitops.Layout) (gitrepo.Change, error) {
 		Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: Kind}, {Key: trailer.Cluster, Value: a.Demoted},
 			{Key: trailer.Event, Value: a.Event}, {Key: trailer.Epoch, Value: fmt.Sprint(a.Epoch)}},
 	}
-	ch.Check = gitrepo.Since(map[string][]byte{p: a.roleFile}, ch, gitops.CheckOwned)
+	ch.Check = gitops.Since(map[string][]byte{p: a.roleFile}, ch, gitops.CheckOwned)
 	return ch, nil
 }
 

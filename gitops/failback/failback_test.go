@@ -91,7 +91,7 @@ func (f *fixture) commit(t *testing.T, kind, cluster string, files map[string][]
 	if cluster != "" {
 		tr = append(tr, trailer.Trailer{Key: trailer.Cluster, Value: cluster})
 	}
-	if _, err := f.w.Apply(f.ctx, gitrepo.Change{Files: files, Message: kind + " by " + cluster, Trailers: tr}); err != nil {
+	if _, err := f.w.Apply(f.ctx, gitops.Change{Files: files, Message: kind + " by " + cluster, Trailers: tr}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -17,7 +17,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/mpha-dev/mpha/gitops"
-	"github.com/mpha-dev/mpha/gitops/gitrepo"
 	"github.com/mpha-dev/mpha/gitops/role"
 	"github.com/mpha-dev/mpha/gitops/trailer"
 	"github.com/mpha-dev/mpha/internal/canonyaml"
@@ -81,7 +80,7 @@ type Plan struct {
 	Branch     string
 	From, To   string
 	Epoch      int64 // the new epoch
-	Change     gitrepo.Change
+	Change     gitops.Change
 	Warnings   []string
 	Summary    []string // one line per file, for the PR body
 	FloatingTo string
@@ -217,7 +216,7 @@ func Build(current map[string][]byte, req Request, opts Options) (*Plan, error) 
 	}
 	p.Summary = append(p.Summary, fmt.Sprintf("%s: %s CNAME → %s (TTL %s)", l.FloatingDNS(), pair.FloatingFQDN, toRef.MPFQDN, opts.TTL))
 
-	p.Change = gitrepo.Change{
+	p.Change = gitops.Change{
 		Branch:  p.Branch,
 		Files:   files,
 		Message: message(pair.Name, p, req),

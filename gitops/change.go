@@ -36,6 +36,17 @@ type Trailer struct {
 	Key, Value string
 }
 
+// Commit is a commit of the branch's history as the pure packages weigh it (who last wrote a
+// file); gitops/gitrepo reads it.
+type Commit struct {
+	Hash string
+	// Merge is true for a commit with more than one parent: it brings others' changes in and
+	// writes none of its own.
+	Merge bool
+	// Trailers are the message's well-formed Mpha-* trailers, in order.
+	Trailers []Trailer
+}
+
 // ErrChanged reports a file another writer changed after the change was planned.
 var ErrChanged = errors.New("changed by another writer")
 

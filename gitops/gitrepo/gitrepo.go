@@ -15,7 +15,6 @@ import (
 	"maps"
 	"path"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/fluxcd/pkg/git"
@@ -367,7 +366,7 @@ func (w *Writer) Read(ctx context.Context, paths ...string) (Snapshot, error) {
 		}
 		snap = Snapshot{Commit: head, Files: map[string][]byte{}}
 		for _, p := range paths {
-			if err := readInto(wt, p, snap.Files); err != nil {
+			if err := readInto(workTree{wt}, p, snap.Files); err != nil {
 				return false, err
 			}
 		}
@@ -377,52 +376,4 @@ func (w *Writer) Read(ctx context.Context, paths ...string) (Snapshot, error) {
 		return Snapshot{}, redact.Error(fmt.Errorf("reading %s: %w", w.opts.Branch, err))
 	}
 	return snap, nil
-}
-
-func readInto(wt billy.Filesystem, p string, into map[string][]byte) error {
-	if dir, ok := strings.CutSuffix(p, "/**"); ok {
-		infos, err := wt.ReadDir(dir)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("listing %s: %w", dir, err)
-		}
-		for _, fi := range infos {
-			sub := path.Join(dir, fi.Name())
-			if fi.IsDir() {
-				sub += "/**"
-			}
-			if err := readInto(wt, sub, into); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if dir, ok := strings.CutSuffix(p, "/"); ok {
-		infos, err := wt.ReadDir(dir)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("listing %s: %w", dir, err)
-		}
-		for _, fi := range infos {
-			if !fi.IsDir() {
-				if err := readInto(wt, path.Join(dir, fi.Name()), into); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
-	b, err := util.ReadFile(wt, p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", p, err)
-	}
-	into[p] = b
-	return nil
 }

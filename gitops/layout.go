@@ -1,6 +1,6 @@
 // Package gitops holds the vocabulary of mpha's GitOps repository: where each file lives
-// (docs/design.md §3, a contract), which names are valid, and how mpha marks the files it owns.
-// It is pure: no network, no clients, no Git. Code that writes YAML or talks to Git lives in its
+// (docs/design.md §3, a contract), which names are valid, how mpha marks the files it owns, and
+// the Change a commit makes (which gitops/gitrepo applies). It is pure: no network, no clients, no Git. Code that writes YAML or talks to Git lives in its
 // subpackages and imports this one, never the reverse.
 package gitops
 

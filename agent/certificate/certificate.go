@@ -89,7 +89,7 @@ func URL(client *http.Client, url string) Source {
 
 // writer is what the publisher needs of the Git writer.
 type writer interface {
-	Apply(ctx context.Context, ch gitrepo.Change) (gitrepo.Result, error)
+	Apply(ctx context.Context, ch gitops.Change) (gitrepo.Result, error)
 }
 
 // Publisher keeps clusters/<self>/sealing-cert.pem equal to the controller's certificate.
@@ -113,7 +113,7 @@ func (p *Publisher) PublishOnce(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	res, err := p.Repo.Apply(ctx, gitrepo.Change{
+	res, err := p.Repo.Apply(ctx, gitops.Change{
 		Files: map[string][]byte{p.Layout.SealingCert(p.Self): append([]byte(gitops.Header), pem...)},
 		Message: fmt.Sprintf("Publish %s's sealing certificate\n\nSHA-256 fingerprint %s. The peer re-seals its exported secrets for it.",
 			p.Self, cert.Fingerprint),

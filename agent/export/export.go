@@ -207,7 +207,7 @@ func (e *Exporter) run(ctx context.Context, get getter) (Report, error) {
 		return Report{}, fmt.Errorf("%s: %w", certPath, err)
 	}
 	rep := Report{Secrets: map[string]Outcome{}, CertFingerprint: cert.Fingerprint}
-	ch := gitrepo.Change{Files: map[string][]byte{}}
+	ch := gitops.Change{Files: map[string][]byte{}}
 	for _, name := range e.opts.Names {
 		out, file, err := e.plan(ctx, get, cert, name, snap.Files[l.Secret(e.opts.Peer, name)])
 		if err != nil {
@@ -231,7 +231,7 @@ func (e *Exporter) run(ctx context.Context, get getter) (Report, error) {
 		return rep, nil
 	}
 	// Planned from snap: a file someone else changed since is a conflict, and the next run re-plans.
-	ch.Check = gitrepo.Since(snap.Files, ch, gitops.CheckOwned)
+	ch.Check = gitops.Since(snap.Files, ch, gitops.CheckOwned)
 	ch.Pinned = map[string][]byte{l.Pair(): pairFile}
 	ch.Message = e.message(rep)
 	ch.Trailers = []trailer.Trailer{{Key: trailer.Kind, Value: "secrets"}, {Key: trailer.Cluster, Value: e.opts.Self}, {Key: trailer.To, Value: e.opts.Peer}}
@@ -252,7 +252,7 @@ func (e *Exporter) run(ctx context.Context, get getter) (Report, error) {
 // key. Only files already there are refreshed (a cluster that was never a standby has none), sealed
 // with the certificate this cluster published itself; without that certificate they are left as
 // they are, with a warning.
-func (e *Exporter) ownCopies(ctx context.Context, get getter, files map[string][]byte, ch *gitrepo.Change) (map[string]Outcome, error) {
+func (e *Exporter) ownCopies(ctx context.Context, get getter, files map[string][]byte, ch *gitops.Change) (map[string]Outcome, error) {
 	l := e.opts.Layout
 	present := map[string][]byte{}
 	for _, name := range e.opts.Names {

@@ -384,7 +384,7 @@ func TestExporter(t *testing.T) {
 
 func publishCert(ctx context.Context, t *testing.T, r *rig, pem []byte) {
 	t.Helper()
-	if _, err := r.writer.Apply(ctx, gitrepo.Change{
+	if _, err := r.writer.Apply(ctx, gitops.Change{
 		Files:   map[string][]byte{r.layout.SealingCert("west"): pem},
 		Message: "Publish west's sealing certificate", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "cert"}},
 	}); err != nil {

@@ -53,7 +53,7 @@ func newExportRig(t testing.TB, large bool, backoff wait.Backoff) *exportRig {
 	}
 	r.layout, _ = gitops.NewLayout("")
 	pem, _ := testrig.SealingKeyPair(t, "west")
-	if _, err := r.writer.Apply(context.Background(), gitrepo.Change{Files: map[string][]byte{r.layout.SealingCert("west"): pem},
+	if _, err := r.writer.Apply(context.Background(), gitops.Change{Files: map[string][]byte{r.layout.SealingCert("west"): pem},
 		Message: "west's certificate", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "cert"}}}); err != nil {
 		t.Fatal(err)
 	}

@@ -57,7 +57,7 @@ func TestExporterRefreshesItsOwnCopies(t *testing.T) {
 	}
 	commit := func(files map[string][]byte, msg string) {
 		t.Helper()
-		if _, err := r.writer.Apply(ctx, gitrepo.Change{Files: files, Message: msg,
+		if _, err := r.writer.Apply(ctx, gitops.Change{Files: files, Message: msg,
 			Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "cert"}}}); err != nil {
 			t.Fatal(err)
 		}

@@ -48,7 +48,7 @@ func BenchmarkExportRepoSize(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := w.Apply(ctx, gitrepo.Change{Files: map[string][]byte{layout.SealingCert("west"): pem},
+		if _, err := w.Apply(ctx, gitops.Change{Files: map[string][]byte{layout.SealingCert("west"): pem},
 			Message: "west's certificate", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "cert"}}}); err != nil {
 			b.Fatal(err)
 		}

@@ -83,7 +83,7 @@ func benchRig(b *testing.B, srv *testrig.GitServer) *bench {
 		b.Fatal(err)
 	}
 	r.repo = r.writer(b, "mpha agent (west)")
-	if _, err := r.repo.Apply(ctx, gitrepo.Change{Files: seed(b, r.layout), Message: "Seed the pair",
+	if _, err := r.repo.Apply(ctx, gitops.Change{Files: seed(b, r.layout), Message: "Seed the pair",
 		Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}}); err != nil {
 		b.Fatal(err)
 	}

@@ -40,7 +40,7 @@ const (
 // Repo is what the handler needs of the Git repository (a *gitrepo.Writer).
 type Repo interface {
 	Read(ctx context.Context, paths ...string) (gitrepo.Snapshot, error)
-	Apply(ctx context.Context, ch gitrepo.Change) (gitrepo.Result, error)
+	Apply(ctx context.Context, ch gitops.Change) (gitrepo.Result, error)
 	Branches(ctx context.Context, prefix string, paths ...string) ([]gitrepo.Branch, error)
 }
 
@@ -322,13 +322,8 @@ func (h *Handler) answer(ctx context.Context, st *state, req event.Request, subj
 			return h.propose(ctx, req, b, st.pair.Active) // pushed before: a redelivery
 		}
 	}
-	if st.pair.Active == h.opts.Cluster {
-		return h.refuse(ctx, subject, id, payload, &event.RejectError{Reason: event.ReasonAlreadyActive,
-			Detail: fmt.Sprintf("%s is already the active cluster of %s at epoch %d", h.opts.Cluster, st.pair.Name, st.pair.Epoch)}, nil)
-	}
-	if d.ExpectedEpoch != nil && *d.ExpectedEpoch != st.pair.Epoch {
-		return h.refuse(ctx, subject, id, payload, &event.RejectError{Reason: event.ReasonStaleEpoch,
-			Detail: fmt.Sprintf("the request expects epoch %d, pair.yaml is at %d", *d.ExpectedEpoch, st.pair.Epoch)}, nil)
+	if err := plan.Admit(st.pair, d.Target, d.ExpectedEpoch); err != nil {
+		return h.refuse(ctx, subject, id, payload, planRejection(err), nil)
 	}
 	if d.Mode != event.ModeDrill && !d.DryRun {
 		open, err := h.openFailover(ctx, st, branches)
@@ -361,7 +356,7 @@ func (h *Handler) answer(ctx context.Context, st *state, req event.Request, subj
 		return h.refuse(ctx, subject, id, payload, rerr, checks)
 	}
 	p, err := plan.Build(st.files, plan.Request{
-		Event: id, To: d.Target, Mode: string(d.Mode), ExpectedEpoch: d.ExpectedEpoch, RequestedBy: d.RequestedBy,
+		Event: id, To: d.Target, Mode: string(d.Mode), RequestedBy: d.RequestedBy,
 		Reason: d.Reason, Preflight: summary, Checks: planChecks(checks), At: h.opts.Now(),
 	}, plan.Options{Layout: h.opts.Layout, Namespace: h.opts.Namespace, DNSNamespace: h.opts.DNSNamespace, TTL: h.opts.TTL})
 	if err != nil {

@@ -93,7 +93,8 @@ func (h *Handler) preflight(ctx context.Context, st *state, req event.Request) (
 	return checks, summary, &event.RejectError{Reason: event.ReasonPreflightFailed, Detail: detail}, nil
 }
 
-// epochCheck is §7's epoch check: the request is not stale (stale ones were refused already).
+// epochCheck reports §7's epoch check, which plan.Admit made before the request was accepted:
+// a request it refused never reaches the preflight.
 func epochCheck(st *state, d event.FailoverRequest) event.Check {
 	c := event.Check{Name: "epoch", Result: string(readiness.Pass)}
 	if d.ExpectedEpoch == nil {

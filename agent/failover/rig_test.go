@@ -120,7 +120,7 @@ func startRig(t *testing.T, o rigOptions) (*rig, *testrig.Proxy) {
 		t.Fatal(err)
 	}
 	r.repo = r.writer(t, "mpha agent (west)")
-	res, err := r.repo.Apply(ctx, gitrepo.Change{Files: seed(t, r.layout), Message: "Seed the pair",
+	res, err := r.repo.Apply(ctx, gitops.Change{Files: seed(t, r.layout), Message: "Seed the pair",
 		Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}})
 	if err != nil {
 		t.Fatal(err)

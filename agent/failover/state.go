@@ -107,7 +107,7 @@ func epochOf(raw []byte) int64 {
 }
 
 // CommitMessage is the commit message Apply writes for ch: its message and trailers.
-func CommitMessage(ch gitrepo.Change) (string, error) {
+func CommitMessage(ch gitops.Change) (string, error) {
 	return trailer.Format(ch.Message, ch.Trailers)
 }
 
@@ -117,7 +117,7 @@ const maxDiff = 32 << 10
 
 // Diff is the diff of ch against the files it was planned from (gitrepo.Diff), cut to fit in a
 // status event.
-func Diff(base map[string][]byte, ch gitrepo.Change) (string, error) {
+func Diff(base map[string][]byte, ch gitops.Change) (string, error) {
 	s, err := gitrepo.Diff(base, ch)
 	if err != nil {
 		return "", err

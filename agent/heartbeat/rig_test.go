@@ -130,7 +130,7 @@ func TestHeartbeatFollowsPairYAML(t *testing.T) {
 		t.Errorf("west's facts: %+v, %v", b.Heartbeat, err)
 	}
 
-	if _, err := w.Apply(ctx, gitrepo.Change{Files: map[string][]byte{layout.Pair(): []byte(pairYAML("west", 4))},
+	if _, err := w.Apply(ctx, gitops.Change{Files: map[string][]byte{layout.Pair(): []byte(pairYAML("west", 4))},
 		Message: "Fail over to west"}); err != nil {
 		t.Fatal(err)
 	}

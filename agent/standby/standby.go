@@ -190,7 +190,7 @@ func (p *Publisher) RunOnce(ctx context.Context) (Report, error) {
 		return Report{}, err
 	}
 	rep.Warnings, rep.Stripped = r.warnings, r.stripped
-	ch := gitrepo.Change{Files: map[string][]byte{}}
+	ch := gitops.Change{Files: map[string][]byte{}}
 	for _, path := range slices.Sorted(maps.Keys(files)) {
 		if string(snap.Files[path]) != string(files[path]) {
 			ch.Files[path] = files[path]
@@ -208,7 +208,7 @@ func (p *Publisher) RunOnce(ctx context.Context) (Report, error) {
 		p.log.Debug("standby values: nothing changed", "revision", rel.Revision)
 		return rep, nil
 	}
-	ch.Check = gitrepo.Since(snap.Files, ch, gitops.CheckOwned)
+	ch.Check = gitops.Since(snap.Files, ch, gitops.CheckOwned)
 	ch.Pinned = map[string][]byte{l.Pair(): raw} // rendered as the active of this pair.yaml
 	ch.Message = fmt.Sprintf("Render %s's management plane from %s's Helm release %s/%s v%d\n\nChart %s %s.\n%s",
 		peer, p.opts.Self, rel.Namespace, rel.Name, rel.Revision, rel.Chart, rel.Version, bullets(rep.Changed))

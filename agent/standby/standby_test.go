@@ -297,7 +297,7 @@ func TestPublisherRunFollowsUpgradesAndKeepsADemotedStandbySuspended(t *testing.
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.writer.Apply(context.Background(), gitrepo.Change{Message: "failover", Files: map[string][]byte{
+	if _, err := r.writer.Apply(context.Background(), gitops.Change{Message: "failover", Files: map[string][]byte{
 		l.Pair(): []byte(pairYAML("east", "west")), l.Role("west"): b,
 	}}); err != nil {
 		t.Fatal(err)
@@ -351,7 +351,7 @@ func TestPublisherStandbyAndValuesMode(t *testing.T) {
 	if rep, err := p.RunOnce(ctx); err != nil || rep.Active || rep.Commit != "" {
 		t.Fatalf("as standby: %+v, %v", rep, err)
 	}
-	if _, err := r.writer.Apply(ctx, gitrepo.Change{Message: "east active", Files: map[string][]byte{r.layout.Pair(): []byte(pairYAML("east", ""))}}); err != nil {
+	if _, err := r.writer.Apply(ctx, gitops.Change{Message: "east active", Files: map[string][]byte{r.layout.Pair(): []byte(pairYAML("east", ""))}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := p.RunOnce(ctx); err != nil {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -20,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mpha-dev/mpha/gitops/audit"
+	"github.com/mpha-dev/mpha/gitops/gitrepo"
 )
 
 // Credentials for an http(s) --repo; read from the environment only, never printed.
@@ -98,12 +98,9 @@ func (ao *auditOptions) complete() (audit.Options, error) {
 }
 
 func runAudit(ctx context.Context, o *globalOptions, ao *auditOptions, opts audit.Options) error {
-	var auth transport.AuthMethod // nil: anonymous, or the SSH agent
-	if a, ok := envAuth(ao.repo); ok {
-		if strings.HasPrefix(strings.ToLower(ao.repo), "http://") && !ao.insecureHTTP {
-			return errors.New("--repo is plain http: credentials would travel unencrypted; use https or --insecure-http-credentials")
-		}
-		auth = a
+	auth, err := readAuth(ao.repo, ao.insecureHTTP)
+	if err != nil {
+		return err
 	}
 	r, err := audit.Open(ctx, ao.repo, auth, ao.branch)
 	if err != nil {
@@ -118,6 +115,20 @@ func runAudit(ctx context.Context, o *globalOptions, ao *auditOptions, opts audi
 
 // envAuth returns basic auth from MPHA_GIT_USERNAME and MPHA_GIT_PASSWORD for an http(s) URL;
 // false for other repositories or when neither is set.
+// readAuth is the authentication for audit.Open's clone of repo: the environment's credentials,
+// refused over plain http unless insecureHTTP, as gitrepo.New refuses them; nil (anonymous, or
+// the SSH agent) without credentials.
+func readAuth(repo string, insecureHTTP bool) (transport.AuthMethod, error) {
+	a, ok := envAuth(repo)
+	if !ok {
+		return nil, nil
+	}
+	if strings.HasPrefix(strings.ToLower(repo), "http://") && !insecureHTTP {
+		return nil, fmt.Errorf("--repo: %w", gitrepo.ErrCredentialsOverHTTP)
+	}
+	return a, nil
+}
+
 func envAuth(repo string) (*githttp.BasicAuth, bool) {
 	user, pass := os.Getenv(envGitUsername), os.Getenv(envGitPassword)
 	u, err := url.Parse(repo)

@@ -1,17 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
-	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/spf13/cobra"
 
+	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/audit"
 	"github.com/mpha-dev/mpha/gitops/failback"
+	"github.com/mpha-dev/mpha/gitops/gitrepo"
 )
 
 type failbackOptions struct {
@@ -55,18 +56,19 @@ not re-seeded yet (run it again later); 0 when prepared, now or before.`,
 			if err != nil {
 				return err
 			}
-			var auth transport.AuthMethod
-			if a, ok := envAuth(fo.repo.repo); ok {
-				if strings.HasPrefix(strings.ToLower(fo.repo.repo), "http://") && !fo.repo.insecureHTTP {
-					return errors.New("--repo is plain http: credentials would travel unencrypted; use https or --insecure-http-credentials")
-				}
-				auth = a
+			auth, err := readAuth(fo.repo.repo, fo.repo.insecureHTTP)
+			if err != nil {
+				return err
 			}
 			r, err := audit.Open(cmd.Context(), fo.repo.repo, auth, fo.repo.branch)
 			if err != nil {
 				return err
 			}
-			a, err := failback.Assess(cmd.Context(), r, fo.repo.branch, l)
+			h, err := gitrepo.NewHistory(r, fo.repo.branch)
+			if err != nil {
+				return err
+			}
+			a, err := assessFailback(cmd.Context(), h, l)
 			if err != nil {
 				return err
 			}
@@ -108,6 +110,24 @@ not re-seeded yet (run it again later); 0 when prepared, now or before.`,
 	cmd.Flags().BoolVar(&fo.dryRun, "dry-run", false, "report only; commit nothing")
 	cmd.Flags().StringVarP(&fo.output, "output", "o", "table", "table|json")
 	return cmd
+}
+
+// assessFailback reads what failback.Assess weighs from h: the files, then the last commit of
+// those whose author counts.
+func assessFailback(ctx context.Context, h *gitrepo.History, l gitops.Layout) (failback.Assessment, error) {
+	snap, err := h.Read(failback.Inputs(l)...)
+	if err != nil {
+		return failback.Assessment{}, err
+	}
+	paths, err := failback.Authored(snap.Files, l)
+	if err != nil {
+		return failback.Assessment{}, err
+	}
+	last, err := h.LastChanges(ctx, paths...)
+	if err != nil {
+		return failback.Assessment{}, err
+	}
+	return failback.Assess(failback.Input{Commit: snap.Commit, Files: snap.Files, Last: last}, l)
 }
 
 func printFailback(w io.Writer, output string, a failback.Assessment, commit string, dryRun bool) error {

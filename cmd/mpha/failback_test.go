@@ -88,7 +88,7 @@ lastFailover: {event: ev-9, from: east, to: west, at: "2026-11-22T10:00:00Z"}
 		{"secrets", "west", map[string][]byte{l.Secret("east", "iam-signing-key"): sealed}},
 		{"values", "west", map[string][]byte{l.HelmRelease("east"): []byte("# rendered from west\n")}},
 	} {
-		if _, err := w.Apply(ctx, gitrepo.Change{Files: c.files, Message: c.kind,
+		if _, err := w.Apply(ctx, gitops.Change{Files: c.files, Message: c.kind,
 			Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: c.kind}, {Key: trailer.Cluster, Value: c.cluster}}}); err != nil {
 			t.Fatal(err)
 		}

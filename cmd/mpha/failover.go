@@ -430,6 +430,13 @@ func runFailoverPlan(ctx context.Context, o *globalOptions, po *planOptions) err
 	if err != nil {
 		return err
 	}
+	pair, err := plan.ReadPair(files, l)
+	if err != nil {
+		return err
+	}
+	if err := plan.Admit(pair, po.to, nil); err != nil {
+		return err
+	}
 	p, err := plan.Build(files, plan.Request{Event: "preview", To: po.to, Mode: po.mode, RequestedBy: po.requestedBy,
 		Reason: po.reason, Preflight: plan.PreflightPass, At: time.Now()}, plan.Options{Layout: l})
 	if err != nil {

@@ -27,6 +27,7 @@ import (
 	"github.com/mpha-dev/mpha/agent/failover"
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
+	"github.com/mpha-dev/mpha/gitops/plan"
 	"github.com/mpha-dev/mpha/gitops/role"
 	"github.com/mpha-dev/mpha/internal/golden"
 	"github.com/mpha-dev/mpha/internal/testrig"
@@ -323,7 +324,7 @@ func TestFailoverRequestPairFromRepo(t *testing.T) {
 }
 
 // `mpha failover plan` renders the commit from a local checkout: the four files, the diff and the
-// contract's trailers; an unknown cluster is an error.
+// contract's trailers; an unknown cluster or the active one is an error.
 func TestFailoverPlan(t *testing.T) {
 	dir := t.TempDir()
 	for p, s := range failoverFiles(t) {
@@ -357,6 +358,10 @@ func TestFailoverPlan(t *testing.T) {
 	}
 	if _, _, err := run(t, "failover", "plan", "--repo", dir, "--to", "north"); err == nil || !strings.Contains(err.Error(), "north") {
 		t.Errorf("unknown cluster: %v", err)
+	}
+	// The agent's own check of a request against pair.yaml (plan.Admit) refuses the active.
+	if _, _, err := run(t, "failover", "plan", "--repo", dir, "--to", "east"); !errors.Is(err, plan.ErrAlreadyActive) {
+		t.Errorf("the active cluster as target: %v", err)
 	}
 	if _, _, err := run(t, "failover", "plan", "--repo", t.TempDir(), "--to", "west"); err == nil || !strings.Contains(err.Error(), "pair.yaml") {
 		t.Errorf("no pair.yaml: %v", err)

@@ -2,30 +2,25 @@
 // §5, "Failback"). The failover left it demoted: tsb/iam at 0 and its restore
 // job suspended, because until the new active re-seeds it — every secret sealed for it, its
 // standby values rendered from the new active's release — restoring the new active's backups into
-// it would pair a database with the wrong keys. Assess reads the GitOps repository and says
-// whether that re-seeding has happened; Change is the commit that then re-enables the restore
-// job. After it, the pair is ready to fail back: a planned failover in the other direction.
+// it would pair a database with the wrong keys. Assess weighs the GitOps repository's files and
+// who last wrote them, and says whether that re-seeding has happened; Change is the commit that
+// then re-enables the restore job. After it, the pair is ready to fail back: a planned failover in
+// the other direction.
 //
-// It reads Git only, so it works from a workstation with nothing but the repository; what the
-// demoted cluster's Flux and sealed-secrets did with those files is the readiness checks' part
-// (`mpha doctor`, the agent's readiness ConfigMap).
+// It is pure: the caller reads the files (Inputs) and the last commit of those Authored names
+// (gitops/gitrepo's History), so it works from a workstation with nothing but the repository;
+// what the demoted cluster's Flux and sealed-secrets did with those files is the readiness
+// checks' part (`mpha doctor`, the agent's readiness ConfigMap). It imports no Git.
 package failback
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"path"
 	"slices"
 	"strings"
 
-	gogit "github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/object"
-
 	"github.com/mpha-dev/mpha/gitops"
-	"github.com/mpha-dev/mpha/gitops/audit"
-	"github.com/mpha-dev/mpha/gitops/gitrepo"
 	"github.com/mpha-dev/mpha/gitops/role"
 	"github.com/mpha-dev/mpha/gitops/seal"
 	"github.com/mpha-dev/mpha/gitops/trailer"
@@ -90,174 +85,157 @@ func (a Assessment) Prepared() bool { return a.Ready() && !a.Suspended }
 // ErrNoFailover reports a pair.yaml with no failover recorded: there is nothing to fail back from.
 var ErrNoFailover = errors.New("pair.yaml records no failover: there is no demoted cluster to prepare")
 
-// Assess reads branch of repo (audit.Open opens a URL or a checkout) and assesses the cluster
-// the last failover demoted.
-func Assess(ctx context.Context, repo *gogit.Repository, branch string, l gitops.Layout) (Assessment, error) {
-	head, err := tip(repo, branch)
+// Input is the repository as Assess weighs it.
+type Input struct {
+	// Commit is the commit Files were read at.
+	Commit string
+	// Files are what Inputs names, as read at Commit (absent paths left out).
+	Files map[string][]byte
+	// Last maps each path Authored names to the newest commit that changed it (absent: none).
+	Last map[string]gitops.Commit
+}
+
+// Inputs are the paths Assess reads, for gitrepo's Read: pair.yaml and the clusters' folders.
+func Inputs(l gitops.Layout) []string {
+	return []string{l.Pair(), l.Root() + "/clusters/**"}
+}
+
+// Authored names the files of files (read from Inputs) whose last commit Assess weighs: the
+// demoted cluster's sealed secrets and its HelmRelease, as far as they exist.
+func Authored(files map[string][]byte, l gitops.Layout) ([]string, error) {
+	pair, err := lastFailover(files, l)
+	if err != nil {
+		return nil, err
+	}
+	demoted := pair.LastFailover.From
+	var out []string
+	for _, n := range list(files, l.SecretsDir(demoted)) {
+		out = append(out, path.Join(l.SecretsDir(demoted), n))
+	}
+	if _, ok := files[l.HelmRelease(demoted)]; ok {
+		out = append(out, l.HelmRelease(demoted))
+	}
+	return out, nil
+}
+
+// Assess assesses the cluster the last failover demoted.
+func Assess(in Input, l gitops.Layout) (Assessment, error) {
+	pair, err := lastFailover(in.Files, l)
 	if err != nil {
 		return Assessment{}, err
-	}
-	tree, err := head.Tree()
-	if err != nil {
-		return Assessment{}, fmt.Errorf("reading %s: %w", branch, err)
-	}
-	pairFile, ok, err := file(tree, l.Pair())
-	if err != nil || !ok {
-		return Assessment{}, errors.Join(fmt.Errorf("reading %s", l.Pair()), err)
-	}
-	pair, err := gitops.ParsePair(pairFile)
-	if err != nil {
-		return Assessment{}, err
-	}
-	if pair.LastFailover == nil {
-		return Assessment{}, ErrNoFailover
 	}
 	a := Assessment{Active: pair.Active, Demoted: pair.LastFailover.From, Event: pair.LastFailover.Event, Epoch: pair.Epoch,
-		Commit: head.Hash.String()}
+		Commit: in.Commit}
 	if a.Demoted == a.Active {
 		return Assessment{}, fmt.Errorf("pair.yaml's last failover (%s) came from %s, which is active again", a.Event, a.Demoted)
 	}
-	entries, err := audit.Log(ctx, repo, audit.Options{Branch: branch})
-	if err != nil {
-		return Assessment{}, err
-	}
-	byCommit := map[string]audit.Entry{}
-	for _, e := range entries {
-		byCommit[e.Commit] = e
-	}
-	last := func(p string) (audit.Entry, bool, error) {
-		h, err := lastChange(ctx, repo, head.Hash, p)
-		if err != nil || h.IsZero() {
-			return audit.Entry{}, false, err
-		}
-		e, ok := byCommit[h.String()]
-		if !ok {
-			e = audit.Entry{Commit: h.String()}
-		}
-		return e, true, nil
-	}
-	c, err := a.secrets(tree, l, last)
-	if err != nil {
-		return Assessment{}, err
-	}
-	a.Checks = append(a.Checks, c)
-	if c, err = a.values(tree, l, last); err != nil {
-		return Assessment{}, err
-	}
-	a.Checks = append(a.Checks, c)
-	if c, err = a.restore(tree, l); err != nil {
-		return Assessment{}, err
-	}
-	a.Checks = append(a.Checks, c)
+	a.Checks = append(a.Checks, a.secrets(in, l), a.values(in, l), a.restore(in.Files, l))
 	return a, nil
+}
+
+// lastFailover is pair.yaml, which must record a failover.
+func lastFailover(files map[string][]byte, l gitops.Layout) (*gitops.Pair, error) {
+	raw, ok := files[l.Pair()]
+	if !ok {
+		return nil, fmt.Errorf("reading %s: it is not in the repository", l.Pair())
+	}
+	pair, err := gitops.ParsePair(raw)
+	if err != nil {
+		return nil, err
+	}
+	if pair.LastFailover == nil {
+		return nil, ErrNoFailover
+	}
+	return pair, nil
 }
 
 // secrets: the secrets the pair exports are those sealed for either cluster; each must be in the
 // demoted cluster's folder, sealed for its current certificate, last written by the new active.
-func (a *Assessment) secrets(tree *object.Tree, l gitops.Layout, last func(string) (audit.Entry, bool, error)) (Check, error) {
+func (a *Assessment) secrets(in Input, l gitops.Layout) Check {
 	c := Check{Name: CheckSecrets, Result: Fail}
-	certPEM, ok, err := file(tree, l.SealingCert(a.Demoted))
-	if err != nil {
-		return c, err
-	}
+	certPEM, ok := in.Files[l.SealingCert(a.Demoted)]
 	if !ok {
 		c.Evidence = fmt.Sprintf("%s is missing: %s's agent has not published its sealing certificate", l.SealingCert(a.Demoted), a.Demoted)
-		return c, nil
+		return c
 	}
 	cert, err := seal.ParseCert(certPEM)
 	if err != nil {
 		c.Evidence = fmt.Sprintf("%s: %v", l.SealingCert(a.Demoted), err)
-		return c, nil
+		return c
 	}
-	names := map[string]bool{}
+	var names []string
 	for _, cl := range []string{a.Active, a.Demoted} {
-		for _, n := range list(tree, l.SecretsDir(cl)) {
-			names[n] = true
-		}
+		names = append(names, list(in.Files, l.SecretsDir(cl))...)
 	}
+	slices.Sort(names)
+	names = slices.Compact(names)
 	if len(names) == 0 {
 		c.Evidence = "no secret is sealed for either cluster yet"
-		return c, nil
+		return c
 	}
 	var problems []string
-	sorted := slices.Sorted(func(yield func(string) bool) {
-		for n := range names {
-			if !yield(n) {
-				return
-			}
-		}
-	})
-	for _, n := range sorted {
-		p := path.Join(l.SecretsDir(a.Demoted), n)
-		b, ok, err := file(tree, p)
-		if err != nil {
-			return c, err
-		}
-		if !ok {
-			problems = append(problems, strings.TrimSuffix(n, ".yaml")+": not sealed for "+a.Demoted)
-			continue
-		}
-		st, err := seal.ReadStamp(b)
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("%s: %v", n, err))
-			continue
-		}
-		if st.CertFingerprint != cert.Fingerprint {
-			problems = append(problems, fmt.Sprintf("%s: sealed for certificate %.16s…, %s's is %.16s…", n, st.CertFingerprint, a.Demoted, cert.Fingerprint))
-			continue
-		}
-		e, ok, err := last(p)
-		if err != nil {
-			return c, err
-		}
-		if !ok || e.Kind != "secrets" || e.Cluster != a.Active {
-			problems = append(problems, fmt.Sprintf("%s: last written by %s, not by the new active %s's export", n, who(e, ok), a.Active))
+	for _, n := range names {
+		if p := a.secret(in, l, n, cert); p != "" {
+			problems = append(problems, p)
 		}
 	}
 	if len(problems) > 0 {
 		c.Evidence = strings.Join(problems, "; ")
-		return c, nil
+		return c
 	}
 	c.Result, c.Evidence = Pass, fmt.Sprintf("%d secrets sealed for %s (certificate %.16s…) by %s", len(names), a.Demoted, cert.Fingerprint, a.Active)
-	return c, nil
+	return c
+}
+
+// secret is the problem with the demoted cluster's copy of secret file n, or "".
+func (a *Assessment) secret(in Input, l gitops.Layout, n string, cert seal.Cert) string {
+	p := path.Join(l.SecretsDir(a.Demoted), n)
+	b, ok := in.Files[p]
+	if !ok {
+		return strings.TrimSuffix(n, ".yaml") + ": not sealed for " + a.Demoted
+	}
+	st, err := seal.ReadStamp(b)
+	if err != nil {
+		return fmt.Sprintf("%s: %v", n, err)
+	}
+	if st.CertFingerprint != cert.Fingerprint {
+		return fmt.Sprintf("%s: sealed for certificate %.16s…, %s's is %.16s…", n, st.CertFingerprint, a.Demoted, cert.Fingerprint)
+	}
+	if kind, cluster, w := in.author(p); kind != "secrets" || cluster != a.Active {
+		return fmt.Sprintf("%s: last written by %s, not by the new active %s's export", n, w, a.Active)
+	}
+	return ""
 }
 
 // values: the demoted cluster's HelmRelease, last written by the new active's standby loop.
-func (a *Assessment) values(tree *object.Tree, l gitops.Layout, last func(string) (audit.Entry, bool, error)) (Check, error) {
+func (a *Assessment) values(in Input, l gitops.Layout) Check {
 	c := Check{Name: CheckValues, Result: Fail}
 	p := l.HelmRelease(a.Demoted)
-	if _, ok, err := file(tree, p); err != nil || !ok {
+	if _, ok := in.Files[p]; !ok {
 		c.Evidence = p + " is missing: " + a.Active + "'s agent has not rendered " + a.Demoted + "'s standby values yet"
-		return c, err
+		return c
 	}
-	e, ok, err := last(p)
-	if err != nil {
-		return c, err
+	if kind, cluster, w := in.author(p); kind != "values" || cluster != a.Active {
+		c.Evidence = fmt.Sprintf("%s was last written by %s, not rendered from %s's release", p, w, a.Active)
+		return c
 	}
-	if !ok || e.Kind != "values" || e.Cluster != a.Active {
-		c.Evidence = fmt.Sprintf("%s was last written by %s, not rendered from %s's release", p, who(e, ok), a.Active)
-		return c, nil
-	}
-	c.Result, c.Evidence = Pass, fmt.Sprintf("%s rendered by %s in %.12s", p, a.Active, e.Commit)
-	return c, nil
+	c.Result, c.Evidence = Pass, fmt.Sprintf("%s rendered by %s in %.12s", p, a.Active, in.Last[p].Hash)
+	return c
 }
 
 // restore reads the demoted cluster's role.yaml: the job to enable, if any.
-func (a *Assessment) restore(tree *object.Tree, l gitops.Layout) (Check, error) {
+func (a *Assessment) restore(files map[string][]byte, l gitops.Layout) Check {
 	c := Check{Name: CheckRestore, Result: Pass}
 	p := l.Role(a.Demoted)
-	b, ok, err := file(tree, p)
-	if err != nil {
-		return c, err
-	}
+	b, ok := files[p]
 	if !ok {
 		c.Evidence = p + " is absent: no restore job to enable"
-		return c, nil
+		return c
 	}
 	r, err := role.Parse(b)
 	if err != nil {
 		c.Result, c.Evidence = Fail, fmt.Sprintf("%s: %v", p, err)
-		return c, nil
+		return c
 	}
 	a.role, a.roleFile, a.Restore, a.Suspended = r, b, r.Restore, r.RestoreSuspended
 	switch {
@@ -270,26 +248,26 @@ func (a *Assessment) restore(tree *object.Tree, l gitops.Layout) (Check, error) 
 	default:
 		c.Evidence = fmt.Sprintf("%s runs %s already", p, r.Restore.Name)
 	}
-	return c, nil
+	return c
 }
 
 // Change is the commit that re-enables the demoted cluster's restore job, checked against the
 // role.yaml the assessment read (a role that changed since is a conflict, not overwritten).
-func Change(a Assessment, l gitops.Layout) (gitrepo.Change, error) {
+func Change(a Assessment, l gitops.Layout) (gitops.Change, error) {
 	if !a.Ready() {
-		return gitrepo.Change{}, fmt.Errorf("%s is not re-seeded yet: %s", a.Demoted, a.failing())
+		return gitops.Change{}, fmt.Errorf("%s is not re-seeded yet: %s", a.Demoted, a.failing())
 	}
 	if !a.Suspended {
-		return gitrepo.Change{}, fmt.Errorf("%s's restore job is not suspended: nothing to prepare", a.Demoted)
+		return gitops.Change{}, fmt.Errorf("%s's restore job is not suspended: nothing to prepare", a.Demoted)
 	}
 	r := a.role
 	r.RestoreSuspended = false
 	b, err := r.Marshal()
 	if err != nil {
-		return gitrepo.Change{}, fmt.Errorf("rendering %s: %w", l.Role(a.Demoted), err)
+		return gitops.Change{}, fmt.Errorf("rendering %s: %w", l.Role(a.Demoted), err)
 	}
 	p := l.Role(a.Demoted)
-	ch := gitrepo.Change{
+	ch := gitops.Change{
 		Files: map[string][]byte{p: b},
 		Message: fmt.Sprintf("failback prepare: %s is re-seeded by %s; resume its %s\n\n%s became standby in failover %s (epoch %d). "+
 			"Its secrets and values now come from %s:\n%s\nWith its restore job running again it is a proper standby, and failing back "+
@@ -297,7 +275,7 @@ func Change(a Assessment, l gitops.Layout) (gitrepo.Change, error) {
 		Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: Kind}, {Key: trailer.Cluster, Value: a.Demoted},
 			{Key: trailer.Event, Value: a.Event}, {Key: trailer.Epoch, Value: fmt.Sprint(a.Epoch)}},
 	}
-	ch.Check = gitrepo.Since(map[string][]byte{p: a.roleFile}, ch, gitops.CheckOwned)
+	ch.Check = gitops.Since(map[string][]byte{p: a.roleFile}, ch, gitops.CheckOwned)
 	return ch, nil
 }
 
@@ -319,79 +297,42 @@ func (a Assessment) failing() string {
 	return strings.Join(out, "; ")
 }
 
-func who(e audit.Entry, ok bool) string {
+// author is who last wrote p, as that commit's trailers say: its Mpha-Kind and Mpha-Cluster
+// (empty when absent or malformed; a merge writes nothing of its own), and a phrase naming it.
+func (in Input) author(p string) (kind, cluster, who string) {
+	c, ok := in.Last[p]
+	if !ok {
+		return "", "", "no commit"
+	}
+	if !c.Merge {
+		kind, cluster = value(c.Trailers, trailer.Kind), value(c.Trailers, trailer.Cluster)
+	}
 	switch {
-	case !ok:
-		return "no commit"
-	case e.Kind == "":
-		return fmt.Sprintf("commit %.12s (no mpha trailers)", e.Commit)
-	case e.Cluster == "":
-		return fmt.Sprintf("a %s commit %.12s", e.Kind, e.Commit)
+	case kind == "":
+		return kind, cluster, fmt.Sprintf("commit %.12s (no mpha trailers)", c.Hash)
+	case cluster == "":
+		return kind, cluster, fmt.Sprintf("a %s commit %.12s", kind, c.Hash)
 	}
-	return fmt.Sprintf("%s's %s commit %.12s", e.Cluster, e.Kind, e.Commit)
+	return kind, cluster, fmt.Sprintf("%s's %s commit %.12s", cluster, kind, c.Hash)
 }
 
-func tip(repo *gogit.Repository, branch string) (*object.Commit, error) {
-	if branch == "" {
-		branch = audit.DefaultBranch
+// value is the first trailer of key, if the contract accepts it (as `mpha audit` reads it).
+func value(ts []trailer.Trailer, key string) string {
+	v, ok := trailer.Get(ts, key)
+	if !ok || trailer.Check(trailer.Trailer{Key: key, Value: v}) != nil {
+		return ""
 	}
-	ref, err := repo.Reference(plumbing.NewBranchReferenceName(branch), true)
-	if err != nil {
-		// A clone by audit.Open has the branch as a remote-tracking or local ref; a checkout's HEAD.
-		if ref, err = repo.Reference(plumbing.NewRemoteReferenceName("origin", branch), true); err != nil {
-			return nil, fmt.Errorf("branch %s: %w", branch, err)
-		}
-	}
-	c, err := repo.CommitObject(ref.Hash())
-	if err != nil {
-		return nil, fmt.Errorf("branch %s: %w", branch, err)
-	}
-	return c, nil
-}
-
-func file(tree *object.Tree, p string) ([]byte, bool, error) {
-	f, err := tree.File(p)
-	if errors.Is(err, object.ErrFileNotFound) || errors.Is(err, object.ErrDirectoryNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("reading %s: %w", p, err)
-	}
-	s, err := f.Contents()
-	if err != nil {
-		return nil, false, fmt.Errorf("reading %s: %w", p, err)
-	}
-	return []byte(s), true, nil
+	return v
 }
 
 // list names the files directly in dir.
-func list(tree *object.Tree, dir string) []string {
-	t, err := tree.Tree(dir)
-	if err != nil {
-		return nil
-	}
+func list(files map[string][]byte, dir string) []string {
 	var out []string
-	for _, e := range t.Entries {
-		if e.Mode.IsFile() {
-			out = append(out, e.Name)
+	for p := range files {
+		if name, ok := strings.CutPrefix(p, dir+"/"); ok && !strings.Contains(name, "/") {
+			out = append(out, name)
 		}
 	}
+	slices.Sort(out)
 	return out
-}
-
-// lastChange is the newest commit from head whose change touches p (zero hash: none).
-func lastChange(ctx context.Context, repo *gogit.Repository, head plumbing.Hash, p string) (plumbing.Hash, error) {
-	it, err := repo.Log(&gogit.LogOptions{From: head, FileName: &p})
-	if err != nil {
-		return plumbing.ZeroHash, fmt.Errorf("history of %s: %w", p, err)
-	}
-	defer it.Close()
-	c, err := it.Next()
-	if err != nil {
-		if ctx.Err() != nil {
-			return plumbing.ZeroHash, ctx.Err()
-		}
-		return plumbing.ZeroHash, nil
-	}
-	return c.Hash, nil
 }

@@ -91,7 +91,7 @@ func (f *fixture) commit(t *testing.T, kind, cluster string, files map[string][]
 	if cluster != "" {
 		tr = append(tr, trailer.Trailer{Key: trailer.Cluster, Value: cluster})
 	}
-	if _, err := f.w.Apply(f.ctx, gitrepo.Change{Files: files, Message: kind + " by " + cluster, Trailers: tr}); err != nil {
+	if _, err := f.w.Apply(f.ctx, gitops.Change{Files: files, Message: kind + " by " + cluster, Trailers: tr}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -128,15 +128,38 @@ var (
 
 func (f *fixture) assess(t *testing.T) failback.Assessment {
 	t.Helper()
-	r, err := audit.Open(f.ctx, f.srv.URL(repo), f.srv.Auth(), "main")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := failback.Assess(f.ctx, r, "main", f.l)
+	a, err := f.read(t)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// read clones the repository as `mpha failback prepare` does and assesses it: the files, then
+// the history of those whose author counts.
+func (f *fixture) read(t *testing.T) (failback.Assessment, error) {
+	t.Helper()
+	r, err := audit.Open(f.ctx, f.srv.URL(repo), f.srv.Auth(), "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := gitrepo.NewHistory(r, "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := h.Read(failback.Inputs(f.l)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths, err := failback.Authored(snap.Files, f.l)
+	if err != nil {
+		return failback.Assessment{}, err
+	}
+	last, err := h.LastChanges(f.ctx, paths...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return failback.Assess(failback.Input{Commit: snap.Commit, Files: snap.Files, Last: last}, f.l)
 }
 
 func result(a failback.Assessment, name string) failback.Check {
@@ -254,11 +277,7 @@ func TestNoFailoverNoDemotedCluster(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	f.commit(t, "pair", "", map[string][]byte{f.l.Pair(): []byte(strings.Split(pairAfter, "lastFailover")[0])})
-	r, err := audit.Open(f.ctx, f.srv.URL(repo), f.srv.Auth(), "main")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := failback.Assess(f.ctx, r, "main", f.l); !errors.Is(err, failback.ErrNoFailover) {
+	if _, err := f.read(t); !errors.Is(err, failback.ErrNoFailover) {
 		t.Errorf("err = %v, want ErrNoFailover", err)
 	}
 }

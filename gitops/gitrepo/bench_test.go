@@ -11,6 +11,7 @@ import (
 
 	"github.com/fluxcd/pkg/git"
 
+	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
 	"github.com/mpha-dev/mpha/gitops/trailer"
 	"github.com/mpha-dev/mpha/internal/testrig"
@@ -36,7 +37,7 @@ func BenchmarkApplyLargeRepo(b *testing.B) {
 	var lat []time.Duration
 	for i := 0; b.Loop(); i++ {
 		start := time.Now()
-		if _, err := w.Apply(context.Background(), gitrepo.Change{
+		if _, err := w.Apply(context.Background(), gitops.Change{
 			Files:   map[string][]byte{"mpha/clusters/west/secrets/iam-signing-key.yaml": fmt.Appendf(nil, "rev: %d\n", i)},
 			Message: "Export iam-signing-key", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "secrets"}},
 		}); err != nil {
@@ -83,7 +84,7 @@ func BenchmarkRepoSize(b *testing.B) {
 				return err
 			}},
 			{"apply", func(i int) error {
-				_, err := w.Apply(context.Background(), gitrepo.Change{
+				_, err := w.Apply(context.Background(), gitops.Change{
 					Files:   map[string][]byte{"mpha/clusters/west/secrets/iam-signing-key.yaml": fmt.Appendf(nil, "rev: %d\n", i)},
 					Message: "Export iam-signing-key", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "secrets"}},
 				})

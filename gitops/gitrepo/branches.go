@@ -2,7 +2,6 @@ package gitrepo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,7 +9,6 @@ import (
 	"github.com/fluxcd/pkg/git/gogit"
 	extgogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/storage/memory"
 	"k8s.io/apimachinery/pkg/util/wait"
 
@@ -94,18 +92,9 @@ func readBranch(repo *extgogit.Repository, name string, h plumbing.Hash, paths [
 	}
 	b := Branch{Name: name, Commit: h.String(), Message: commit.Message, Files: map[string][]byte{}}
 	for _, p := range paths {
-		f, err := tree.File(p)
-		if errors.Is(err, object.ErrFileNotFound) || errors.Is(err, object.ErrDirectoryNotFound) {
-			continue
+		if err := readInto(commitTree{tree}, p, b.Files); err != nil {
+			return Branch{}, fmt.Errorf("branch %s: %w", name, err)
 		}
-		if err != nil {
-			return Branch{}, fmt.Errorf("branch %s: %s: %w", name, p, err)
-		}
-		s, err := f.Contents()
-		if err != nil {
-			return Branch{}, fmt.Errorf("branch %s: reading %s: %w", name, p, err)
-		}
-		b.Files[p] = []byte(s)
 	}
 	return b, nil
 }

@@ -11,6 +11,8 @@ import (
 	fdiff "github.com/go-git/go-git/v5/plumbing/format/diff"
 	"github.com/go-git/go-git/v5/utils/diff"
 	"github.com/sergi/go-diff/diffmatchpatch"
+
+	"github.com/mpha-dev/mpha/gitops"
 )
 
 // DiffContext is the number of unchanged lines around each change, as git's default.
@@ -20,7 +22,7 @@ const DiffContext = fdiff.DefaultContextLines
 // a path absent from base did not exist): per file, hunks of changed lines with DiffContext lines
 // around them, a new file as added, a deleted one as removed, in path order. Files ch writes
 // unchanged are left out. The blob ids on the index lines are real, so `git apply` takes it.
-func Diff(base map[string][]byte, ch Change) (string, error) {
+func Diff(base map[string][]byte, ch gitops.Change) (string, error) {
 	var patch filePatches
 	for p := range ch.Files {
 		from, existed := base[p]

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
 	"github.com/mpha-dev/mpha/internal/golden"
 )
@@ -28,7 +29,7 @@ func TestDiff(t *testing.T) {
 		"mpha/no-newline.txt": []byte("a\nb"),
 		"mpha/blob.bin":       {0, 1, 2},
 	}
-	ch := gitrepo.Change{
+	ch := gitops.Change{
 		Files: map[string][]byte{
 			"mpha/changed.yaml":   []byte(strings.Replace(lines(12), "line f\n", "line F\n", 1)),
 			"mpha/same.yaml":      []byte("kind: Same\n"),
@@ -64,7 +65,7 @@ func TestDiff(t *testing.T) {
 	if n := strings.Count(got, "diff --git"); n != 5 {
 		t.Errorf("want 5 files in the diff, got %d:\n%s", n, got)
 	}
-	if empty, err := gitrepo.Diff(base, gitrepo.Change{Files: map[string][]byte{"mpha/same.yaml": []byte("kind: Same\n")}}); err != nil || empty != "" {
+	if empty, err := gitrepo.Diff(base, gitops.Change{Files: map[string][]byte{"mpha/same.yaml": []byte("kind: Same\n")}}); err != nil || empty != "" {
 		t.Errorf("a change that changes nothing: %q, %v", empty, err)
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"maps"
 	"path"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/fluxcd/pkg/git"
@@ -30,6 +29,7 @@ import (
 	"github.com/go-git/go-git/v5/storage/memory"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/trailer"
 	"github.com/mpha-dev/mpha/internal/redact"
 )
@@ -73,29 +73,7 @@ type Writer struct {
 // Repository is what the agent's loops need of a Writer (an interface, so tests can wrap it).
 type Repository interface {
 	Read(ctx context.Context, paths ...string) (Snapshot, error)
-	Apply(ctx context.Context, ch Change) (Result, error)
-}
-
-// Change is one commit.
-type Change struct {
-	// Branch receives the commit ("" = Options.Branch). A branch that does not exist yet starts
-	// from Options.Branch.
-	Branch string
-	// Files maps repository paths to the content they must have.
-	Files map[string][]byte
-	// Delete lists paths to remove (absent ones are ignored).
-	Delete []string
-	// Message is the subject and body; Trailers follow it.
-	Message  string
-	Trailers []trailer.Trailer
-	// Check, if set, sees the current content of every path the change writes or deletes (nil
-	// when absent) on the head it is about to commit onto; an error aborts the change with a
-	// *ConflictError naming the file, and is not retried.
-	Check func(path string, current []byte) error
-	// Pinned maps paths the change does not write to the content they must still hold (nil:
-	// absent) on the head it commits onto, or it aborts with a *ConflictError (ErrChanged): a
-	// writer whose right to write comes from a file (pair.yaml's active) is fenced by it.
-	Pinned map[string][]byte
+	Apply(ctx context.Context, ch gitops.Change) (Result, error)
 }
 
 // Result says what Apply did.
@@ -116,31 +94,6 @@ type ConflictError struct {
 
 func (e *ConflictError) Error() string { return fmt.Sprintf("conflict on %s: %v", e.Path, e.Err) }
 func (e *ConflictError) Unwrap() error { return e.Err }
-
-// Since returns a Check for a change planned from base (paths → content as read; a path absent
-// from base was absent). It refuses, naming the file, a path whose content changed since it was
-// read — another writer got there first — unless it already holds what the change writes; then
-// it applies next (gitops.CheckOwned, say), if any.
-func Since(base map[string][]byte, ch Change, next func(path string, current []byte) error) func(string, []byte) error {
-	return func(p string, current []byte) error {
-		want, writes := ch.Files[p]
-		was, existed := base[p]
-		switch {
-		case writes && bytes.Equal(current, want):
-		case existed && current != nil && bytes.Equal(current, was):
-		case !existed && current == nil:
-		default:
-			return fmt.Errorf("%w: it changed since it was read", ErrChanged)
-		}
-		if next != nil {
-			return next(p, current)
-		}
-		return nil
-	}
-}
-
-// ErrChanged reports a file another writer changed after the change was planned.
-var ErrChanged = errors.New("changed by another writer")
 
 // permanentError marks a failure that another attempt would repeat.
 type permanentError struct{ err error }
@@ -185,7 +138,7 @@ func New(opts Options) (*Writer, error) {
 
 // Apply commits ch and pushes it, re-applying it on the new head when the push loses a race or
 // the server is unreachable, until it lands or the backoff is spent.
-func (w *Writer) Apply(ctx context.Context, ch Change) (Result, error) {
+func (w *Writer) Apply(ctx context.Context, ch gitops.Change) (Result, error) {
 	if err := validatePaths(ch); err != nil {
 		return Result{}, err
 	}
@@ -242,7 +195,7 @@ func terminal(ctx context.Context, err error) bool {
 
 // attempt makes one clone, writes the change and pushes it. The clone lives in memory: on a
 // repository of 10k files a shallow clone to disk takes seconds, in memory a few hundred ms.
-func (w *Writer) attempt(ctx context.Context, branch string, ch Change, msg string) (Result, error) {
+func (w *Writer) attempt(ctx context.Context, branch string, ch gitops.Change, msg string) (Result, error) {
 	c, wt, err := w.checkout(ctx, branch)
 	if err != nil {
 		return Result{}, err
@@ -315,7 +268,7 @@ func branchMissing(err error) bool {
 }
 
 // apply runs the change's Check on every path it touches, then writes and deletes the files.
-func apply(wt billy.Filesystem, ch Change) error {
+func apply(wt billy.Filesystem, ch gitops.Change) error {
 	paths := make([]string, 0, len(ch.Files)+len(ch.Delete))
 	for p := range ch.Files {
 		paths = append(paths, p)
@@ -345,7 +298,7 @@ func apply(wt billy.Filesystem, ch Change) error {
 			return fmt.Errorf("reading %s: %w", p, err)
 		}
 		if want := ch.Pinned[p]; !bytes.Equal(cur, want) || (cur == nil) != (want == nil) {
-			return &ConflictError{Path: p, Err: fmt.Errorf("%w: the change was planned on another version of it", ErrChanged)}
+			return &ConflictError{Path: p, Err: fmt.Errorf("%w: the change was planned on another version of it", gitops.ErrChanged)}
 		}
 	}
 	for p, content := range ch.Files {
@@ -365,7 +318,7 @@ func apply(wt billy.Filesystem, ch Change) error {
 }
 
 // validatePaths refuses paths that are absolute, unclean, or reach outside the repository or into .git.
-func validatePaths(ch Change) error {
+func validatePaths(ch gitops.Change) error {
 	check := func(p string) error {
 		if p == "" || path.IsAbs(p) || path.Clean(p) != p || p == ".." || len(p) > 2 && p[:3] == "../" ||
 			p == ".git" || len(p) > 4 && p[:5] == ".git/" {
@@ -418,7 +371,7 @@ func (w *Writer) Read(ctx context.Context, paths ...string) (Snapshot, error) {
 		}
 		snap = Snapshot{Commit: head, Files: map[string][]byte{}}
 		for _, p := range paths {
-			if err := readInto(wt, p, snap.Files); err != nil {
+			if err := readInto(workTree{wt}, p, snap.Files); err != nil {
 				return false, err
 			}
 		}
@@ -428,52 +381,4 @@ func (w *Writer) Read(ctx context.Context, paths ...string) (Snapshot, error) {
 		return Snapshot{}, redact.Error(fmt.Errorf("reading %s: %w", w.opts.Branch, err))
 	}
 	return snap, nil
-}
-
-func readInto(wt billy.Filesystem, p string, into map[string][]byte) error {
-	if dir, ok := strings.CutSuffix(p, "/**"); ok {
-		infos, err := wt.ReadDir(dir)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("listing %s: %w", dir, err)
-		}
-		for _, fi := range infos {
-			sub := path.Join(dir, fi.Name())
-			if fi.IsDir() {
-				sub += "/**"
-			}
-			if err := readInto(wt, sub, into); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if dir, ok := strings.CutSuffix(p, "/"); ok {
-		infos, err := wt.ReadDir(dir)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("listing %s: %w", dir, err)
-		}
-		for _, fi := range infos {
-			if !fi.IsDir() {
-				if err := readInto(wt, path.Join(dir, fi.Name()), into); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
-	b, err := util.ReadFile(wt, p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", p, err)
-	}
-	into[p] = b
-	return nil
 }

@@ -120,7 +120,7 @@ func TestApplyCommitsWritesAndDeletes(t *testing.T) {
 	f := newFixture(t)
 	w := f.writer(t, f.srv.URL(repo))
 	ctx := context.Background()
-	ch := gitrepo.Change{
+	ch := gitops.Change{
 		Files:    map[string][]byte{"mpha/clusters/west/secrets/iam-signing-key.yaml": owned("a: 1\n"), "mpha/clusters/west/secrets/tsb-iam-jwks.yaml": owned("b: 2\n")},
 		Message:  "Export 2 secrets for west",
 		Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "secrets"}, {Key: trailer.Cluster, Value: "east"}},
@@ -153,7 +153,7 @@ func TestApplyCommitsWritesAndDeletes(t *testing.T) {
 		t.Errorf("re-applying: %+v, %v; want NoChange at %s", again, err, res.Commit)
 	}
 
-	del, err := w.Apply(ctx, gitrepo.Change{Delete: []string{"mpha/clusters/west/secrets/tsb-iam-jwks.yaml", "never/there.yaml"},
+	del, err := w.Apply(ctx, gitops.Change{Delete: []string{"mpha/clusters/west/secrets/tsb-iam-jwks.yaml", "never/there.yaml"},
 		Message: "Remove tsb-iam-jwks", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "secrets"}}, Check: gitops.CheckOwned})
 	if err != nil || del.NoChange {
 		t.Fatalf("delete: %+v, %v", del, err)
@@ -177,7 +177,7 @@ func TestConcurrentWritersAllLand(t *testing.T) {
 			defer wg.Done()
 			// One Writer per goroutine, as separate agents would have.
 			w := f.writer(t, f.srv.URL(repo))
-			res, err := w.Apply(context.Background(), gitrepo.Change{
+			res, err := w.Apply(context.Background(), gitops.Change{
 				Files:    map[string][]byte{fmt.Sprintf("mpha/w/%02d.yaml", i): owned(fmt.Sprintf("i: %d\n", i))},
 				Message:  fmt.Sprintf("writer %d", i),
 				Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}},
@@ -230,7 +230,7 @@ func TestForeignFileIsAConflict(t *testing.T) {
 	f := newFixture(t)
 	w := f.writer(t, f.srv.URL(repo))
 	before := headCommit(t, f.clone(t, "main")).Hash
-	_, err := w.Apply(context.Background(), gitrepo.Change{
+	_, err := w.Apply(context.Background(), gitops.Change{
 		Files:   map[string][]byte{"README.md": owned("mine now\n"), "mpha/pair.yaml": owned("active: east\n")},
 		Message: "take over", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}, Check: gitops.CheckOwned,
 	})
@@ -254,7 +254,7 @@ func TestPinnedFileFencesAChange(t *testing.T) {
 	w := f.writer(t, f.srv.URL(repo))
 	ctx := context.Background()
 	change := func(file string, pinned map[string][]byte) error {
-		_, err := w.Apply(ctx, gitrepo.Change{Files: map[string][]byte{file: owned(file + "\n")}, Pinned: pinned,
+		_, err := w.Apply(ctx, gitops.Change{Files: map[string][]byte{file: owned(file + "\n")}, Pinned: pinned,
 			Message: "fenced", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}})
 		return err
 	}
@@ -262,7 +262,7 @@ func TestPinnedFileFencesAChange(t *testing.T) {
 		t.Fatalf("pinned absent, absent: %v", err)
 	}
 	pair := owned("active: east\n")
-	if _, err := w.Apply(ctx, gitrepo.Change{Files: map[string][]byte{"mpha/pair.yaml": pair}, Message: "pair",
+	if _, err := w.Apply(ctx, gitops.Change{Files: map[string][]byte{"mpha/pair.yaml": pair}, Message: "pair",
 		Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +273,7 @@ func TestPinnedFileFencesAChange(t *testing.T) {
 	for name, pinned := range map[string][]byte{"absent, now present": nil, "another version": owned("active: west\n")} {
 		err := change("mpha/c.yaml", map[string][]byte{"mpha/pair.yaml": pinned})
 		var ce *gitrepo.ConflictError
-		if !errors.As(err, &ce) || ce.Path != "mpha/pair.yaml" || !errors.Is(err, gitrepo.ErrChanged) {
+		if !errors.As(err, &ce) || ce.Path != "mpha/pair.yaml" || !errors.Is(err, gitops.ErrChanged) {
 			t.Errorf("%s: err = %v, want a ConflictError on mpha/pair.yaml", name, err)
 		}
 	}
@@ -290,12 +290,12 @@ func TestBranchForPullRequests(t *testing.T) {
 	ctx := context.Background()
 	main := headCommit(t, f.clone(t, "main")).Hash
 	const br = "mpha/failover/ev-1"
-	first, err := w.Apply(ctx, gitrepo.Change{Branch: br, Files: map[string][]byte{"mpha/pair.yaml": owned("active: west\n")},
+	first, err := w.Apply(ctx, gitops.Change{Branch: br, Files: map[string][]byte{"mpha/pair.yaml": owned("active: west\n")},
 		Message: "Fail over to west", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "failover"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := w.Apply(ctx, gitrepo.Change{Branch: br, Files: map[string][]byte{"mpha/dns/floating.yaml": owned("to: mp2\n")},
+	second, err := w.Apply(ctx, gitops.Change{Branch: br, Files: map[string][]byte{"mpha/dns/floating.yaml": owned("to: mp2\n")},
 		Message: "Move DNS", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "failover"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -328,7 +328,7 @@ func TestServerOutageIsRetried(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	res, err := w.Apply(context.Background(), gitrepo.Change{Files: map[string][]byte{"mpha/x.yaml": owned("x: 1\n")},
+	res, err := w.Apply(context.Background(), gitops.Change{Files: map[string][]byte{"mpha/x.yaml": owned("x: 1\n")},
 		Message: "during an outage", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}})
 	if err != nil {
 		t.Fatalf("after the server came back: %v", err)
@@ -348,7 +348,7 @@ func TestServerOutageIsRetried(t *testing.T) {
 	short := f.writer(t, url, func(o *gitrepo.Options) {
 		o.Backoff = wait.Backoff{Duration: 10 * time.Millisecond, Factor: 1, Steps: 3}
 	})
-	res, err = short.Apply(context.Background(), gitrepo.Change{Files: map[string][]byte{"mpha/y.yaml": owned("y\n")},
+	res, err = short.Apply(context.Background(), gitops.Change{Files: map[string][]byte{"mpha/y.yaml": owned("y\n")},
 		Message: "lost", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}})
 	if err == nil || !strings.Contains(err.Error(), "gave up after 3 attempts") || res.Attempts != 3 {
 		t.Errorf("err = %v, attempts %d; want a give-up after 3", err, res.Attempts)
@@ -375,7 +375,7 @@ func TestSignedCommits(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := f.writer(t, f.srv.URL(repo), func(o *gitrepo.Options) { o.Signer = signer })
-	if _, err := w.Apply(context.Background(), gitrepo.Change{Files: map[string][]byte{"mpha/s.yaml": owned("s\n")},
+	if _, err := w.Apply(context.Background(), gitops.Change{Files: map[string][]byte{"mpha/s.yaml": owned("s\n")},
 		Message: "signed", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -397,7 +397,7 @@ func TestInvalidPathsAreRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"../escape", "/abs", "a/../../b", ".git/config", "a//b", ""} {
-		_, err := w.Apply(context.Background(), gitrepo.Change{Files: map[string][]byte{p: []byte("x")}, Message: "m"})
+		_, err := w.Apply(context.Background(), gitops.Change{Files: map[string][]byte{p: []byte("x")}, Message: "m"})
 		if !errors.Is(err, gitrepo.ErrInvalidPath) {
 			t.Errorf("path %q: err = %v, want ErrInvalidPath", p, err)
 		}
@@ -412,7 +412,7 @@ func TestRead(t *testing.T) {
 	f := newFixture(t)
 	w := f.writer(t, f.srv.URL(repo))
 	ctx := context.Background()
-	res, err := w.Apply(ctx, gitrepo.Change{Files: map[string][]byte{
+	res, err := w.Apply(ctx, gitops.Change{Files: map[string][]byte{
 		"mpha/clusters/west/secrets/a.yaml": owned("a\n"), "mpha/clusters/west/secrets/b.yaml": owned("b\n"),
 		"mpha/clusters/west/sealing-cert.pem": []byte("cert"),
 	}, Message: "seed", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}})
@@ -473,7 +473,7 @@ func TestBranches(t *testing.T) {
 	ctx := context.Background()
 	write := func(branch, content string) gitrepo.Result {
 		t.Helper()
-		r, err := w.Apply(ctx, gitrepo.Change{Branch: branch, Files: map[string][]byte{"mpha/pair.yaml": owned(content)},
+		r, err := w.Apply(ctx, gitops.Change{Branch: branch, Files: map[string][]byte{"mpha/pair.yaml": owned(content)},
 			Message: "on " + branch, Trailers: []trailer.Trailer{{Key: trailer.Event, Value: "ev"}}})
 		if err != nil {
 			t.Fatal(err)

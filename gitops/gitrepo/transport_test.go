@@ -53,7 +53,7 @@ func TestSSHTransport(t *testing.T) {
 		}
 		return w
 	}
-	res, err := newWriter(knownHosts).Apply(context.Background(), gitrepo.Change{Files: map[string][]byte{"mpha/ssh.yaml": owned("via ssh\n")},
+	res, err := newWriter(knownHosts).Apply(context.Background(), gitops.Change{Files: map[string][]byte{"mpha/ssh.yaml": owned("via ssh\n")},
 		Message: "over ssh", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}})
 	if err != nil {
 		t.Fatalf("over SSH: %v", err)
@@ -62,7 +62,7 @@ func TestSSHTransport(t *testing.T) {
 		t.Errorf("the SSH push did not land: %q", got)
 	}
 	other := bytes.Replace(knownHosts, []byte("ssh-rsa AAAA"), []byte("ssh-rsa AAAB"), 1)
-	_, err = newWriter(other).Apply(context.Background(), gitrepo.Change{Files: map[string][]byte{"mpha/mitm.yaml": owned("x\n")},
+	_, err = newWriter(other).Apply(context.Background(), gitops.Change{Files: map[string][]byte{"mpha/mitm.yaml": owned("x\n")},
 		Message: "to an impostor", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}})
 	if err == nil {
 		t.Error("pushed to a server whose host key is not in known_hosts")
@@ -79,7 +79,7 @@ func TestOpenPGPSignedCommits(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := f.writer(t, f.srv.URL(repo), func(o *gitrepo.Options) { o.Signer = signer })
-	if _, err := w.Apply(context.Background(), gitrepo.Change{Files: map[string][]byte{"mpha/pgp.yaml": owned("p\n")},
+	if _, err := w.Apply(context.Background(), gitops.Change{Files: map[string][]byte{"mpha/pgp.yaml": owned("p\n")},
 		Message: "pgp", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestSinceDetectsContentConflicts(t *testing.T) {
 	ctx := context.Background()
 	a, b := f.writer(t, f.srv.URL(repo)), f.writer(t, f.srv.URL(repo))
 	const path = "mpha/pair.yaml"
-	if _, err := a.Apply(ctx, gitrepo.Change{Files: map[string][]byte{path: owned("epoch: 1\n")}, Message: "seed",
+	if _, err := a.Apply(ctx, gitops.Change{Files: map[string][]byte{path: owned("epoch: 1\n")}, Message: "seed",
 		Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -107,23 +107,23 @@ func TestSinceDetectsContentConflicts(t *testing.T) {
 		t.Fatal(err)
 	}
 	// b moves the epoch on after a read it.
-	if _, err := b.Apply(ctx, gitrepo.Change{Files: map[string][]byte{path: owned("epoch: 2\n")}, Message: "b",
+	if _, err := b.Apply(ctx, gitops.Change{Files: map[string][]byte{path: owned("epoch: 2\n")}, Message: "b",
 		Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}}); err != nil {
 		t.Fatal(err)
 	}
-	ch := gitrepo.Change{Files: map[string][]byte{path: owned("epoch: 2\nactive: west\n")}, Message: "a",
+	ch := gitops.Change{Files: map[string][]byte{path: owned("epoch: 2\nactive: west\n")}, Message: "a",
 		Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}}
-	ch.Check = gitrepo.Since(snap.Files, ch, gitops.CheckOwned)
+	ch.Check = gitops.Since(snap.Files, ch, gitops.CheckOwned)
 	_, err = a.Apply(ctx, ch)
 	var ce *gitrepo.ConflictError
-	if !errors.As(err, &ce) || ce.Path != path || !errors.Is(err, gitrepo.ErrChanged) || !strings.Contains(err.Error(), path) {
+	if !errors.As(err, &ce) || ce.Path != path || !errors.Is(err, gitops.ErrChanged) || !strings.Contains(err.Error(), path) {
 		t.Fatalf("err = %v, want a conflict on %s", err, path)
 	}
 	// Re-planned from a fresh read, it goes through.
 	if snap, err = a.Read(ctx, path); err != nil {
 		t.Fatal(err)
 	}
-	ch.Check = gitrepo.Since(snap.Files, ch, gitops.CheckOwned)
+	ch.Check = gitops.Since(snap.Files, ch, gitops.CheckOwned)
 	if _, err := a.Apply(ctx, ch); err != nil {
 		t.Errorf("after re-reading: %v", err)
 	}

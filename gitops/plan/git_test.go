@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
 	"github.com/mpha-dev/mpha/gitops/plan"
 	"github.com/mpha-dev/mpha/internal/testrig"
@@ -67,7 +68,7 @@ func TestPlanOnGitAndFlux(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.Apply(ctx, gitrepo.Change{Message: "merge ev-42", Files: p.Change.Files}); err != nil {
+	if _, err := w.Apply(ctx, gitops.Change{Message: "merge ev-42", Files: p.Change.Files}); err != nil {
 		t.Fatal(err)
 	}
 	var conflict *gitrepo.ConflictError

@@ -12,12 +12,9 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/mpha-dev/mpha/gitops"
-	"github.com/mpha-dev/mpha/gitops/gitrepo"
 	"github.com/mpha-dev/mpha/gitops/role"
 	"github.com/mpha-dev/mpha/gitops/trailer"
 	"github.com/mpha-dev/mpha/internal/canonyaml"
@@ -39,7 +36,7 @@ const (
 
 // Errors a caller turns into a refusal.
 var (
-	// ErrStale: the request was planned against an older epoch than pair.yaml holds.
+	// ErrStale: the request, or the plan, was made at another epoch than pair.yaml holds.
 	ErrStale = errors.New("stale epoch")
 	// ErrAlreadyActive: the target is already the active cluster.
 	ErrAlreadyActive = errors.New("the target is already active")
@@ -51,10 +48,9 @@ type Request struct {
 	Event string
 	To    string
 	Mode  string
-	// ExpectedEpoch, if set, must equal pair.yaml's epoch.
-	ExpectedEpoch *int64
-	RequestedBy   string
-	Reason        string
+	// RequestedBy and Reason go into the commit message and its trailers.
+	RequestedBy string
+	Reason      string
 	// Preflight is the summary of the checks (pass, warn or forced); Checks are their verdicts,
 	// written into the commit message (and so into the pull request).
 	Preflight string
@@ -81,7 +77,7 @@ type Plan struct {
 	Branch     string
 	From, To   string
 	Epoch      int64 // the new epoch
-	Change     gitrepo.Change
+	Change     gitops.Change
 	Warnings   []string
 	Summary    []string // one line per file, for the PR body
 	FloatingTo string
@@ -104,27 +100,23 @@ func Inputs(l gitops.Layout) []string {
 	return []string{l.Pair(), l.Root() + "/clusters/**", l.FloatingDNS()}
 }
 
-// Build plans the failover from the current files (Inputs): pair.yaml and both clusters'
-// role.yaml (absent ones nil). pair.yaml is edited, not rewritten: its author's comments and
-// layout stay.
-func Build(current map[string][]byte, req Request, opts Options) (*Plan, error) {
-	l := opts.Layout
-	if l == (gitops.Layout{}) {
-		return nil, errors.New("a repository layout is required")
+// Admit is the one check of a request against pair.yaml as read (docs/design.md §6): the target
+// is not the active cluster already, and pair.yaml is at the epoch the request expects, if it
+// names one. The agent admits a request before it accepts it (its preflight then reports the
+// epoch check passed), `mpha failover plan` before it builds; Build plans an admitted request and
+// does not check again. The commit's own fence (the epoch on the branch head) is Build's.
+func Admit(pair *gitops.Pair, to string, expectedEpoch *int64) error {
+	if to == pair.Active {
+		return fmt.Errorf("%w: %s is the active cluster of %s at epoch %d", ErrAlreadyActive, to, pair.Name, pair.Epoch)
 	}
-	if !eventRE.MatchString(req.Event) {
-		return nil, fmt.Errorf("event id %q: want 1-128 characters of [A-Za-z0-9._-]", req.Event)
+	if expectedEpoch != nil && *expectedEpoch != pair.Epoch {
+		return fmt.Errorf("%w: the request expects epoch %d, pair.yaml is at %d", ErrStale, *expectedEpoch, pair.Epoch)
 	}
-	switch req.Mode {
-	case ModePlanned, ModeEmergency, ModeDrill:
-	default:
-		return nil, fmt.Errorf("mode %q: want %s, %s or %s", req.Mode, ModePlanned, ModeEmergency, ModeDrill)
-	}
-	switch req.Preflight {
-	case PreflightPass, PreflightWarn, PreflightForced:
-	default:
-		return nil, fmt.Errorf("preflight %q: want %s, %s or %s", req.Preflight, PreflightPass, PreflightWarn, PreflightForced)
-	}
+	return nil
+}
+
+// ReadPair is pair.yaml among the files read (Inputs).
+func ReadPair(current map[string][]byte, l gitops.Layout) (*gitops.Pair, error) {
 	raw, ok := current[l.Pair()]
 	if !ok {
 		return nil, fmt.Errorf("%s is not in the repository", l.Pair())
@@ -133,72 +125,128 @@ func Build(current map[string][]byte, req Request, opts Options) (*Plan, error) 
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", l.Pair(), err)
 	}
-	if req.ExpectedEpoch != nil && *req.ExpectedEpoch != pair.Epoch {
-		return nil, fmt.Errorf("%w: the request expects epoch %d, pair.yaml is at %d", ErrStale, *req.ExpectedEpoch, pair.Epoch)
+	return pair, nil
+}
+
+// Build plans the failover of an admitted request (Admit) from the current files (Inputs):
+// pair.yaml and both clusters' role.yaml (absent ones nil). pair.yaml is edited, not rewritten:
+// its author's comments and layout stay. Each step of the plan is one function (buildSteps).
+func Build(current map[string][]byte, req Request, opts Options) (*Plan, error) {
+	d := &draft{current: current, req: req, opts: opts, files: map[string][]byte{}}
+	for _, step := range buildSteps() {
+		if err := step(d); err != nil {
+			return nil, err
+		}
 	}
-	from := pair.Active
-	if req.To == from {
-		return nil, fmt.Errorf("%w: %s", ErrAlreadyActive, req.To)
+	return d.plan, nil
+}
+
+// draft is a plan in the making: what Build read and what its steps have written so far.
+type draft struct {
+	current map[string][]byte
+	req     Request
+	opts    Options
+	pair    *gitops.Pair      // pair.yaml as read
+	to      gitops.ClusterRef // the target's entry in it
+	files   map[string][]byte // what the commit writes
+	plan    *Plan
+}
+
+// step is one step of Build: it reads the draft and adds to it.
+type step func(*draft) error
+
+// buildSteps are Build's steps in order: check the request, read pair.yaml, then write each file
+// of docs/design.md §5 and the commit that carries them.
+func buildSteps() []step {
+	return []step{checkRequest, readPair, writePair, writeRoles, writeFloating, writeCommit}
+}
+
+// checkRequest refuses a request Build cannot name a branch or a trailer for, and fills in the
+// options' defaults.
+func checkRequest(d *draft) error {
+	req := d.req
+	if d.opts.Layout == (gitops.Layout{}) {
+		return errors.New("a repository layout is required")
 	}
-	toRef, ok := member(pair, req.To)
+	if !eventRE.MatchString(req.Event) {
+		return fmt.Errorf("event id %q: want 1-128 characters of [A-Za-z0-9._-]", req.Event)
+	}
+	switch req.Mode {
+	case ModePlanned, ModeEmergency, ModeDrill:
+	default:
+		return fmt.Errorf("mode %q: want %s, %s or %s", req.Mode, ModePlanned, ModeEmergency, ModeDrill)
+	}
+	switch req.Preflight {
+	case PreflightPass, PreflightWarn, PreflightForced:
+	default:
+		return fmt.Errorf("preflight %q: want %s, %s or %s", req.Preflight, PreflightPass, PreflightWarn, PreflightForced)
+	}
+	if d.opts.Namespace == "" {
+		d.opts.Namespace = role.DefaultNamespace
+	}
+	if d.opts.DNSNamespace == "" {
+		d.opts.DNSNamespace = "mpha"
+	}
+	if d.opts.TTL <= 0 {
+		d.opts.TTL = time.Minute
+	}
+	return nil
+}
+
+// readPair reads pair.yaml and the target's entry in it, and starts the plan.
+func readPair(d *draft) error {
+	pair, err := ReadPair(d.current, d.opts.Layout)
+	if err != nil {
+		return err
+	}
+	to, ok := member(pair, d.req.To)
 	if !ok {
-		return nil, fmt.Errorf("cluster %q is not in pair %s", req.To, pair.Name)
+		return fmt.Errorf("cluster %q is not in pair %s", d.req.To, pair.Name)
 	}
-	if opts.Namespace == "" {
-		opts.Namespace = role.DefaultNamespace
-	}
-	if opts.DNSNamespace == "" {
-		opts.DNSNamespace = "mpha"
-	}
-	if opts.TTL <= 0 {
-		opts.TTL = time.Minute
-	}
-	p := &Plan{Branch: Branch(req.Mode, req.Event), From: from, To: req.To, Epoch: pair.Epoch + 1, FloatingTo: toRef.MPFQDN}
-	files := map[string][]byte{}
+	d.pair, d.to = pair, to
+	d.plan = &Plan{Branch: Branch(d.req.Mode, d.req.Event), From: pair.Active, To: d.req.To, Epoch: pair.Epoch + 1, FloatingTo: to.MPFQDN}
+	return nil
+}
 
-	next := *pair
-	next.Active, next.Epoch = req.To, pair.Epoch+1
-	next.LastFailover = &gitops.Failover{Event: req.Event, From: from, To: req.To, At: req.At.UTC().Truncate(time.Second)}
-	if files[l.Pair()], err = gitops.EditPair(raw, &next); err != nil {
-		return nil, fmt.Errorf("%s: %w", l.Pair(), err)
+// writePair edits pair.yaml: the new active, epoch+1, lastFailover.
+func writePair(d *draft) error {
+	l, p := d.opts.Layout, d.plan
+	next := *d.pair
+	next.Active, next.Epoch = p.To, p.Epoch
+	next.LastFailover = &gitops.Failover{Event: d.req.Event, From: p.From, To: p.To, At: d.req.At.UTC().Truncate(time.Second)}
+	b, err := gitops.EditPair(d.current[l.Pair()], &next)
+	if err != nil {
+		return fmt.Errorf("%s: %w", l.Pair(), err)
 	}
-	p.Summary = append(p.Summary, fmt.Sprintf("%s: active %s → %s, epoch %d → %d", l.Pair(), from, req.To, pair.Epoch, next.Epoch))
+	d.files[l.Pair()] = b
+	p.Summary = append(p.Summary, fmt.Sprintf("%s: active %s → %s, epoch %d → %d", l.Pair(), p.From, p.To, d.pair.Epoch, p.Epoch))
+	return nil
+}
 
-	fromOld, err := parseRole(l.Role(from), current[l.Role(from)])
+// writeRoles writes both role.yaml: the old active a demoted standby (tsb/iam at 0, restore
+// suspended), the new active scaled up with its restore job suspended. A role with nothing to
+// scale is left out, with a warning.
+func writeRoles(d *draft) error {
+	l, p := d.opts.Layout, d.plan
+	fromOld, err := parseRole(l.Role(p.From), d.current[l.Role(p.From)])
 	if err != nil {
-		return nil, err
+		return err
 	}
-	toOld, err := parseRole(l.Role(req.To), current[l.Role(req.To)])
+	toOld, err := parseRole(l.Role(p.To), d.current[l.Role(p.To)])
 	if err != nil {
-		return nil, err
-	}
-	// Both MPs run the same operator: a Deployment's selector known on one side holds on the other.
-	deps := func(own, other *role.Role) []role.Workload {
-		if own != nil && len(own.Deployments) > 0 {
-			return own.Deployments
-		}
-		if other != nil {
-			return other.Deployments
-		}
-		return nil
+		return err
 	}
 	replicas := int32(role.DefaultReplicas)
 	if fromOld != nil && fromOld.Replicas > 0 {
 		replicas = fromOld.Replicas // the previous active count
-	}
-	restore := func(r *role.Role) *role.Restore {
-		if r == nil {
-			return nil
-		}
-		return r.Restore
 	}
 	roles := []struct {
 		cluster string
 		r       role.Role
 		what    string
 	}{
-		{from, role.Standby(opts.Namespace, deps(fromOld, toOld), restore(fromOld), true), standbyWhat(restore(fromOld))},
-		{req.To, role.Active(opts.Namespace, replicas, deps(toOld, fromOld), restore(toOld)), fmt.Sprintf("active (tsb/iam at %d, restore suspended)", replicas)},
+		{p.From, role.Standby(d.opts.Namespace, deployments(fromOld, toOld), restoreOf(fromOld), true), standbyWhat(restoreOf(fromOld))},
+		{p.To, role.Active(d.opts.Namespace, replicas, deployments(toOld, fromOld), restoreOf(toOld)), fmt.Sprintf("active (tsb/iam at %d, restore suspended)", replicas)},
 	}
 	for _, x := range roles {
 		b, err := x.r.Marshal()
@@ -207,37 +255,70 @@ func Build(current map[string][]byte, req Request, opts Options) (*Plan, error) 
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("role of %s: %w", x.cluster, err)
+			return fmt.Errorf("role of %s: %w", x.cluster, err)
 		}
-		files[l.Role(x.cluster)] = b
+		d.files[l.Role(x.cluster)] = b
 		p.Summary = append(p.Summary, fmt.Sprintf("%s: %s", l.Role(x.cluster), x.what))
 	}
-	if files[l.FloatingDNS()], err = dnsEndpoint(pair.FloatingFQDN, toRef.MPFQDN, opts); err != nil {
-		return nil, err
-	}
-	p.Summary = append(p.Summary, fmt.Sprintf("%s: %s CNAME → %s (TTL %s)", l.FloatingDNS(), pair.FloatingFQDN, toRef.MPFQDN, opts.TTL))
+	return nil
+}
 
-	p.Change = gitrepo.Change{
+// writeFloating points the floating FQDN at the new active.
+func writeFloating(d *draft) error {
+	l, p := d.opts.Layout, d.plan
+	b, err := dnsEndpoint(d.pair.FloatingFQDN, d.to.MPFQDN, d.opts)
+	if err != nil {
+		return err
+	}
+	d.files[l.FloatingDNS()] = b
+	p.Summary = append(p.Summary, fmt.Sprintf("%s: %s CNAME → %s (TTL %s)", l.FloatingDNS(), d.pair.FloatingFQDN, d.to.MPFQDN, d.opts.TTL))
+	return nil
+}
+
+// writeCommit is the Change: the files, the message with the preflight table, the trailers, and
+// the fence on pair.yaml's epoch.
+func writeCommit(d *draft) error {
+	l, p, req := d.opts.Layout, d.plan, d.req
+	p.Change = gitops.Change{
 		Branch:  p.Branch,
-		Files:   files,
-		Message: message(pair.Name, p, req),
+		Files:   d.files,
+		Message: message(d.pair.Name, p, req),
 		Trailers: []trailer.Trailer{
 			{Key: trailer.Kind, Value: "failover"},
 			{Key: trailer.Event, Value: req.Event},
 			{Key: trailer.Epoch, Value: strconv.FormatInt(p.Epoch, 10)},
-			{Key: trailer.From, Value: from},
-			{Key: trailer.To, Value: req.To},
+			{Key: trailer.From, Value: p.From},
+			{Key: trailer.To, Value: p.To},
 			{Key: trailer.Mode, Value: req.Mode},
 			{Key: trailer.RequestedBy, Value: oneLine(req.RequestedBy, "unknown")},
 			{Key: trailer.Reason, Value: oneLine(req.Reason, "none given")},
 			{Key: trailer.Preflight, Value: req.Preflight},
 		},
-		Check: fence(l.Pair(), pair.Epoch, files[l.Pair()]),
+		Check: fence(l.Pair(), d.pair.Epoch, d.files[l.Pair()]),
 	}
 	if forced := forcedChecks(req.Checks); forced != "" {
 		p.Change.Trailers = append(p.Change.Trailers, trailer.Trailer{Key: trailer.Forced, Value: forced})
 	}
-	return p, nil
+	return nil
+}
+
+// deployments are own's Deployments, else other's: both MPs run the same operator, so a
+// Deployment's selector known on one side holds on the other.
+func deployments(own, other *role.Role) []role.Workload {
+	if own != nil && len(own.Deployments) > 0 {
+		return own.Deployments
+	}
+	if other != nil {
+		return other.Deployments
+	}
+	return nil
+}
+
+func restoreOf(r *role.Role) *role.Restore {
+	if r == nil {
+		return nil
+	}
+	return r.Restore
 }
 
 func standbyWhat(r *role.Restore) string {
@@ -289,69 +370,6 @@ func parseRole(path string, b []byte) (*role.Role, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &r, nil
-}
-
-// oneLine makes s a trailer value: one line, no surrounding space, not empty.
-func oneLine(s, empty string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if s == "" {
-		return empty
-	}
-	return s
-}
-
-func message(pairName string, p *Plan, req Request) string {
-	var b strings.Builder
-	verb := "Fail over"
-	if req.Mode == ModeDrill {
-		verb = "Drill: fail over"
-	}
-	fmt.Fprintf(&b, "%s %s from %s to %s (epoch %d)\n\n", verb, pairName, p.From, p.To, p.Epoch)
-	fmt.Fprintf(&b, "Requested by %s (%s): %s\n\n", oneLine(req.RequestedBy, "unknown"), req.Mode, oneLine(req.Reason, "no reason given"))
-	for _, s := range p.Summary {
-		b.WriteString("- " + s + "\n")
-	}
-	for _, w := range p.Warnings {
-		b.WriteString("- warning: " + w + "\n")
-	}
-	if len(req.Checks) > 0 {
-		fmt.Fprintf(&b, "\nPreflight: %s\n\n| check | result | evidence |\n|---|---|---|\n", req.Preflight)
-		for _, c := range req.Checks {
-			fmt.Fprintf(&b, "| %s | %s | %s |\n", cell(c.Name), cell(c.Result), cell(c.Evidence))
-		}
-		if forced := forcedChecks(req.Checks); forced != "" {
-			fmt.Fprintf(&b, "\nEmergency: the failing checks %s were forced by the requester.\n", forced)
-		}
-	}
-	fmt.Fprintf(&b, "\nRoll back: revert this commit (or fail over back to %s with a new request).\n", p.From)
-	return b.String()
-}
-
-// maxEvidence caps one check's evidence in the commit message.
-const maxEvidence = 300
-
-// cell makes s one Markdown table cell: one line, no pipes, capped.
-func cell(s string) string {
-	s = strings.ReplaceAll(oneLine(s, "-"), "|", "\\|")
-	if len(s) > maxEvidence {
-		cut := maxEvidence
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "…"
-	}
-	return s
-}
-
-// forcedChecks lists the checks an emergency overrode, for the Mpha-Forced trailer.
-func forcedChecks(checks []Check) string {
-	var names []string
-	for _, c := range checks {
-		if c.Result == PreflightForced {
-			names = append(names, c.Name)
-		}
-	}
-	return strings.Join(names, ",")
 }
 
 // dnsEndpoint is external-dns's DNSEndpoint: the floating FQDN as a CNAME to the active MP.

@@ -118,17 +118,54 @@ func TestBuild(t *testing.T) {
 	}
 }
 
+// Admit is the one check of a request against pair.yaml (the agent's and the CLI's).
+func TestAdmit(t *testing.T) {
+	l := layout(t)
+	pair, err := plan.ReadPair(current(t), l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seven, six, eight := int64(7), int64(6), int64(8)
+	tests := []struct {
+		name     string
+		to       string
+		expected *int64
+		want     string
+		isErr    error
+	}{
+		{"no expected epoch", "west", nil, "", nil},
+		{"the current epoch", "west", &seven, "", nil},
+		{"stale epoch", "west", &six, "expects epoch 6, pair.yaml is at 7", plan.ErrStale},
+		{"an epoch from the future", "west", &eight, "expects epoch 8, pair.yaml is at 7", plan.ErrStale},
+		{"already active", "east", &seven, "east is the active cluster of tsb-mp at epoch 7", plan.ErrAlreadyActive},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := plan.Admit(pair, tc.to, tc.expected)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, tc.isErr) {
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := plan.ReadPair(map[string][]byte{}, l); err == nil || !strings.Contains(err.Error(), "mpha/pair.yaml is not in the repository") {
+		t.Errorf("ReadPair without pair.yaml: %v", err)
+	}
+}
+
 func TestBuildRefuses(t *testing.T) {
 	l := layout(t)
-	seven, six := int64(7), int64(6)
 	tests := []struct {
 		name  string
 		edit  func(*plan.Request, map[string][]byte)
 		want  string
 		isErr error
 	}{
-		{"stale epoch", func(r *plan.Request, _ map[string][]byte) { r.ExpectedEpoch = &six }, "expects epoch 6, pair.yaml is at 7", plan.ErrStale},
-		{"already active", func(r *plan.Request, _ map[string][]byte) { r.To = "east" }, "east", plan.ErrAlreadyActive},
 		{"unknown cluster", func(r *plan.Request, _ map[string][]byte) { r.To = "north" }, `cluster "north" is not in pair tsb-mp`, nil},
 		{"bad event id", func(r *plan.Request, _ map[string][]byte) { r.Event = "../../main" }, `event id "../../main"`, nil},
 		{"bad mode", func(r *plan.Request, _ map[string][]byte) { r.Mode = "yolo" }, `mode "yolo"`, nil},
@@ -147,11 +184,6 @@ func TestBuildRefuses(t *testing.T) {
 				t.Fatalf("got %v, want %q", err, tc.want)
 			}
 		})
-	}
-	req := request()
-	req.ExpectedEpoch = &seven
-	if _, err := plan.Build(current(t), req, plan.Options{Layout: l}); err != nil {
-		t.Errorf("the current epoch was refused: %v", err)
 	}
 }
 

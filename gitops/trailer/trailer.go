@@ -33,10 +33,9 @@ const (
 	Cluster = "Mpha-Cluster"
 )
 
-// Trailer is one "Key: value" line.
-type Trailer struct {
-	Key, Value string
-}
+// Trailer is one "Key: value" line. It is gitops.Trailer, so that a gitops.Change carries trailers
+// without gitops importing this package.
+type Trailer = gitops.Trailer
 
 // ErrInvalid reports a trailer that cannot be written as one git trailer line.
 var ErrInvalid = errors.New("invalid trailer")
@@ -44,7 +43,7 @@ var ErrInvalid = errors.New("invalid trailer")
 var keyRE = regexp.MustCompile(`^Mpha-[A-Za-z0-9]+(-[A-Za-z0-9]+)*$`)
 
 // Validate checks that t is an Mpha-* key with a one-line value that git keeps as written.
-func (t Trailer) Validate() error {
+func Validate(t Trailer) error {
 	if !keyRE.MatchString(t.Key) {
 		return fmt.Errorf("%w: key %q is not Mpha-Word(-Word)*", ErrInvalid, t.Key)
 	}
@@ -61,7 +60,7 @@ func Format(message string, trailers []Trailer) (string, error) {
 	b.WriteString(strings.TrimRight(message, "\n"))
 	b.WriteString("\n\n")
 	for _, t := range trailers {
-		if err := t.Validate(); err != nil {
+		if err := Validate(t); err != nil {
 			return "", err
 		}
 		b.WriteString(t.Key + ": " + t.Value + "\n")
@@ -90,7 +89,7 @@ func ParseAll(message string) ([]Trailer, []error) {
 	for _, line := range strings.Split(paras[len(paras)-1], "\n") {
 		k, v, ok := strings.Cut(line, ": ")
 		t := Trailer{Key: k, Value: v}
-		err := t.Validate()
+		err := Validate(t)
 		switch {
 		case ok && err == nil:
 			out = append(out, t)

@@ -15,9 +15,9 @@ import (
 func TestFormatMatchesTheContract(t *testing.T) {
 	t.Parallel()
 	got, err := trailer.Format("Fail over tsb-mp from east to west\n\nThe active MP stopped answering.\n", []trailer.Trailer{
-		{trailer.Event, "ev-1"}, {trailer.Epoch, "8"}, {trailer.From, "east"}, {trailer.To, "west"},
-		{trailer.Mode, "planned"}, {trailer.RequestedBy, "alice@example.com"}, {trailer.Reason, "east MP down since 10:02"},
-		{trailer.Preflight, "pass"}, {trailer.Kind, "failover"},
+		{Key: trailer.Event, Value: "ev-1"}, {Key: trailer.Epoch, Value: "8"}, {Key: trailer.From, Value: "east"}, {Key: trailer.To, Value: "west"},
+		{Key: trailer.Mode, Value: "planned"}, {Key: trailer.RequestedBy, Value: "alice@example.com"}, {Key: trailer.Reason, Value: "east MP down since 10:02"},
+		{Key: trailer.Preflight, Value: "pass"}, {Key: trailer.Kind, Value: "failover"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -47,8 +47,8 @@ Mpha-Kind: failover
 func TestFormatRefusesWhatGitWouldMangle(t *testing.T) {
 	t.Parallel()
 	for _, tr := range []trailer.Trailer{
-		{"Event", "x"}, {"Mpha-", "x"}, {"Mpha-Reason", "two\nlines"}, {"Mpha-Reason", ""},
-		{"Mpha-Reason", " padded"}, {"Mpha-Bad Key", "x"},
+		{Key: "Event", Value: "x"}, {Key: "Mpha-", Value: "x"}, {Key: "Mpha-Reason", Value: "two\nlines"}, {Key: "Mpha-Reason", Value: ""},
+		{Key: "Mpha-Reason", Value: " padded"}, {Key: "Mpha-Bad Key", Value: "x"},
 	} {
 		if _, err := trailer.Format("subject", []trailer.Trailer{tr}); !errors.Is(err, trailer.ErrInvalid) {
 			t.Errorf("Format(%+v): err = %v, want ErrInvalid", tr, err)
@@ -59,7 +59,7 @@ func TestFormatRefusesWhatGitWouldMangle(t *testing.T) {
 func TestParseIgnoresOtherTrailersAndBodies(t *testing.T) {
 	t.Parallel()
 	msg := "subject\n\nMpha-Kind: not a trailer, in the body\n\nSigned-off-by: a <a@b>\nMpha-Kind: secrets\r\nMpha-Cluster: east\n"
-	want := []trailer.Trailer{{"Mpha-Kind", "secrets"}, {"Mpha-Cluster", "east"}}
+	want := []trailer.Trailer{{Key: "Mpha-Kind", Value: "secrets"}, {Key: "Mpha-Cluster", Value: "east"}}
 	if diff := cmp.Diff(want, trailer.Parse(msg)); diff != "" {
 		t.Errorf("Parse (-want +got):\n%s", diff)
 	}
@@ -82,7 +82,7 @@ func FuzzParse(f *testing.F) {
 				t.Errorf("ParseAll(%q): %v does not wrap ErrInvalid", msg, err)
 			}
 		}
-		in := []trailer.Trailer{{k1, v1}, {k2, v2}}
+		in := []trailer.Trailer{{Key: k1, Value: v1}, {Key: k2, Value: v2}}
 		out, err := trailer.Format(msg, in)
 		if err != nil {
 			return
@@ -99,7 +99,7 @@ func TestParseAllReportsMalformedLines(t *testing.T) {
 	t.Parallel()
 	msg := "subject\n\nSigned-off-by: a <a@b>\nMpha-Kind: secrets\nMpha-Epoch:7\nmpha-cluster: east\nMpha-Reason:  padded\nMpha-Bad Key: x\nMpha-From: \x1b[31meast\nnot a trailer\n"
 	ts, bad := trailer.ParseAll(msg)
-	want := []trailer.Trailer{{"Mpha-Kind", "secrets"}, {"Mpha-From", "\x1b[31meast"}}
+	want := []trailer.Trailer{{Key: "Mpha-Kind", Value: "secrets"}, {Key: "Mpha-From", Value: "\x1b[31meast"}}
 	if diff := cmp.Diff(want, ts); diff != "" {
 		t.Errorf("trailers (-want +got):\n%s", diff)
 	}
@@ -165,9 +165,9 @@ func TestCheck(t *testing.T) {
 func TestCheckAcceptsWhatThePlanWrites(t *testing.T) {
 	t.Parallel()
 	for _, tr := range []trailer.Trailer{
-		{trailer.Mode, plan.ModePlanned}, {trailer.Mode, plan.ModeEmergency}, {trailer.Mode, plan.ModeDrill},
-		{trailer.Preflight, plan.PreflightPass}, {trailer.Preflight, plan.PreflightWarn}, {trailer.Preflight, plan.PreflightForced},
-		{trailer.Kind, failback.Kind},
+		{Key: trailer.Mode, Value: plan.ModePlanned}, {Key: trailer.Mode, Value: plan.ModeEmergency}, {Key: trailer.Mode, Value: plan.ModeDrill},
+		{Key: trailer.Preflight, Value: plan.PreflightPass}, {Key: trailer.Preflight, Value: plan.PreflightWarn}, {Key: trailer.Preflight, Value: plan.PreflightForced},
+		{Key: trailer.Kind, Value: failback.Kind},
 	} {
 		if err := trailer.Check(tr); err != nil {
 			t.Errorf("Check(%+v) = %v", tr, err)

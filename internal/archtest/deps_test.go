@@ -39,10 +39,23 @@ func listPackages(t *testing.T) []pkg {
 	return pkgs
 }
 
+// under reports whether path is the package prefix or below it. prefix is inside the module
+// ("gitops/plan") or, when its first element is a domain, a full import path ("github.com/...").
 func under(path, prefix string) bool {
 	p := module + "/" + prefix
+	if first, _, _ := strings.Cut(prefix, "/"); strings.Contains(first, ".") {
+		p = prefix
+	}
 	return path == p || strings.HasPrefix(path, p+"/")
 }
+
+// The Git libraries, which the pure packages (style.md §4.1) never reach: gitops/gitrepo speaks
+// Git for them.
+const (
+	goGit   = "github.com/go-git/go-git"
+	fluxGit = "github.com/fluxcd/pkg/git"
+	pure    = "a pure package: files in, files out; its caller reads and writes through gitops/gitrepo"
+)
 
 // Test helper packages are for tests only: no other package imports one.
 func TestHelperPackagesOnlyInTests(t *testing.T) {
@@ -86,6 +99,18 @@ var rules = []struct{ from, to, why string }{
 	// through agent/heartbeat's Reader.
 	{"agent/database", "agent/failover", "the failover runs the database check and sync, not the other way round"},
 	{"agent/health", "agent/failover", "the watch suggests a failover by an event, never by a call"},
+	{"gitops/plan", "gitops/gitrepo", pure},
+	{"gitops/plan", goGit, pure},
+	{"gitops/plan", fluxGit, pure},
+	{"gitops/failback", "gitops/gitrepo", pure},
+	{"gitops/failback", goGit, pure},
+	{"gitops/failback", fluxGit, pure},
+	{"gitops/values", "gitops/gitrepo", pure},
+	{"gitops/values", goGit, pure},
+	{"gitops/values", fluxGit, pure},
+	{"gitops/role", "gitops/gitrepo", pure},
+	{"gitops/role", goGit, pure},
+	{"gitops/role", fluxGit, pure},
 }
 
 // helperPackage reports a package of test helpers (agent/failover/failovertest): only tests

@@ -22,7 +22,6 @@ import (
 
 	"github.com/mpha-dev/mpha/agent"
 	"github.com/mpha-dev/mpha/gitops"
-	"github.com/mpha-dev/mpha/gitops/gitrepo"
 	"github.com/mpha-dev/mpha/gitops/role"
 	"github.com/mpha-dev/mpha/gitops/seal/sealtest"
 	"github.com/mpha-dev/mpha/gitops/trailer"
@@ -294,8 +293,8 @@ func (p *pair) agentLogs(t testing.TB) string {
 }
 
 // gitrepoChange is a commit by the platform team onto main.
-func gitrepoChange(files map[string][]byte, message string) gitrepo.Change {
-	return gitrepo.Change{Files: files, Message: message, Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "bootstrap"}}}
+func gitrepoChange(files map[string][]byte, message string) gitops.Change {
+	return gitops.Change{Files: files, Message: message, Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "bootstrap"}}}
 }
 
 // runKubelet stands in for the controller-manager and kubelets the rig does not run: the tsb and

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/mpha-dev/mpha/gitops/gitrepo"
 	"github.com/mpha-dev/mpha/gitops/trailer"
 	"github.com/mpha-dev/mpha/internal/golden"
 	"github.com/mpha-dev/mpha/internal/testrig"
@@ -264,4 +266,24 @@ func TestAuditHostileTrailers(t *testing.T) {
 		t.Errorf("a control character in the JSON output:\n%q", out)
 	}
 	golden.Assert(t, "testdata/audit-hostile.golden.json", []byte(out))
+}
+
+// Every command that reads the repository refuses credentials over plain http with gitrepo's one
+// error, before it connects (nothing listens on the port).
+func TestRepoCommandsRefuseCredentialsOverHTTP(t *testing.T) {
+	t.Setenv(envGitUsername, "someone")
+	t.Setenv(envGitPassword, "a-token")
+	repo := "http://127.0.0.1:1/org/fleet.git"
+	for _, args := range [][]string{
+		{"audit", "--repo", repo},
+		{"failback", "prepare", "--repo", repo, "--dry-run"},
+		{"status", "--repo", repo},
+	} {
+		t.Run(args[0], func(t *testing.T) {
+			_, _, err := run(t, args...)
+			if !errors.Is(err, gitrepo.ErrCredentialsOverHTTP) {
+				t.Errorf("mpha %v: %v, want gitrepo.ErrCredentialsOverHTTP", args, err)
+			}
+		})
+	}
 }

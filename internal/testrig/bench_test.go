@@ -54,6 +54,30 @@ func BenchmarkRigStart(b *testing.B) {
 			b.StartTimer()
 		}
 	})
+	b.Run("named", func(b *testing.B) {
+		for b.Loop() {
+			d := testrig.StartDNS(b, testrig.DNSOptions{A: mpAddrs})
+			b.StopTimer()
+			reportRSS(b, d.Process())
+			stop(b, d.Process())
+			b.StartTimer()
+		}
+	})
+	// Start-up to the first sync: the DNSEndpoints listed and the zone transferred.
+	b.Run("external-dns", func(b *testing.B) {
+		b.StopTimer()
+		c := testrig.StartCluster(b, "bench")
+		prepareDNSEndpoints(b, c)
+		d := testrig.StartDNS(b, testrig.DNSOptions{A: mpAddrs})
+		b.StartTimer()
+		for b.Loop() {
+			e := testrig.StartExternalDNS(b, c, d, testrig.ExternalDNSOptions{})
+			b.StopTimer()
+			reportRSS(b, e.Process())
+			e.Stop(b)
+			b.StartTimer()
+		}
+	})
 }
 
 func reportRSS(b *testing.B, ps ...*testrig.Process) {

@@ -47,7 +47,7 @@
 //
 // The cost of a shared id: while one cluster's Flux lags behind the other's (a cluster back from
 // an outage before its Flux applies the failover's commit), the two external-dns publish different
-// targets and the name alternates between them at every sync (each --interval, 1s here) until that
+// targets and the name alternates between them at every sync (once a second here) until that
 // Flux applies. A drill that restarts a cluster must expect it, or start that cluster's
 // external-dns only after its Flux has applied.
 //

@@ -131,7 +131,7 @@ func prepareDNSEndpoints(t testing.TB, c *testrig.Cluster) {
 
 // applyFloating applies dns/floating.yaml as mpha writes it (gitops/plan), pointing the floating
 // name at target.
-func applyFloating(t *testing.T, c *testrig.Cluster, target string, ttl int) {
+func applyFloating(t testing.TB, c *testrig.Cluster, target string, ttl int) {
 	t.Helper()
 	c.Apply(t, []byte(fmt.Sprintf(`apiVersion: externaldns.k8s.io/v1alpha1
 kind: DNSEndpoint
@@ -172,7 +172,7 @@ func floating(ctx context.Context, d *testrig.DNS) (string, error) {
 	return target, nil
 }
 
-func waitFloating(t *testing.T, d *testrig.DNS, target string, timeout time.Duration) {
+func waitFloating(t testing.TB, d *testrig.DNS, target string, timeout time.Duration) {
 	t.Helper()
 	testrig.Eventually(t, floatingName+" → "+target, timeout, func(ctx context.Context) error {
 		got, err := floating(ctx, d)

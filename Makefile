@@ -51,7 +51,7 @@ tools: ## build the real components the tests run into bin/ (cached; a second ru
 	@tools/build.sh
 
 .PHONY: deps
-deps: ## install the Debian packages the tests use, if missing (postgresql, git, unshare, gcc)
+deps: ## install the Debian packages the tests use, if missing (postgresql, git, unshare, gcc, bind9)
 	tools/deps.sh install
 
 .PHONY: deps-check

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the real components the tests run (kube-apiserver, etcd, nats-server, Flux source- and
-# kustomize-controller, the sealed-secrets controller, Gitea) and staticcheck into bin/, each from
-# its own module under tools/ at the version pinned there: their Kubernetes library versions
-# conflict, so they cannot share one go.mod, and the product's go.mod never sees them.
+# kustomize-controller, the sealed-secrets controller, Gitea, external-dns) and staticcheck into
+# bin/, each from its own module under tools/ at the version pinned there: their Kubernetes library
+# versions conflict, so they cannot share one go.mod, and the product's go.mod never sees them.
 #
 # Built binaries are kept in a machine-wide cache ($MPHA_TOOLS_CACHE, default ~/.cache/mpha-tools)
 # keyed by a hash of the module's go.mod, go.sum, its build recipe and the Go version, so a fresh clone
@@ -81,11 +81,24 @@ build_crds() {
 	chmod -R u+w "$1/crds"
 }
 
+# external-dns with all its providers (its main imports every cloud SDK, hence the long build); the
+# version comes from tools/externaldns/go.mod and must match the DNSEndpoint CRD build_crds copies.
+# v0.19.0 needs Go 1.24, so the local toolchain builds it; a version needing a newer Go (v0.23 needs
+# 1.27) would set GOTOOLCHAIN=go1.27.x here, for this recipe only.
+build_externaldns() {
+	local v
+	v=$(cd "$here/externaldns" && go list -m -f '{{.Version}}' sigs.k8s.io/external-dns)
+	(cd "$here/externaldns" && CGO_ENABLED=0 go build \
+		-ldflags "-s -w -X sigs.k8s.io/external-dns/pkg/apis/externaldns.Version=$v" -o "$1/external-dns" sigs.k8s.io/external-dns)
+}
+
 build_lint() { (cd "$here/lint" && go build -o "$1/staticcheck" honnef.co/go/tools/cmd/staticcheck); }
 
 # Minutes each tool's cold build took on 2 cores (empty module and build caches; measured
 # 2026-12-03), for the progress lines: a newcomer's first `make tools` is long, and says so.
-declare -A cold_minutes=([kube]=17 [etcd]=2 [nats]=1 [flux]=15 [sealed]=3 [gitea]=5 [crds]=1 [lint]=1)
+# externaldns: 1.5 min of downloads, then 28 min on the shared machine at load 10-15, i.e. 13 min
+# of CPU (user+sys): about 9 min on 2 idle cores.
+declare -A cold_minutes=([kube]=17 [etcd]=2 [nats]=1 [flux]=15 [sealed]=3 [gitea]=5 [externaldns]=9 [crds]=1 [lint]=1)
 
 # pending NAME...: those of NAMEs whose build is not in the cache.
 pending() {
@@ -134,12 +147,12 @@ install() {
 	done
 }
 
-all=(kube etcd nats flux sealed gitea crds lint)
+all=(kube etcd nats flux sealed gitea externaldns crds lint)
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${all[@]}")
 for n in "${names[@]}"; do
 	case $n in
-	kube | etcd | nats | flux | sealed | gitea | crds | lint) ;;
+	kube | etcd | nats | flux | sealed | gitea | externaldns | crds | lint) ;;
 	*) echo "tools: unknown tool $n (known: ${all[*]})" >&2 && exit 2 ;;
 	esac
 done

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The machine packages the tests use: PostgreSQL's server binaries (initdb, postgres,
 # pg_basebackup), git (the test Git server execs it), unshare (the sealed-secrets controller runs
-# in its own mount namespace), gcc (Gitea's SQLite driver is cgo) and ca-certificates (the bundle
-# `make image` copies into the container image).
+# in its own mount namespace), gcc (Gitea's SQLite driver is cgo), ca-certificates (the bundle
+# `make image` copies into the container image) and bind9 (named: the rig's DNS server, which
+# external-dns updates over RFC2136; on a host run by systemd the package also enables Debian's own
+# named on port 53, which the rig does not use: `systemctl disable --now named` if unwanted).
 #   tools/deps.sh check     say what is missing, exit 1 if anything is
 #   tools/deps.sh install   apt-get install what is missing (idempotent)
 set -euo pipefail
@@ -13,6 +15,7 @@ command -v git >/dev/null || missing+=(git)
 command -v unshare >/dev/null || missing+=(util-linux)
 command -v gcc >/dev/null || missing+=(gcc libc6-dev)
 command -v make >/dev/null || missing+=(make)
+[ -x /usr/sbin/named ] || command -v named >/dev/null || missing+=(bind9)
 [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates) # the image's CA bundle (make image)
 
 case ${1:-check} in

@@ -1,7 +1,11 @@
 package testrig_test
 
 import (
+	"context"
+	"math/rand/v2"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
@@ -54,6 +58,68 @@ func BenchmarkRigStart(b *testing.B) {
 			b.StartTimer()
 		}
 	})
+	b.Run("named", func(b *testing.B) {
+		for b.Loop() {
+			d := testrig.StartDNS(b, testrig.DNSOptions{A: mpAddrs})
+			b.StopTimer()
+			reportRSS(b, d.Process())
+			stop(b, d.Process())
+			b.StartTimer()
+		}
+	})
+	// Start-up to the first sync: the DNSEndpoints listed and the zone transferred.
+	b.Run("external-dns", func(b *testing.B) {
+		b.StopTimer()
+		c := testrig.StartCluster(b, "bench")
+		prepareDNSEndpoints(b, c)
+		d := testrig.StartDNS(b, testrig.DNSOptions{A: mpAddrs})
+		b.StartTimer()
+		for b.Loop() {
+			e := testrig.StartExternalDNS(b, c, d, testrig.ExternalDNSOptions{})
+			b.StopTimer()
+			reportRSS(b, e.Process())
+			e.Stop(b)
+			b.StartTimer()
+		}
+	})
+}
+
+// BenchmarkDNSEndpointToAnswer: a DNSEndpoint's target changed in the API server → named answers
+// the new target, through the running external-dns (a sync a second). Each change comes at a
+// random moment of that second. Reports p50 and p99.
+func BenchmarkDNSEndpointToAnswer(b *testing.B) {
+	if testing.Short() {
+		b.Skip("starts real components")
+	}
+	c := testrig.StartCluster(b, "bench")
+	prepareDNSEndpoints(b, c)
+	d := testrig.StartDNS(b, testrig.DNSOptions{A: mpAddrs})
+	testrig.StartExternalDNS(b, c, d, testrig.ExternalDNSOptions{})
+	targets := []string{"mp1.tsb.example.com", "mp2.tsb.example.com"}
+	applyFloating(b, c, targets[0], 1)
+	waitFloating(b, d, targets[0], time.Minute)
+	var lat []time.Duration
+	for i := 1; b.Loop(); i++ {
+		b.StopTimer()
+		time.Sleep(rand.N(time.Second))
+		b.StartTimer()
+		start := time.Now()
+		applyFloating(b, c, targets[i%2], 1)
+		for {
+			if got, err := floating(context.Background(), d); err == nil && got == targets[i%2] {
+				break
+			}
+			if time.Since(start) > time.Minute {
+				b.Fatalf("%s still not %s after a minute", floatingName, targets[i%2])
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
 }
 
 func reportRSS(b *testing.B, ps ...*testrig.Process) {

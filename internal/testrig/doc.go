@@ -1,16 +1,58 @@
 // Package testrig starts the real components mpha's integration tests talk to — etcd and
 // kube-apiserver ("clusters"), NATS with JetStream, PostgreSQL primaries and streaming replicas, a
-// smart-HTTP Git server, the Gitea forge, Flux's source- and kustomize-controllers and the
-// sealed-secrets controller — each on free loopback ports in a temporary directory, and stops them
-// when the test ends, whether it passed, failed or panicked.
+// smart-HTTP Git server, the Gitea forge, Flux's source- and kustomize-controllers, the
+// sealed-secrets controller, a DNS server (BIND 9's named) and external-dns — each on free loopback
+// ports in a temporary directory, and stops them when the test ends, whether it passed, failed or
+// panicked.
 //
-// Binaries come from bin/ (built by `make tools`; see tools/build.sh) or $MPHA_BIN; PostgreSQL from
-// the machine's packages (`make deps`). A missing binary fails the test with the make target that
+// Binaries come from bin/ (built by `make tools`; see tools/build.sh) or $MPHA_BIN; PostgreSQL and
+// named from the machine's packages (`make deps`). A missing binary fails the test with the make target that
 // provides it; under `go test -short` the callers skip before reaching the rig.
 //
 // Every child process carries MPHA_RIG_OWNER=<test binary pid> in its environment, runs in its own
 // process group and gets SIGKILL if the test binary dies; Main checks after the run that none is
 // left. Logs are kept under the test's temp directory and printed when the test fails.
+//
+// # DNS
+//
+// The floating name is published the way it would be in production: external-dns (StartExternalDNS,
+// --source=crd --provider=rfc2136) reads the DNSEndpoint mpha commits as dns/floating.yaml, and
+// sends RFC 2136 dynamic updates, signed with a TSIG key, to named (StartDNS), which answers real
+// DNS queries. Nothing in between is written by us.
+//
+// BIND rather than CoreDNS: RFC 2136 with TSIG is what external-dns's rfc2136 provider speaks and
+// what BIND implements natively (a key-restricted update-policy, and the signed zone transfer the
+// provider reads the zone with); CoreDNS takes no dynamic updates, so external-dns would have to
+// reach it through its coredns provider's SkyDNS records in etcd, a store between the two that no
+// operator's DNS has; and named is a Debian package installed in seconds, where CoreDNS would be
+// one more module to build. named runs unprivileged (as the bind user when the test runs as root:
+// started as that user, not dropping root with -u), in the foreground, from a private directory
+// holding its configuration, zone and journal, and reads nothing of /etc/bind's configuration.
+//
+// Ownership. Both clusters of a pair hold the same DNSEndpoint (each one's Flux applies
+// dns/floating.yaml from Git), and each runs its own external-dns, under one --txt-owner-id
+// (DefaultDNSOwner) for the pair:
+//
+//   - With an owner id per cluster, the name belongs to whichever external-dns created it first
+//     (its TXT record, cname-<name>, says so) and the other never changes it: the name could not
+//     move while the old active's cluster is down, the very case failover exists for.
+//     TestExternalDNSTwoClustersOneName shows it.
+//   - Running only the active's external-dns was rejected: nothing in Git says which cluster runs
+//     it (role.yaml scales the MP, not external-dns), so the rig would be deciding for mpha, and an
+//     old active back from an outage still believes it is active until its Flux applies the
+//     commit, as it would with a shared id.
+//   - The policy is upsert-only: external-dns never deletes, so a cluster that does not hold the
+//     DNSEndpoint yet (rebuilt, or before Flux's first apply) cannot remove the name the other
+//     publishes. Updates are atomic (the old CNAME out and the new one in, one message).
+//
+// The cost of a shared id: while one cluster's Flux lags behind the other's (a cluster back from
+// an outage before its Flux applies the failover's commit), the two external-dns publish different
+// targets and the name alternates between them at every sync (once a second here) until that
+// Flux applies. A drill that restarts a cluster must expect it, or start that cluster's
+// external-dns only after its Flux has applied.
+//
+// external-dns exits when a sync fails (its API server or named unreachable); the rig starts it
+// again with a growing back-off, as a pod's restart policy would.
 //
 // testrig is a leaf: it imports nothing of mpha, and only _test.go files import it.
 package testrig

@@ -83,9 +83,16 @@ func newPostgres(t testing.TB, name string) *Postgres {
 
 func postgresUser(t testing.TB) *syscall.Credential {
 	t.Helper()
-	u, err := user.Lookup("postgres")
+	return serviceUser(t, "postgres")
+}
+
+// serviceUser is the credential of the system user a Debian package created for its server
+// (postgres, bind), for running that server unprivileged when the test runs as root.
+func serviceUser(t testing.TB, name string) *syscall.Credential {
+	t.Helper()
+	u, err := user.Lookup(name)
 	if err != nil {
-		t.Fatalf("running Postgres as root needs the postgres user: %v (run `make deps`)", err)
+		t.Fatalf("running %s's server as root needs the %s user: %v (run `make deps`)", name, name, err)
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)

@@ -19,7 +19,6 @@ import (
 	gogit "github.com/go-git/go-git/v5"
 	gitconfig "github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/storage/memory"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -91,15 +90,7 @@ func TestFailoverRequest(t *testing.T) {
 	srv := testrig.StartGitServer(t)
 	srv.CreateRepo(t, "org/fleet.git", "main", failoverFiles(t))
 	n := testrig.StartNATS(t)
-	nc, err := nats.Connect(n.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := n.JetStream(t)
 	auth, err := gitrepo.NewAuth(srv.URL("org/fleet.git"), srv.Credentials())
 	if err != nil {
 		t.Fatal(err)
@@ -242,15 +233,7 @@ func TestFailoverRequestPairFromRepo(t *testing.T) {
 		}
 	}
 	n := testrig.StartNATS(t)
-	nc, err := nats.Connect(n.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := n.JetStream(t)
 	// Streams of both pairs, as their agents would make them; no agent answers (exit 5).
 	for _, p := range []string{"blue-pair", "tsb-mp"} {
 		if _, err := event.EnsureStream(ctx, js, p); err != nil {

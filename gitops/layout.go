@@ -90,11 +90,15 @@ func ValidateClusterName(name string) error { return ValidateName("cluster name"
 // ValidateName checks a name that becomes a path segment, a NATS subject token or a label value
 // (a cluster, a pair, an Mpha-Kind): a DNS-1123 label. what says what the name is in the error.
 func ValidateName(what, name string) error {
-	if errs := validation.IsDNS1123Label(name); len(errs) > 0 {
-		return fmt.Errorf("%s %s: %s", what, Quote(name), strings.Join(errs, "; "))
+	if len(validation.IsDNS1123Label(name)) > 0 {
+		return fmt.Errorf("%s %s: %s", what, Quote(name), labelRule)
 	}
 	return nil
 }
+
+// labelRule says in plain words what validation.IsDNS1123Label checks (its own message quotes a
+// regular expression).
+const labelRule = "want 1 to 63 lowercase letters, digits or '-', starting and ending with a letter or digit"
 
 // quoteMax is how much of a value Quote shows, in runes.
 const quoteMax = 64

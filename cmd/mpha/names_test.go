@@ -46,7 +46,7 @@ func nameFlagCases(t *testing.T, natsURL string) []struct {
 		name, want string
 		args       []string
 	}{
-		{"request: a path as --to", `--to: cluster name "../etc": a lowercase RFC 1123 label`, append(request, "--to", "../etc")},
+		{"request: a path as --to", `--to: cluster name "../etc": want 1 to 63 lowercase letters`, append(request, "--to", "../etc")},
 		{"request: upper case --to", `--to: cluster name "West"`, append(request, "--to", "West")},
 		{"request: an escape in --to", `--to: cluster name "\x1b[31mwest"`, append(request, "--to", "\x1b[31mwest")},
 		{"request: no --to", `--to is required`, request},

@@ -133,8 +133,8 @@ func TestCheck(t *testing.T) {
 	}{
 		{trailer.Kind, "failover", ""},
 		{trailer.Kind, "failback-prepare", ""},
-		{trailer.Kind, "../../etc/passwd", `Mpha-Kind: kind "../../etc/passwd": a lowercase RFC 1123 label`},
-		{trailer.Kind, long, `kind "` + strings.Repeat("x", 64) + `"…: must be no more than 63 characters`},
+		{trailer.Kind, "../../etc/passwd", `Mpha-Kind: kind "../../etc/passwd": want 1 to 63 lowercase letters`},
+		{trailer.Kind, long, `kind "` + strings.Repeat("x", 64) + `"…: want 1 to 63 lowercase letters`},
 		{trailer.Cluster, "east", ""},
 		{trailer.From, "\x1b[31meast", `Mpha-From: cluster name "\x1b[31meast"`},
 		{trailer.To, "West", `Mpha-To: cluster name "West"`},

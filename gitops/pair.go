@@ -8,6 +8,7 @@ import (
 	"time"
 
 	yaml "go.yaml.in/yaml/v3"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mpha-dev/mpha/internal/canonyaml"
 	"github.com/mpha-dev/mpha/internal/strictyaml"
@@ -22,15 +23,28 @@ const (
 // Pair is pair.yaml (docs/design.md §3, a contract): which cluster is active, the epoch that fences
 // stale failover requests, and the FQDNs. Agents read it; Flux never applies it.
 type Pair struct {
-	APIVersion   string       `json:"apiVersion"`
-	Kind         string       `json:"kind"`
-	Name         string       `json:"name"`
-	FloatingFQDN string       `json:"floatingFQDN"`
-	Clusters     []ClusterRef `json:"clusters"`
-	Active       string       `json:"active"`
-	Epoch        int64        `json:"epoch"`
-	LastFailover *Failover    `json:"lastFailover,omitempty"`
+	APIVersion   string `json:"apiVersion"`
+	Kind         string `json:"kind"`
+	Name         string `json:"name"`
+	FloatingFQDN string `json:"floatingFQDN"`
+	// FloatingTTL is the floating record's TTL (default DefaultFloatingTTL; see RecordTTL). It
+	// lives here, beside the name, because both agents must render the same record: a TTL per
+	// agent's configuration would make the two clusters' DNSEndpoints disagree.
+	FloatingTTL  *metav1.Duration `json:"floatingTTL,omitempty"`
+	Clusters     []ClusterRef     `json:"clusters"`
+	Active       string           `json:"active"`
+	Epoch        int64            `json:"epoch"`
+	LastFailover *Failover        `json:"lastFailover,omitempty"`
 }
+
+// The floating record's TTL: the default, and the range pair.yaml's floatingTTL may take. The TTL
+// bounds how long a client keeps the old answer after a failover; DNS counts it in whole seconds
+// (RFC 2181 §8), and a day is far beyond any failover's patience.
+const (
+	DefaultFloatingTTL = time.Minute
+	MinFloatingTTL     = time.Second
+	MaxFloatingTTL     = 24 * time.Hour
+)
 
 // ClusterRef is one member of the pair.
 type ClusterRef struct {
@@ -59,7 +73,8 @@ func ParsePair(b []byte) (*Pair, error) {
 	return &p, nil
 }
 
-// Validate checks the pair: two distinct valid clusters, one of them active, a non-negative epoch.
+// Validate checks the pair: two distinct valid clusters, one of them active, a non-negative epoch,
+// a floating TTL (when set) of whole seconds from MinFloatingTTL to MaxFloatingTTL.
 func (p *Pair) Validate() error {
 	var errs []error
 	if p.APIVersion != PairAPIVersion || p.Kind != PairKind {
@@ -70,6 +85,14 @@ func (p *Pair) Validate() error {
 	}
 	if p.FloatingFQDN == "" {
 		errs = append(errs, errors.New("floatingFQDN: must be set"))
+	}
+	if p.FloatingTTL != nil {
+		switch d := p.FloatingTTL.Duration; {
+		case d < MinFloatingTTL || d > MaxFloatingTTL:
+			errs = append(errs, fmt.Errorf("floatingTTL: %s is out of range: want %s to %s", d, MinFloatingTTL, MaxFloatingTTL))
+		case d%time.Second != 0:
+			errs = append(errs, fmt.Errorf("floatingTTL: %s is not a whole number of seconds, which DNS counts in", d))
+		}
 	}
 	if len(p.Clusters) != 2 {
 		errs = append(errs, fmt.Errorf("clusters: a pair has 2 clusters, got %d", len(p.Clusters)))
@@ -94,6 +117,14 @@ func (p *Pair) Validate() error {
 		return fmt.Errorf("pair.yaml: %w", err)
 	}
 	return nil
+}
+
+// RecordTTL is the floating record's TTL: floatingTTL, or DefaultFloatingTTL when it is unset.
+func (p *Pair) RecordTTL() time.Duration {
+	if p.FloatingTTL == nil {
+		return DefaultFloatingTTL
+	}
+	return p.FloatingTTL.Duration
 }
 
 func (p *Pair) member(name string) bool {
@@ -123,7 +154,7 @@ func (p *Pair) Peer(self string) (string, error) {
 const PairHeader = "# The pair's state. Edit it by hand except active, epoch and lastFailover: mpha's failovers set those.\n"
 
 // pairKeyOrder is the order Marshal writes keys in: the struct's, not the alphabet's.
-var pairKeyOrder = []string{"apiVersion", "kind", "name", "floatingFQDN", "clusters", "active", "epoch", "lastFailover",
+var pairKeyOrder = []string{"apiVersion", "kind", "name", "floatingFQDN", "floatingTTL", "clusters", "active", "epoch", "lastFailover",
 	"mpFQDN", "event", "from", "to", "at"}
 
 // Marshal renders a new pair.yaml with PairHeader, keys in the struct's order. An existing

@@ -26,6 +26,9 @@ func TestParsePair(t *testing.T) {
 	if p.Active != "east" || p.Epoch != 7 || p.LastFailover == nil || p.LastFailover.From != "west" {
 		t.Errorf("parsed %+v", p)
 	}
+	if got := p.RecordTTL(); got != 30*time.Second {
+		t.Errorf("RecordTTL() = %s, want floatingTTL's 30s", got)
+	}
 	for self, want := range map[string]string{"east": "west", "west": "east"} {
 		if got, err := p.Peer(self); err != nil || got != want {
 			t.Errorf("Peer(%s) = %q, %v; want %q", self, got, err, want)
@@ -47,6 +50,36 @@ func TestParsePair(t *testing.T) {
 	}
 }
 
+// floatingTTL is optional: unset, the record keeps the default TTL; the bounds are accepted.
+func TestPairRecordTTL(t *testing.T) {
+	t.Parallel()
+	good, err := os.ReadFile("testdata/pair.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for in, want := range map[string]time.Duration{
+		"":                       gitops.DefaultFloatingTTL,
+		"floatingTTL: 1s\n":      time.Second,
+		"floatingTTL: 2s\n":      2 * time.Second,
+		"floatingTTL: 1m30s\n":   90 * time.Second,
+		"floatingTTL: \"24h\"\n": 24 * time.Hour,
+		"floatingTTL: null\n":    gitops.DefaultFloatingTTL,
+	} {
+		b := strings.Replace(string(good), "floatingTTL: 30s # the floating CNAME's TTL\n", in, 1)
+		p, err := gitops.ParsePair([]byte(b))
+		if err != nil {
+			t.Errorf("%q: %v", in, err)
+			continue
+		}
+		if got := p.RecordTTL(); got != want {
+			t.Errorf("%q: RecordTTL() = %s, want %s", in, got, want)
+		}
+	}
+	if gitops.DefaultFloatingTTL != time.Minute {
+		t.Errorf("the default TTL is %s; docs/design.md §3 and manifests/fleet's dns/floating.yaml say 60s", gitops.DefaultFloatingTTL)
+	}
+}
+
 func TestParsePairRefuses(t *testing.T) {
 	t.Parallel()
 	good, _ := os.ReadFile("testdata/pair.yaml")
@@ -57,6 +90,13 @@ func TestParsePairRefuses(t *testing.T) {
 		{"negative epoch", "epoch: 7", "epoch: -1", "epoch: must not be negative"},
 		{"same cluster twice", "name: west, mpFQDN", "name: east, mpFQDN", `clusters: both are "east"`},
 		{"wrong kind", "kind: Pair", "kind: Couple", "apiVersion/kind"},
+		{"TTL not a duration", "floatingTTL: 30s", "floatingTTL: soon", `floatingTTL: invalid duration "soon"`},
+		{"TTL a number", "floatingTTL: 30s", "floatingTTL: 30", "floatingTTL"},
+		{"TTL zero", "floatingTTL: 30s", "floatingTTL: 0s", "floatingTTL: 0s is out of range: want 1s to 24h0m0s"},
+		{"TTL negative", "floatingTTL: 30s", "floatingTTL: -5s", "floatingTTL: -5s is out of range"},
+		{"TTL under a second", "floatingTTL: 30s", "floatingTTL: 500ms", "floatingTTL: 500ms is out of range"},
+		{"TTL over a day", "floatingTTL: 30s", "floatingTTL: 24h1s", "floatingTTL: 24h0m1s is out of range"},
+		{"TTL in fractions", "floatingTTL: 30s", "floatingTTL: 2500ms", "floatingTTL: 2.5s is not a whole number of seconds"},
 	}
 	for _, tc := range tests {
 		_, err := gitops.ParsePair([]byte(strings.Replace(string(good), tc.from, tc.to, 1)))
@@ -78,6 +118,9 @@ func FuzzParsePair(f *testing.F) {
 	f.Add([]byte(userPair + "lastFailover: {event: ev-1, from: west, to: east, at: 2026-01-02T03:04:05Z} # the last one\n"))
 	f.Add([]byte("# hand-written\n" + strings.Replace(string(good), "epoch: 7", "epoch: 7 # fenced\n\n# more", 1)))
 	f.Add([]byte("kind: Pair\nclusters: [{name: a}]"))
+	f.Add([]byte(strings.Replace(userPair, "epoch: 7", "epoch: 7\nfloatingTTL: 1m", 1)))
+	f.Add([]byte(strings.Replace(userPair, "epoch: 7", "epoch: 7\nfloatingTTL: \"1500ms\"", 1)))
+	f.Add([]byte(strings.Replace(userPair, "epoch: 7", "epoch: 7\nfloatingTTL: 86400s # a day", 1)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := gitops.ParsePair(b)
 		if err != nil {

@@ -50,7 +50,16 @@ func EditPair(raw []byte, next *Pair) ([]byte, error) {
 // sameMembers reports whether a and b agree on everything a failover leaves alone.
 func sameMembers(a, b *Pair) bool {
 	return a.APIVersion == b.APIVersion && a.Kind == b.Kind && a.Name == b.Name &&
-		a.FloatingFQDN == b.FloatingFQDN && slices.Equal(a.Clusters, b.Clusters)
+		a.FloatingFQDN == b.FloatingFQDN && sameTTL(a, b) && slices.Equal(a.Clusters, b.Clusters)
+}
+
+// sameTTL reports whether a and b set the same floatingTTL, or both leave it unset: an edit that
+// dropped or added the key would change the record both agents render.
+func sameTTL(a, b *Pair) bool {
+	if a.FloatingTTL == nil || b.FloatingTTL == nil {
+		return a.FloatingTTL == nil && b.FloatingTTL == nil
+	}
+	return a.FloatingTTL.Duration == b.FloatingTTL.Duration
 }
 
 // sameState reports whether a and b agree on what a failover changes.

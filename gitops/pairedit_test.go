@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	yaml "go.yaml.in/yaml/v3"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mpha-dev/mpha/gitops"
 )
@@ -177,6 +178,9 @@ func TestEditPairRefuses(t *testing.T) {
 	}{
 		{"renamed", userPair, func(p *gitops.Pair) { p.Name = "other" }, "only active, epoch and lastFailover may change"},
 		{"another cluster", userPair, func(p *gitops.Pair) { p.Clusters[1].MPFQDN = "x" }, "only active, epoch and lastFailover may change"},
+		{"TTL set", userPair, func(p *gitops.Pair) { p.FloatingTTL = &metav1.Duration{Duration: time.Minute} }, "only active, epoch and lastFailover may change"},
+		{"TTL changed", string(withFailover), func(p *gitops.Pair) { p.FloatingTTL = &metav1.Duration{Duration: 2 * time.Second} }, "only active, epoch and lastFailover may change"},
+		{"TTL dropped", string(withFailover), func(p *gitops.Pair) { p.FloatingTTL = nil }, "only active, epoch and lastFailover may change"},
 		{"a stranger active", userPair, func(p *gitops.Pair) { p.Active = "north" }, `active: "north" is not one of the clusters`},
 		{"lastFailover removed", string(withFailover), func(p *gitops.Pair) { p.LastFailover = nil }, "replaced, not removed"},
 		{"broken input", "kind: Pair\n", func(*gitops.Pair) {}, "pair.yaml"},
@@ -228,6 +232,17 @@ epoch: 7
 	}
 	if n := strings.Count(string(edited), "#"); n != 1 || !strings.HasPrefix(string(edited), gitops.PairHeader) {
 		t.Errorf("want the one header, got %d comments:\n%s", n, edited)
+	}
+	// floatingTTL, written last by its author, goes beside the name it is the TTL of.
+	p, err = gitops.ParsePair([]byte(userPair + "floatingTTL: 1m\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err = p.Marshal(); err != nil {
+		t.Fatal(err)
+	}
+	if want := "floatingFQDN: active.tsb.example.com\nfloatingTTL: 1m0s\nclusters:\n"; !strings.Contains(string(b), want) {
+		t.Errorf("Marshal with floatingTTL: want %q in\n%s", want, b)
 	}
 }
 

@@ -57,10 +57,9 @@ type Options struct {
 	// stream and subjects.
 	Cluster, Pair string
 	Layout        gitops.Layout
-	// Namespace of the MP, DNSNamespace of the DNSEndpoint, TTL of the floating record: see
-	// plan.Options.
+	// Namespace of the MP, DNSNamespace of the DNSEndpoint: see plan.Options. The floating
+	// record's TTL is pair.yaml's.
 	Namespace, DNSNamespace string
-	TTL                     time.Duration
 	// Base is the branch Flux reads (default main): pull requests go into it.
 	Base string
 	// Mode is ModePR (default when Forge is set), ModeBranch or ModeDirect.
@@ -358,7 +357,7 @@ func (h *Handler) answer(ctx context.Context, st *state, req event.Request, subj
 	p, err := plan.Build(st.files, plan.Request{
 		Event: id, To: d.Target, Mode: string(d.Mode), RequestedBy: d.RequestedBy,
 		Reason: d.Reason, Preflight: summary, Checks: planChecks(checks), At: h.opts.Now(),
-	}, plan.Options{Layout: h.opts.Layout, Namespace: h.opts.Namespace, DNSNamespace: h.opts.DNSNamespace, TTL: h.opts.TTL})
+	}, plan.Options{Layout: h.opts.Layout, Namespace: h.opts.Namespace, DNSNamespace: h.opts.DNSNamespace})
 	if err != nil {
 		return h.refuse(ctx, subject, id, payload, planRejection(err), checks)
 	}

@@ -307,9 +307,10 @@ func TestDryRunAndDrill(t *testing.T) {
 		t.Errorf("dry run answer: %+v", last)
 	}
 	// Diffed against the files the branch holds: floating.yaml changes its target, nothing else
-	// (it is no new file), and pair.yaml keeps its author's comment.
+	// (it is no new file; its TTL stays pair.yaml's 30s, not the default), and pair.yaml keeps
+	// its author's comment.
 	if !strings.Contains(last.Diff, "--- a/mpha/dns/floating.yaml\n+++ b/mpha/dns/floating.yaml\n") ||
-		!strings.Contains(last.Diff, "\n-        - mp1.tsb.example.com\n+        - mp2.tsb.example.com\n") ||
+		!strings.Contains(last.Diff, "\n-        - mp1.tsb.example.com\n+        - mp2.tsb.example.com\n") || strings.Contains(last.Diff, "\n+      recordTTL") ||
 		strings.Contains(last.Diff, "new file mode") || strings.Contains(last.Diff, "\n-#") {
 		t.Errorf("dry run diff:\n%s", last.Diff)
 	}

@@ -95,8 +95,8 @@ func TestFollowThroughToVerified(t *testing.T) {
 		t.Fatal(err)
 	}
 	eps, _, _ := unstructured.NestedSlice(got.Object, "spec", "endpoints")
-	if len(eps) != 1 || eps[0].(map[string]any)["targets"].([]any)[0] != "mp2.tsb.example.com" {
-		t.Errorf("the floating name in west's cluster: %v", eps)
+	if len(eps) != 1 || eps[0].(map[string]any)["targets"].([]any)[0] != "mp2.tsb.example.com" || eps[0].(map[string]any)["recordTTL"] != int64(30) {
+		t.Errorf("the floating name in west's cluster: %v; want mp2 with pair.yaml's TTL, 30", eps)
 	}
 
 	// `mpha audit` from a fresh clone: the failover, who, why, epoch, the PR and when it merged.

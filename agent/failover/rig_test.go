@@ -140,7 +140,8 @@ func (r *rig) writer(t testing.TB, name string) *gitrepo.Writer {
 	return w
 }
 
-// seed is the pair as the values loop leaves it: east active (2 replicas), west standby.
+// seed is the pair as the values loop leaves it: east active (2 replicas), west standby, the
+// floating name on east with pair.yaml's TTL (30s).
 func seed(t testing.TB, l gitops.Layout) map[string][]byte {
 	t.Helper()
 	pair, err := os.ReadFile("../../gitops/testdata/pair.yaml")
@@ -169,7 +170,7 @@ metadata:
 spec:
   endpoints:
     - dnsName: active.tsb.example.com
-      recordTTL: 60
+      recordTTL: 30
       recordType: CNAME
       targets:
         - mp1.tsb.example.com

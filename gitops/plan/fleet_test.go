@@ -94,3 +94,25 @@ func TestBuildFleetDiff(t *testing.T) {
 		t.Errorf("fence on the user's pair.yaml: %v", err)
 	}
 }
+
+// manifests/fleet's pair.yaml shows floatingTTL commented out at its default: uncommented, it
+// parses, and it equals the recordTTL of the fleet's dns/floating.yaml, as the comment says.
+func TestFleetFloatingTTLExample(t *testing.T) {
+	l := layout(t)
+	cur := fleet(t)
+	raw := string(cur[l.Pair()])
+	example := "# floatingTTL: 60s"
+	if !strings.Contains(raw, "\n"+example+" ") {
+		t.Fatalf("manifests/fleet's pair.yaml has no line starting %q", example)
+	}
+	pair, err := gitops.ParsePair([]byte(strings.Replace(raw, example, "floatingTTL: 60s", 1)))
+	if err != nil {
+		t.Fatalf("the example uncommented: %v", err)
+	}
+	if pair.RecordTTL() != gitops.DefaultFloatingTTL {
+		t.Errorf("the example says %s, the default is %s", pair.RecordTTL(), gitops.DefaultFloatingTTL)
+	}
+	if want := "      recordTTL: 60\n"; !strings.Contains(string(cur[l.FloatingDNS()]), want) {
+		t.Errorf("manifests/fleet's dns/floating.yaml lacks %q:\n%s", want, cur[l.FloatingDNS()])
+	}
+}

@@ -66,10 +66,10 @@ type Check struct {
 // Options are the repository's conventions.
 type Options struct {
 	Layout gitops.Layout
-	// Namespace of the MP (default tsb) and of the DNSEndpoint (default mpha).
+	// Namespace of the MP (default tsb) and of the DNSEndpoint (default mpha). The floating
+	// record's TTL is not an option: it is pair.yaml's (gitops.Pair.RecordTTL), the same for
+	// both agents.
 	Namespace, DNSNamespace string
-	// TTL of the floating CNAME (default 60s): it bounds how long clients keep the old answer.
-	TTL time.Duration
 }
 
 // Plan is the failover commit.
@@ -187,9 +187,6 @@ func checkRequest(d *draft) error {
 	if d.opts.DNSNamespace == "" {
 		d.opts.DNSNamespace = "mpha"
 	}
-	if d.opts.TTL <= 0 {
-		d.opts.TTL = time.Minute
-	}
 	return nil
 }
 
@@ -263,15 +260,16 @@ func writeRoles(d *draft) error {
 	return nil
 }
 
-// writeFloating points the floating FQDN at the new active.
+// writeFloating points the floating FQDN at the new active, with pair.yaml's TTL.
 func writeFloating(d *draft) error {
 	l, p := d.opts.Layout, d.plan
-	b, err := dnsEndpoint(d.pair.FloatingFQDN, d.to.MPFQDN, d.opts)
+	ttl := d.pair.RecordTTL()
+	b, err := dnsEndpoint(d.pair.FloatingFQDN, d.to.MPFQDN, ttl, d.opts.DNSNamespace)
 	if err != nil {
 		return err
 	}
 	d.files[l.FloatingDNS()] = b
-	p.Summary = append(p.Summary, fmt.Sprintf("%s: %s CNAME → %s (TTL %s)", l.FloatingDNS(), d.pair.FloatingFQDN, d.to.MPFQDN, d.opts.TTL))
+	p.Summary = append(p.Summary, fmt.Sprintf("%s: %s CNAME → %s (TTL %s)", l.FloatingDNS(), d.pair.FloatingFQDN, d.to.MPFQDN, ttl))
 	return nil
 }
 
@@ -373,17 +371,17 @@ func parseRole(path string, b []byte) (*role.Role, error) {
 }
 
 // dnsEndpoint is external-dns's DNSEndpoint: the floating FQDN as a CNAME to the active MP.
-func dnsEndpoint(floating, target string, opts Options) ([]byte, error) {
+func dnsEndpoint(floating, target string, ttl time.Duration, namespace string) ([]byte, error) {
 	obj := map[string]any{
 		"apiVersion": "externaldns.k8s.io/v1alpha1",
 		"kind":       "DNSEndpoint",
 		"metadata": map[string]any{
-			"name": "mpha-floating", "namespace": opts.DNSNamespace,
+			"name": "mpha-floating", "namespace": namespace,
 			"labels": map[string]any{gitops.ManagedByLabel: gitops.ManagedByValue},
 		},
 		"spec": map[string]any{"endpoints": []any{map[string]any{
 			"dnsName": floating, "recordType": "CNAME", "targets": []any{target},
-			"recordTTL": int64(opts.TTL / time.Second),
+			"recordTTL": int64(ttl / time.Second),
 		}}},
 	}
 	b, err := canonyaml.Marshal(obj)

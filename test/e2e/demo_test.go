@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -189,6 +190,8 @@ func (p *pair) instructions(env string) string {
 		"Gitea:    " + web + "/pulls   (log in as " + p.gitea.Admin + ", password $GITEA_PASSWORD)",
 		"Clusters: kubectl --context west -n tsb get deploy,cronjob,secret,sealedsecret,helmrelease   (if kubectl is installed)",
 		"          kubectl --context east -n mpha get dnsendpoint mpha-floating -o yaml",
+		"DNS:      dig @" + p.dns.Host + " -p " + strconv.Itoa(p.dns.Port) + " +norecurse " + floatingFQDN +
+			"   (BIND, as external-dns published it; if dig is installed)",
 		"Agents:   " + p.east.agentURL + "/metrics   " + p.west.agentURL + "/metrics",
 		"Logs:     " + filepath.Dir(p.east.agent.LogPath()),
 	}

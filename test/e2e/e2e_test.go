@@ -27,8 +27,13 @@ func TestMain(m *testing.M) { os.Exit(testrig.Main(m)) }
 // assertions must hold before the next one starts. The phase timings are printed at the end.
 func TestDrill(t *testing.T) {
 	var ph phases
-	t.Cleanup(func() { ph.print(t, os.Stdout) })
 	var p *pair
+	t.Cleanup(func() {
+		ph.print(t, os.Stdout)
+		if p != nil && len(p.dnsMoves) > 0 {
+			fmt.Printf("The floating name in real DNS (BIND, polled 10 a second from each merge):\n  %s\n", strings.Join(p.dnsMoves, "\n  "))
+		}
+	})
 	ph.time("start the rig", func() { p = startPair(t, t.Logf) })
 	steps := append(p.firstSteps(), []step{
 		{name: "e signing key rotated on west reaches east", run: p.rotateSigningKey},

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -103,15 +104,16 @@ func cronJob() *batchv1.CronJob {
 }
 
 // bootstrap is the repository as the platform team seeds it (manifests/ of the delivery issue):
-// pair.yaml with east active, the floating name on east, west's standby role naming its restore
-// job (whose shape only a person knows before the first failover), and a folder per cluster for
-// Flux. It returns the commit.
+// pair.yaml with east active and the floating record's TTL (floatingTTL), the floating name on
+// east with that TTL, west's standby role naming its restore job (whose shape only a person knows
+// before the first failover), and a folder per cluster for Flux. It returns the commit.
 func (p *pair) bootstrap(t *testing.T) string {
 	t.Helper()
 	l := p.layout
 	pr := gitops.Pair{APIVersion: gitops.PairAPIVersion, Kind: gitops.PairKind, Name: pairName, FloatingFQDN: floatingFQDN,
-		Clusters: []gitops.ClusterRef{{Name: "east", MPFQDN: p.east.fqdn}, {Name: "west", MPFQDN: p.west.fqdn}},
-		Active:   "east", Epoch: 1}
+		FloatingTTL: &metav1.Duration{Duration: floatingTTL},
+		Clusters:    []gitops.ClusterRef{{Name: "east", MPFQDN: p.east.fqdn}, {Name: "west", MPFQDN: p.west.fqdn}},
+		Active:      "east", Epoch: 1}
 	pairYAML, err := pr.Marshal()
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +129,7 @@ func (p *pair) bootstrap(t *testing.T) string {
 	}
 	files := map[string][]byte{
 		l.Pair():                pairYAML,
-		l.FloatingDNS():         floatingDNS(p.east.fqdn),
+		l.FloatingDNS():         floatingDNS(p.east.fqdn, pr.RecordTTL()),
 		l.Role("west"):          westRole,
 		l.Root() + "/README.md": []byte("The pair " + pairName + ", kept by mpha: see pair.yaml.\n"),
 	}
@@ -138,12 +140,12 @@ func (p *pair) bootstrap(t *testing.T) string {
 	if err != nil {
 		t.Fatalf("bootstrapping the repository: %v", err)
 	}
-	p.say("Bootstrapped %s on branch main (commit %s): pair.yaml says east is active at epoch 1", p.gitURL, short(res.Commit))
+	p.say("Bootstrapped %s on branch main (commit %s): pair.yaml says east is active at epoch 1, floatingTTL %s", p.gitURL, short(res.Commit), pr.RecordTTL())
 	return res.Commit
 }
 
-// floatingDNS is dns/floating.yaml as mpha writes it.
-func floatingDNS(target string) []byte {
+// floatingDNS is dns/floating.yaml as mpha writes it, with pair.yaml's TTL.
+func floatingDNS(target string, ttl time.Duration) []byte {
 	return []byte(gitops.Header + `apiVersion: externaldns.k8s.io/v1alpha1
 kind: DNSEndpoint
 metadata:
@@ -154,7 +156,7 @@ metadata:
 spec:
   endpoints:
     - dnsName: ` + floatingFQDN + `
-      recordTTL: 60
+      recordTTL: ` + strconv.Itoa(int(ttl/time.Second)) + `
       recordType: CNAME
       targets:
         - ` + target + `

@@ -61,6 +61,8 @@ type pair struct {
 	layout     gitops.Layout
 	mpha       string // the binary
 	probe      *httptest.Server
+	dns        *testrig.DNS // BIND, authoritative for the pair's zone
+	dnsMoves   []string     // per failover, how the floating name's answer moved (dnsWatch)
 	hmacKey    []byte
 	leaks      *sealtest.Leaks
 	dir        string
@@ -78,13 +80,17 @@ type rigOptions struct {
 // site is one cluster and what runs against it.
 type site struct {
 	name, fqdn string
-	cluster    *testrig.Cluster
-	flux       *testrig.Flux
-	sealed     *testrig.SealedSecrets
-	dynamic    dynamic.Interface
-	agent      *testrig.Process
-	agentURL   string
-	config     string
+	// addr is the MP's own loopback address: its FQDN's A record in BIND, and where an HTTPS
+	// stand-in of the MP would serve.
+	addr        string
+	cluster     *testrig.Cluster
+	flux        *testrig.Flux
+	externalDNS *testrig.ExternalDNS
+	sealed      *testrig.SealedSecrets
+	dynamic     dynamic.Interface
+	agent       *testrig.Process
+	agentURL    string
+	config      string
 }
 
 // startPair starts every component, the fixtures, the repository's bootstrap and both agents, and
@@ -107,11 +113,15 @@ func startPair(t *testing.T, say func(string, ...any), opts ...rigOptions) *pair
 
 	say("Starting two clusters (etcd + kube-apiserver each): east, the active, and west, the standby")
 	cs := testrig.StartClusters(t, "east", "west")
-	p.east = &site{name: "east", fqdn: "mp1.tsb.example.com", cluster: cs[0]}
-	p.west = &site{name: "west", fqdn: "mp2.tsb.example.com", cluster: cs[1]}
+	p.east = &site{name: "east", fqdn: "mp1.tsb.example.com", addr: "127.0.10.1", cluster: cs[0]}
+	p.west = &site{name: "west", fqdn: "mp2.tsb.example.com", addr: "127.0.10.2", cluster: cs[1]}
 	for _, s := range p.sites() {
 		s.dynamic = s.cluster.Dynamic(t)
 	}
+	p.dns = testrig.StartDNS(t, testrig.DNSOptions{TTL: floatingTTL,
+		A: map[string]string{p.east.fqdn: p.east.addr, p.west.fqdn: p.west.addr}})
+	say("Starting BIND (named) on %s, authoritative for %s: %s → %s, %s → %s", p.dns.Addr, p.dns.Zone,
+		p.east.fqdn, p.east.addr, p.west.fqdn, p.west.addr)
 	say("Starting NATS JetStream and the Gitea forge")
 	p.nats = testrig.StartNATS(t)
 	p.js = p.nats.JetStream(t)
@@ -129,6 +139,10 @@ func startPair(t *testing.T, say func(string, ...any), opts ...rigOptions) *pair
 		s.sealed = testrig.StartSealedSecrets(t, s.cluster)
 		p.fixtures(t, s, ca)
 		p.runKubelet(t, s)
+		// After fixtures: the CRD and the namespace exist, so its first sync (nothing yet) succeeds.
+		s.externalDNS = testrig.StartExternalDNS(t, s.cluster, p.dns, testrig.ExternalDNSOptions{})
+		say("Cluster %s: external-dns publishes the DNSEndpoints it holds to BIND (RFC 2136, TSIG-signed; owner %s, upsert-only)",
+			s.name, testrig.DefaultDNSOwner)
 	}
 	p.probe = httptest.NewServer(http.HandlerFunc(p.serveProbe))
 	t.Cleanup(p.probe.Close)
@@ -149,6 +163,8 @@ func startPair(t *testing.T, say func(string, ...any), opts ...rigOptions) *pair
 		s.flux.WaitApplied(t, "mpha-dns", seed, 3*time.Minute)
 	}
 	say("Both clusters' Flux applied the bootstrap commit %s", short(seed))
+	a := p.waitFloating(t, p.east, floatingTTL, time.Minute)
+	say("A real DNS query to BIND: %s, east's MP: external-dns published the DNSEndpoint both clusters hold", a)
 	p.startPostgres(t)
 	for _, s := range p.sites() {
 		p.startAgent(t, s)
@@ -245,39 +261,30 @@ func (p *pair) pairFile(t testing.TB) *gitops.Pair {
 	return pr
 }
 
-// serveProbe stands in for the floating name and the MP behind it: it resolves the floating FQDN
-// from the DNSEndpoint each reachable cluster holds (what external-dns would publish), and
-// answers 200 only when they agree and the MP they point at has a ready tsb replica.
+// serveProbe stands in for a client of the floating name and the MP behind it: it resolves the
+// floating FQDN by a real DNS query to BIND (what the clusters' external-dns published), and
+// answers 200 only when the name leads, by CNAME and address, to an MP of the pair whose tsb
+// Deployment has a ready replica. While the two clusters' Flux disagree, the name alternates
+// between their targets, and so may the probe's answer.
 func (p *pair) serveProbe(w http.ResponseWriter, r *http.Request) {
-	target := ""
-	for _, s := range p.sites() {
-		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-		got, err := cnameTarget(ctx, s)
-		cancel()
-		if err != nil {
-			continue // a cluster that is down publishes nothing
-		}
-		if target != "" && got != target {
-			http.Error(w, fmt.Sprintf("the clusters disagree on %s: %s vs %s", floatingFQDN, target, got), http.StatusServiceUnavailable)
-			return
-		}
-		target = got
-	}
-	for _, s := range p.sites() {
-		if s.fqdn != target {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-		defer cancel()
-		d, err := s.cluster.Clientset.AppsV1().Deployments(mpNS).Get(ctx, "tsb", metav1.GetOptions{})
-		if err != nil || d.Status.ReadyReplicas < 1 {
-			http.Error(w, target+": no ready tsb replica", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintf(w, "%s answers for %s\n", target, floatingFQDN)
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	a, err := p.resolveFloating(ctx)
+	if err != nil {
+		http.Error(w, "resolving "+floatingFQDN+": "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	http.Error(w, fmt.Sprintf("%s resolves to %q, no MP of the pair", floatingFQDN, target), http.StatusServiceUnavailable)
+	s := p.siteOf(a)
+	if s == nil {
+		http.Error(w, fmt.Sprintf("BIND answers %s: no MP of the pair", a), http.StatusServiceUnavailable)
+		return
+	}
+	d, err := s.cluster.Clientset.AppsV1().Deployments(mpNS).Get(ctx, "tsb", metav1.GetOptions{})
+	if err != nil || d.Status.ReadyReplicas < 1 {
+		http.Error(w, fmt.Sprintf("%s resolves to %s (%s): no ready tsb replica", floatingFQDN, s.fqdn, s.addr), http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintf(w, "%s (%s) answers for %s\n", s.fqdn, s.addr, floatingFQDN)
 }
 
 func randomBytes(t testing.TB, n int) []byte {

@@ -54,5 +54,34 @@
 // external-dns exits when a sync fails (its API server or named unreachable); the rig starts it
 // again with a growing back-off, as a pod's restart policy would.
 //
+// # The MP and its clients
+//
+// TSB itself is not available here. StartMP stands in for one cluster's management plane as its
+// clients see it through front-envoy, and enforces what mpha must copy for a failover to go
+// unnoticed by them:
+//
+//   - it serves HTTPS on the cluster's own loopback address only while the tsb Deployment has
+//     spec.replicas > 0 (the rig has no kubelet; the stand-in watches spec, as applied by Flux or
+//     kubectl scale) and closes the listener, and every connection, at 0;
+//   - its certificate is tsb-certs', re-read when the Secret changes; it has no other, so a
+//     standby with a certificate of another CA fails its clients' handshakes;
+//   - it accepts a bearer JWT only when the header's kid is iam-signing-key's kid and the
+//     signature verifies with that Secret's private.key (RSA or ECDSA), re-read when the
+//     sealed-secrets controller replaces it: a standby without the active's key answers 401;
+//   - it reads a settings row from its own Postgres (WriteMPSetting), so a stale copy of the
+//     database shows through the new active.
+//
+// It does not reproduce TSB's IAM token exchange, XCP's gRPC streams or the UI: tokens come from
+// IssueToken (signed with the cluster's iam-signing-key, as IAM would), and the status and
+// settings reads are the only API.
+//
+// Client is what the failover must not disturb: a control-plane-like or tctl-like HTTPS client
+// configured once with the floating name, the root CA, a token and the rig's DNS server. It
+// resolves the name at every attempt and opens a new connection each time (no keep-alive pins
+// the old address; Go's resolver caches nothing, so a client sees a change as soon as named
+// serves it, sooner than a TTL-honouring cache would), and records every attempt's outcome (DNS,
+// connection refused, TLS, 401, other) for the test to ask which MP answered, when, and for how
+// long none did.
+//
 // testrig is a leaf: it imports nothing of mpha, and only _test.go files import it.
 package testrig

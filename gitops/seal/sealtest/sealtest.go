@@ -142,17 +142,18 @@ type Site struct {
 	DNSNames []string
 }
 
-// Secrets returns the site's iam-signing-key (with a kid data key), tsb-iam-jwks (a JWKS, no kid
-// key), tsb-certs, xcp-central-cert and postgres-credentials. Every secret value is random and
-// remembered in leaks.
+// Secrets returns the site's iam-signing-key (a kid data key and a private key in private.key,
+// see NewSigningKey), tsb-iam-jwks (a JWKS of that key's public part under JWKSKid, no kid key),
+// tsb-certs, xcp-central-cert and postgres-credentials. Every secret value is random and
+// remembered in leaks (the JWKS holds only a public key).
 func (s Site) Secrets(t testing.TB, leaks *Leaks) []*corev1.Secret {
 	t.Helper()
-	private, jwk, password := Random(t, "private-key"), Random(t, "jwk-k"), Random(t, "pg-password")
-	leaks.Add(private, jwk, password)
-	jwks := `{"keys":[{"kty":"oct","kid":"` + s.JWKSKid + `","k":"` + string(jwk) + `"}]}`
+	key := NewSigningKey(t)
+	password := Random(t, "pg-password")
+	leaks.Add(key.PEM, password)
 	out := []*corev1.Secret{
-		secret(s.Namespace, "iam-signing-key", map[string][]byte{"kid": []byte(s.SigningKid), "private.key": private}),
-		secret(s.Namespace, "tsb-iam-jwks", map[string][]byte{"jwks.json": []byte(jwks)}),
+		secret(s.Namespace, "iam-signing-key", map[string][]byte{"kid": []byte(s.SigningKid), SigningKeyData: key.PEM}),
+		secret(s.Namespace, "tsb-iam-jwks", map[string][]byte{"jwks.json": key.JWKS(t, s.JWKSKid)}),
 		secret(s.Namespace, "postgres-credentials", map[string][]byte{"username": []byte("tsb"), "password": password}),
 	}
 	for _, name := range []string{"tsb-certs", "xcp-central-cert"} {

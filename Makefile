@@ -59,8 +59,8 @@ deps-check:
 	@tools/deps.sh check
 
 .PHONY: e2e
-e2e: tools deps-check ## the end-to-end drill: two clusters, Flux, sealed-secrets, Gitea, NATS, both agents (test/e2e)
-	$(GO) test -tags e2e -count=1 -timeout 60m -run '^TestDrill$$' -v ./test/e2e/
+e2e: tools deps-check ## the end-to-end drill and its negative controls: two clusters, BIND, Flux, sealed-secrets, Gitea, NATS, both agents, MP stand-ins, clients (test/e2e)
+	$(GO) test -tags e2e -count=1 -timeout 60m -run '^(TestDrill|TestNegativeControls)$$' -v ./test/e2e/
 
 # The demo is the e2e package's TestDemo, compiled and run without -test.v: only its narration is
 # printed (the components' logs go to a folder it names). MPHA_DEMO_EXIT=1 exits after the failover.

@@ -87,7 +87,7 @@ type MP struct {
 
 	cluster   *Cluster
 	namespace string
-	dsn       string
+	dsn       atomic.Pointer[string] // SetDSN: an operator rebuilds the MP's database elsewhere
 	log       *slog.Logger
 	logPath   string
 
@@ -105,6 +105,7 @@ type MP struct {
 	retry   *time.Timer
 	synced  bool // both caches have synced: before, a missing object may only be unread
 	closed  bool
+	halted  string // why the stand-in is down whatever its Deployment says (Halt), "" when not
 	upSince time.Time
 }
 
@@ -116,7 +117,8 @@ func StartMP(t testing.TB, o MPOptions) *MP {
 		t.Fatalf("mp: Cluster, Addr, Port and DSN are required (got addr %q, port %d)", o.Addr, o.Port)
 	}
 	m := &MP{Name: o.Name, Org: o.Org, Host: o.Addr, Port: o.Port, Addr: net.JoinHostPort(o.Addr, strconv.Itoa(o.Port)),
-		cluster: o.Cluster, namespace: o.Namespace, dsn: o.DSN, certRV: unread, keyRV: unread}
+		cluster: o.Cluster, namespace: o.Namespace, certRV: unread, keyRV: unread}
+	m.dsn.Store(&o.DSN)
 	if m.Name == "" {
 		m.Name = o.Cluster.Name
 	}
@@ -198,7 +200,7 @@ func (m *MP) Serving() bool {
 func (m *MP) sync() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed || !m.synced {
+	if m.closed || !m.synced || m.halted != "" {
 		return
 	}
 	m.loadCert()
@@ -273,6 +275,32 @@ func (m *MP) down(why string) {
 	m.srv = nil
 	m.log.Info("stopped serving", "why", why, "served", time.Since(m.upSince).Round(time.Millisecond))
 }
+
+// Halt takes the stand-in down whatever its Deployment says, as when its whole cluster fails:
+// the pods go with the nodes, while the informers keep the last state they saw.
+func (m *MP) Halt(why string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.halted = why
+	if m.srv != nil {
+		m.down(why)
+	}
+	m.log.Info("halted", "why", why)
+}
+
+// Resume ends Halt: the stand-in follows its Deployment again (the cluster is back, its pods
+// with the replicas the Deployment had when it went down).
+func (m *MP) Resume() {
+	m.mu.Lock()
+	m.halted = ""
+	m.mu.Unlock()
+	m.log.Info("resumed")
+	m.sync()
+}
+
+// SetDSN points the settings reads at another database: the operator rebuilt the MP's database
+// on a new server and reconfigured the MP.
+func (m *MP) SetDSN(dsn string) { m.dsn.Store(&dsn) }
 
 func (m *MP) close() {
 	m.mu.Lock()

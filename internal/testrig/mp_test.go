@@ -117,6 +117,30 @@ func TestMPStandIn(t *testing.T) {
 	scaleMP(ctx, t, east, 2)
 	untilDial(t, mp.Addr, true, time.Now())
 
+	// Halt: the whole cluster fails; the Deployment still says 2, the stand-in refuses until
+	// Resume, and then serves again.
+	mp.Halt("the test's cluster failure")
+	if _, err := net.DialTimeout("tcp", mp.Addr, time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("dialing a halted stand-in: %v, want connection refused", err)
+	}
+	scaleMP(ctx, t, east, 3) // a change while halted is seen, not served
+	time.Sleep(200 * time.Millisecond)
+	if mp.Serving() {
+		t.Fatal("serving while halted")
+	}
+	mp.Resume()
+	untilDial(t, mp.Addr, true, time.Now())
+
+	// SetDSN: the MP's database rebuilt elsewhere; the settings are read from there.
+	testrig.ExecSQL(ctx, t, pg.DSN("postgres"), "CREATE DATABASE mp_east_rebuilt")
+	testrig.WriteMPSetting(ctx, t, pg.DSN("mp_east_rebuilt"), "tetrate", "greeting", "rebuilt")
+	mp.SetDSN(pg.DSN("mp_east_rebuilt"))
+	tok := mp.IssueToken(t, "admin")
+	leaks.Add([]byte(tok))
+	if code := good.getJSON(ctx, t, tok, "/v2/organizations/tetrate/settings/greeting", &set); code != http.StatusOK || set.Value != "rebuilt" {
+		t.Errorf("the setting after SetDSN: %d %+v, want 200 rebuilt", code, set)
+	}
+
 	log, err := os.ReadFile(mp.LogPath())
 	if err != nil {
 		t.Fatal(err)

@@ -128,7 +128,7 @@ var errNoSetting = errors.New("no such setting")
 func (m *MP) readSetting(ctx context.Context, key string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	c, err := pgx.Connect(ctx, m.dsn)
+	c, err := pgx.Connect(ctx, *m.dsn.Load())
 	if err != nil {
 		return "", fmt.Errorf("connecting to the MP's database: %w", err)
 	}
@@ -176,5 +176,5 @@ func WriteMPSetting(ctx context.Context, t testing.TB, dsn, org, key, value stri
 // WriteSetting sets key to value in m's own database (WriteMPSetting).
 func (m *MP) WriteSetting(ctx context.Context, t testing.TB, key, value string) {
 	t.Helper()
-	WriteMPSetting(ctx, t, m.dsn, m.Org, key, value)
+	WriteMPSetting(ctx, t, *m.dsn.Load(), m.Org, key, value)
 }

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -100,8 +101,9 @@ type Attempt struct {
 // resolves the name again and opens a new connection (no keep-alive pins the old address), and
 // the outcome is recorded for the test to ask about.
 type Client struct {
-	opts ClientOptions
-	http *http.Client
+	opts  ClientOptions
+	http  *http.Client
+	token atomic.Pointer[string]
 
 	mu       sync.Mutex
 	attempts Attempts
@@ -135,6 +137,7 @@ func NewClient(t testing.TB, o ClientOptions) *Client {
 		t.Fatalf("mp client %s: CA holds no PEM certificate", o.Name)
 	}
 	c := &Client{opts: o}
+	c.token.Store(&o.Token)
 	c.http = &http.Client{Timeout: o.Timeout, Transport: &http.Transport{
 		DialContext:       c.dial,
 		TLSClientConfig:   &tls.Config{RootCAs: pool, ServerName: o.FQDN, MinVersion: tls.VersionTLS12},
@@ -143,6 +146,11 @@ func NewClient(t testing.TB, o ClientOptions) *Client {
 	}}
 	return c
 }
+
+// Login replaces the client's token, as a person logs in again (or a control plane is handed a
+// new service token) after the signing key was rotated: the one change a rotation asks of
+// clients, unlike a failover, which asks none. Name, CA and DNS server stay as configured.
+func (c *Client) Login(token string) { c.token.Store(&token) }
 
 // StartClient builds a client and starts polling until t ends.
 func StartClient(t testing.TB, o ClientOptions) *Client {
@@ -249,7 +257,7 @@ func (c *Client) get(ctx context.Context, path string, out any) reply {
 		r.outcome, r.err = OutcomeOther, err.Error()
 		return r
 	}
-	req.Header.Set("Authorization", "Bearer "+c.opts.Token)
+	req.Header.Set("Authorization", "Bearer "+*c.token.Load())
 	req.Header.Set("User-Agent", c.opts.Kind.userAgent())
 	resp, err := c.http.Do(req)
 	if err != nil {

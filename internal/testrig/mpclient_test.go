@@ -86,6 +86,7 @@ func TestClientsFollowTheFloatingName(t *testing.T) {
 	}
 	plannedMove(ctx, t, d, clients, east, mps["east"], ttl)
 	refusedByTheMP(ctx, t, d, root, port)
+	relogin(ctx, t, clients, east, mps["east"], leaks)
 
 	for _, c := range clients {
 		t.Logf("%s's changes:\n%s", c.Name(), c.Attempts().Log())
@@ -163,6 +164,30 @@ func plannedMove(ctx context.Context, t *testing.T, d *testrig.DNS, clients []*t
 		if n := c.Attempts().Failed(moved, a.At); n > 0 {
 			t.Errorf("%s: %d failed attempts while both MPs served:\n%s", c.Name(), n, c.Attempts().Log())
 		}
+	}
+}
+
+// relogin: a rotation of east's signing key gets the clients 401 until Login hands them a token
+// of the new key; nothing else about them changes.
+func relogin(ctx context.Context, t *testing.T, clients []*testrig.Client, east *testrig.Cluster, eastMP *testrig.MP, leaks *sealtest.Leaks) {
+	t.Helper()
+	key := sealtest.NewSigningKey(t).PEM
+	leaks.Add(key)
+	rotated := time.Now()
+	updateSecret(ctx, t, east, "iam-signing-key", map[string][]byte{"kid": []byte("iam-2026-2"), "private.key": key})
+	for _, c := range clients {
+		c.WaitFor(t, "east's 401 for the old token", rotated, 30*time.Second, func(a testrig.Attempt) bool {
+			return a.Outcome == testrig.OutcomeUnauthorized && a.Cluster == "east" && strings.Contains(a.Err, "unknown kid")
+		})
+	}
+	loggedIn := time.Now()
+	for _, c := range clients {
+		tok := eastMP.IssueToken(t, c.Name())
+		leaks.Add([]byte(tok))
+		c.Login(tok)
+	}
+	for _, c := range clients {
+		c.WaitAnswered(t, "east", loggedIn, 30*time.Second)
 	}
 }
 

@@ -48,7 +48,9 @@ const (
 //     east, the active, before any failover, each until main holds the file re-sealed with the
 //     new data;
 //   - both agents' memory and CPU idle (MPHA_BENCH_IDLE, default 60s), through the series above,
-//     and through a burst: one failover request published 100 times.
+//     and through a burst: one failover request published 100 times;
+//   - request → every client answered by the new MP: the drill's two clients, configured once,
+//     poll the floating name through BIND every 200ms; each failover waits for both.
 //
 // Every failover must reach verified with exactly one pull request and the drill's end state.
 // The tables go to stdout and to the file $MPHA_BENCH_REPORT names (also when the test fails
@@ -93,6 +95,7 @@ func TestBenchFailover(t *testing.T) {
 		rotations, load, loadAvg(t))
 	printQuantiles(&report, []quantileRow{{"rotation → commit on main", rot}})
 	p.inStep(t, p.east) // west holds the last rotated key before the first failover's preflight
+	p.login(t, p.east)  // the rotations invalidated the clients' tokens
 
 	var fos []failoverTimes
 	load = loadAvg(t)
@@ -133,6 +136,9 @@ func TestBenchFailover(t *testing.T) {
 type failoverTimes struct {
 	id, to string
 	at     map[event.Phase]time.Duration
+	// clients: from the request's publish time to the moment the last of the clients got its
+	// first answer from the new MP (as each client measured it: its attempt's end).
+	clients time.Duration
 }
 
 // benchFailover publishes a planned failover request to to (copies times, each copy with its
@@ -248,10 +254,15 @@ func (p *pair) benchFailover(t *testing.T, to *site, id string, copies int) fail
 	if after := p.pairFile(t); after.Active != to.name || after.Epoch != before.Epoch+1 {
 		t.Errorf("pair.yaml after %s: active %s epoch %d; want %s at %d", id, after.Active, after.Epoch, to.name, before.Epoch+1)
 	}
+	for _, c := range p.clients {
+		a := c.WaitAnswered(t, to.name, req.Time, 2*time.Minute)
+		ft.clients = max(ft.clients, a.At.Add(a.Took).Sub(req.Time))
+	}
 	if t.Failed() {
 		t.FailNow()
 	}
-	p.say("%s: %s verified %.1fs after the request", id, to.name, ft.at[event.PhaseVerified].Seconds())
+	p.say("%s: %s verified %.1fs after the request; every client answered by it after %.1fs", id, to.name,
+		ft.at[event.PhaseVerified].Seconds(), ft.clients.Seconds())
 	return ft
 }
 
@@ -290,7 +301,7 @@ func (p *pair) rotateToCommit(t *testing.T, active *site, i int) time.Duration {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := sealtest.Random(t, fmt.Sprintf("bench-rotation-%d", i))
+	key := sealtest.NewSigningKey(t).PEM // a real key: east's MP stand-in verifies with it
 	p.leaks.Add(key)
 	sec.Data = map[string][]byte{"kid": fmt.Appendf(nil, "iam-key-bench-%d", i), "private.key": key}
 	digest, err := seal.Digest(p.hmacKey, sec)
@@ -437,7 +448,16 @@ func printFailovers(w io.Writer, fos []failoverTimes) {
 		{"merged → applied (both clusters' Flux)", between(event.PhaseMerged, event.PhaseApplied)},
 		{"applied → verified (the probe answers)", between(event.PhaseApplied, event.PhaseVerified)},
 		{"request → verified", between(req, event.PhaseVerified)},
+		{"request → every client answered by the new MP (clients' own measure)", clientTimes(fos)},
 	})
+}
+
+func clientTimes(fos []failoverTimes) []time.Duration {
+	var out []time.Duration
+	for _, f := range fos {
+		out = append(out, f.clients)
+	}
+	return out
 }
 
 // printQuantiles prints n, p50, p99 (nearest rank), min and max of each row, in seconds.

@@ -41,7 +41,8 @@ func (p *pair) eastFails(t *testing.T) {
 		}
 	}
 	east.cluster.Stop(t)
-	p.say("east is down: its API server, Flux and agent stopped")
+	east.mp.Halt("east's cluster is down")
+	p.say("east is down: its API server, Flux, agent and MP stopped")
 	id := "e2e-east-down"
 	pr := p.request(t, west, id)
 	p.complete(t, west, id, pr, before.Epoch, completion{fromDown: true})
@@ -55,7 +56,9 @@ func (p *pair) eastFails(t *testing.T) {
 	if err := east.agent.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	p.say("east is back: its API server and agent; its Flux not yet")
+	returned := time.Now()
+	east.mp.Resume()
+	p.say("east is back: its API server, agent and MP (its tsb Deployment still at 1); its Flux not yet")
 	testrig.Eventually(t, "east's agent to report split brain", 2*time.Minute, func(ctx context.Context) error {
 		return splitBrainIs(ctx, east, 1)
 	})
@@ -75,6 +78,19 @@ func (p *pair) eastFails(t *testing.T) {
 	a := p.waitFloating(t, west, p.pairFile(t).RecordTTL(), time.Minute)
 	stale := back.answers(east)
 	back.stop()
+	p.clientsStay(t, west)
+	var split []string
+	for _, c := range p.clients {
+		n := 0
+		for _, a := range c.Attempts() {
+			if a.At.After(returned) && a.Outcome == testrig.OutcomeOK && a.Cluster == "east" {
+				n++
+			}
+		}
+		split = append(split, fmt.Sprintf("%s %d", c.Name(), n))
+	}
+	p.say("Answers east's MP gave the clients during the split brain: %s; since east's Flux applied the standby role, west's only",
+		strings.Join(split, ", "))
 	p.say("Both clusters hold the DNSEndpoint on west again; a real DNS query to BIND: %s, and it stays there. "+
 		"Since east's return, %d answers (polled 10 a second) led to east: its external-dns (restarted %d times while its API "+
 		"server was down) published east's old DNSEndpoint until east's Flux applied the failover", a, stale, east.externalDNS.Restarts())
@@ -137,6 +153,8 @@ func (p *pair) chaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.writeSetting(t, p.west, "written on west before "+id)
+	p.requested = time.Now()
 	e.SetTime(time.Now().UTC())
 	raw, err := event.Encode(e)
 	if err != nil {

@@ -30,6 +30,9 @@ func TestDrill(t *testing.T) {
 	var p *pair
 	t.Cleanup(func() {
 		ph.print(t, os.Stdout)
+		if p != nil {
+			printClients(os.Stdout, p.clientRows)
+		}
 		if p != nil && len(p.dnsMoves) > 0 {
 			fmt.Printf("The floating name in real DNS (BIND, polled 10 a second from each merge):\n  %s\n", strings.Join(p.dnsMoves, "\n  "))
 		}

@@ -55,8 +55,15 @@ func (p *pair) fixtures(t *testing.T, s *site, ca *sealtest.CA) {
 	}
 	site := sealtest.Site{Namespace: mpNS, SigningKid: "iam-key-2026-1", JWKSKid: "jwks-2026-1", CA: ca,
 		DNSNames: []string{s.fqdn, floatingFQDN}}
+	own := map[string]bool{"tsb-certs": true, "xcp-central-cert": true} // what west holds before the export
+	if s == p.west && p.opts.westOwnKey {
+		site.SigningKid, own["iam-signing-key"] = westOwnKid, true
+	}
+	if s == p.west && p.opts.westCA {
+		site.CA = sealtest.NewCA(t, "west's own CA")
+	}
 	for _, sec := range site.Secrets(t, p.leaks) {
-		if s == p.west && sec.Name != "tsb-certs" && sec.Name != "xcp-central-cert" {
+		if s == p.west && !own[sec.Name] {
 			continue
 		}
 		// Like a real install's, none says sealed-secrets may replace it: before step c, doctor
@@ -192,6 +199,7 @@ func (p *pair) agentConfig(s *site) agent.Config {
 		Forge:             agent.Forge{Kind: "gitea", URL: p.gitea.URL, TokenSecret: "mpha-forge", Mode: "pr", MergePollInterval: metav1.Duration{Duration: p.opts.mergePoll}},
 		NATS:              agent.NATS{URL: p.nats.URL},
 		Health:            agent.Health{ProbeURL: p.probe.URL},
+		Secrets:           agent.Secrets{Names: p.opts.exportNames},
 		Postgres:          postgresConfig(),
 		Standby:           agent.Standby{ChartRepository: "https://charts.example.invalid/tsb"},
 	}

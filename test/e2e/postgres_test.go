@@ -232,6 +232,7 @@ func (p *pair) rebuildStandby(t *testing.T) {
 	old.Stop(t)
 	p.setDSN(t, p.west, pgSecret, p.db.west)
 	p.setDSN(t, p.east, pgPeerSecret, p.db.west)
+	p.west.mp.SetDSN(mpDSN(p.db.west))
 	if err := p.west.agent.Stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -13,13 +13,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"code.gitea.io/sdk/gitea"
 	"github.com/fluxcd/pkg/git"
 	"github.com/nats-io/nats.go/jetstream"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 
@@ -61,13 +61,23 @@ type pair struct {
 	layout     gitops.Layout
 	mpha       string // the binary
 	probe      *httptest.Server
-	dns        *testrig.DNS // BIND, authoritative for the pair's zone
-	dnsMoves   []string     // per failover, how the floating name's answer moved (dnsWatch)
-	hmacKey    []byte
-	leaks      *sealtest.Leaks
-	dir        string
-	db         *mpDB // the MP databases (postgres_test.go)
-	opts       rigOptions
+	// The MPs' clients (clients_test.go): the port both MPs serve on, the root CA, the clients
+	// configured once, the agents' probe, the setting last written before a failover and when
+	// that failover was requested, and each client's view of each failover.
+	mpPort      int
+	ca          *sealtest.CA
+	clients     []*testrig.Client
+	probeClient atomic.Pointer[testrig.Client]
+	setting     string
+	requested   time.Time
+	clientRows  []clientRow
+	dns         *testrig.DNS // BIND, authoritative for the pair's zone
+	dnsMoves    []string     // per failover, how the floating name's answer moved (dnsWatch)
+	hmacKey     []byte
+	leaks       *sealtest.Leaks
+	dir         string
+	db          *mpDB // the MP databases (postgres_test.go)
+	opts        rigOptions
 }
 
 // rigOptions tune the rig for the benchmarks: zero values keep the drill's settings.
@@ -75,6 +85,12 @@ type rigOptions struct {
 	// fluxInterval replaces the constant fluxInterval; mergePoll sets the agents'
 	// forge.mergePollInterval (the drill: mergePoll).
 	fluxInterval, mergePoll time.Duration
+	// The negative controls (negative_test.go): exportNames replaces the secrets the agents
+	// export (secrets.names); westOwnKey gives west an iam-signing-key of its own, as a standby
+	// installed on its own would have; westCA issues west's certificates from a CA of its own.
+	exportNames []string
+	westOwnKey  bool
+	westCA      bool
 }
 
 // site is one cluster and what runs against it.
@@ -83,6 +99,7 @@ type site struct {
 	// addr is the MP's own loopback address: its FQDN's A record in BIND, and where an HTTPS
 	// stand-in of the MP would serve.
 	addr        string
+	mp          *testrig.MP // the MP stand-in serving on addr
 	cluster     *testrig.Cluster
 	flux        *testrig.Flux
 	externalDNS *testrig.ExternalDNS
@@ -132,6 +149,7 @@ func startPair(t *testing.T, say func(string, ...any), opts ...rigOptions) *pair
 	p.createRepo(t)
 
 	ca := sealtest.NewCA(t, "tsb root CA")
+	p.ca = ca
 	for _, s := range p.sites() {
 		say("Cluster %s: Flux (source + kustomize), sealed-secrets, and the TSB stand-ins in namespace %s", s.name, mpNS)
 		s.cluster.ApplyFiles(t, crd(t, "dnsendpoints.externaldns.k8s.io.yaml"))
@@ -166,6 +184,8 @@ func startPair(t *testing.T, say func(string, ...any), opts ...rigOptions) *pair
 	a := p.waitFloating(t, p.east, floatingTTL, time.Minute)
 	say("A real DNS query to BIND: %s, east's MP: external-dns published the DNSEndpoint both clusters hold", a)
 	p.startPostgres(t)
+	p.startMPs(t)
+	p.startClients(t)
 	for _, s := range p.sites() {
 		p.startAgent(t, s)
 	}
@@ -261,30 +281,23 @@ func (p *pair) pairFile(t testing.TB) *gitops.Pair {
 	return pr
 }
 
-// serveProbe stands in for a client of the floating name and the MP behind it: it resolves the
-// floating FQDN by a real DNS query to BIND (what the clusters' external-dns published), and
-// answers 200 only when the name leads, by CNAME and address, to an MP of the pair whose tsb
-// Deployment has a ready replica. While the two clusters' Flux disagree, the name alternates
-// between their targets, and so may the probe's answer.
+// serveProbe is the agents' probe URL (health.probeURL): plain HTTP for them, it asks as a client
+// would, over HTTPS through the floating name resolved by BIND, with a token and the root CA, and
+// answers 200 only when an MP of the pair answered 200. While the two clusters' Flux disagree, the
+// name alternates between their targets, and so may the probe's answer.
 func (p *pair) serveProbe(w http.ResponseWriter, r *http.Request) {
+	if p.probeClient.Load() == nil {
+		http.Error(w, "no MP stand-in yet", http.StatusServiceUnavailable)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
-	a, err := p.resolveFloating(ctx)
-	if err != nil {
-		http.Error(w, "resolving "+floatingFQDN+": "+err.Error(), http.StatusServiceUnavailable)
+	a := p.probeMP(ctx)
+	if a.Outcome != testrig.OutcomeOK {
+		http.Error(w, fmt.Sprintf("https://%s:%d (%s): %s: %s", floatingFQDN, p.mpPort, a.IP, a.Outcome, a.Err), http.StatusServiceUnavailable)
 		return
 	}
-	s := p.siteOf(a)
-	if s == nil {
-		http.Error(w, fmt.Sprintf("BIND answers %s: no MP of the pair", a), http.StatusServiceUnavailable)
-		return
-	}
-	d, err := s.cluster.Clientset.AppsV1().Deployments(mpNS).Get(ctx, "tsb", metav1.GetOptions{})
-	if err != nil || d.Status.ReadyReplicas < 1 {
-		http.Error(w, fmt.Sprintf("%s resolves to %s (%s): no ready tsb replica", floatingFQDN, s.fqdn, s.addr), http.StatusServiceUnavailable)
-		return
-	}
-	fmt.Fprintf(w, "%s (%s) answers for %s\n", s.fqdn, s.addr, floatingFQDN)
+	fmt.Fprintf(w, "%s's MP (%s) answers for %s\n", a.Cluster, a.IP, floatingFQDN)
 }
 
 func randomBytes(t testing.TB, n int) []byte {

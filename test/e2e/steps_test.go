@@ -107,15 +107,34 @@ func (p *pair) rotateSigningKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := sealtest.Random(t, "private-key-rotated")
+	key := sealtest.NewSigningKey(t).PEM
 	p.leaks.Add(key)
 	sec.Data = map[string][]byte{"kid": []byte("iam-key-2026-2"), "private.key": key}
+	rotated := time.Now()
 	if _, err := p.west.cluster.Clientset.CoreV1().Secrets(mpNS).Update(p.ctx, sec, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	p.say("Rotated iam-signing-key on west (kid iam-key-2026-2)")
+	// A rotation, unlike a failover, invalidates the tokens the old key signed: west's MP refuses
+	// them at once (what shows that it enforces the key it holds now), and the clients log in
+	// again. Their name, CA and DNS server stay as they were.
+	for _, c := range p.clients {
+		a := c.WaitFor(t, "west's 401 for the old token", rotated, time.Minute, func(a testrig.Attempt) bool {
+			return a.Outcome == testrig.OutcomeUnauthorized && a.Cluster == "west"
+		})
+		if !strings.Contains(a.Err, "unknown kid") {
+			t.Errorf("client %s: west refused the old token for another reason: %s", c.Name(), a.Err)
+		}
+	}
+	p.say("West's MP refuses the tokens signed with the old key (401, unknown kid); the clients log in again on west")
 	p.secretsReach(t, p.west, p.east, []string{"iam-signing-key"}, 3*time.Minute)
 	p.ownCopyCurrent(t, p.west, "iam-signing-key")
+	loggedIn := time.Now()
+	p.login(t, p.west)
+	for _, c := range p.clients {
+		c.WaitAnswered(t, "west", loggedIn, time.Minute)
+	}
+	p.say("The clients' new tokens, signed with the rotated key, are accepted by west; after the failback east must accept them too")
 }
 
 // ownCopyCurrent: the copy east sealed for west before the failover stays in west's folder and
@@ -342,6 +361,8 @@ type completion struct {
 // request runs `mpha failover request --to` and returns the pull request it printed.
 func (p *pair) request(t *testing.T, to *site, id string) string {
 	t.Helper()
+	p.writeSetting(t, p.other(to), "written on "+p.other(to).name+" before "+id)
+	p.requested = time.Now()
 	out, code := p.cli(t, nil, "failover", "request", "--to", to.name, "--reason", "e2e drill: move the MP to "+to.name,
 		"--id", id, "--requested-by", "e2e@example.com", "--nats-url", p.nats.URL, "--timeout", "3m", "-o", "json")
 	if code != 0 {
@@ -441,7 +462,8 @@ func (p *pair) complete(t *testing.T, to *site, id, pr string, epoch int64, c co
 	moved := watch.stop()
 	p.dnsMoves = append(p.dnsMoves, id+": "+moved)
 	p.say("A real DNS query to BIND: %s, %s's MP, with pair.yaml's floatingTTL; the answer %s", a, to.name, moved)
-	p.say("A client of the floating name now reaches %s: %s", to.name, p.askProbe(t))
+	p.say("The agents' probe, a client of the floating name, now reaches %s: %s", to.name, p.askProbe(t))
+	p.clientsReach(t, to, id, p.requested)
 	if c.fromDown {
 		p.say("Failover %s verified without %s: %s tsb/iam 1, tsb-restore suspended, %s CNAME → %s, pair.yaml epoch %d",
 			id, from.name, to.name, floatingFQDN, to.fqdn, after.Epoch)

@@ -83,6 +83,14 @@ func (l Layout) Role(cluster string) string {
 // FloatingDNS is the DNSEndpoint pointing the floating FQDN at the active MP.
 func (l Layout) FloatingDNS() string { return path.Join(l.root, "dns", "floating.yaml") }
 
+// Facts is the public facts of cluster's TSB secrets (seal.MarshalFactsFile), written by
+// cluster's agent while it is active, for its standby's readiness checks. It is outside every
+// folder Flux applies.
+func (l Layout) Facts(cluster string) string { return path.Join(l.FactsDir(), cluster+".yaml") }
+
+// FactsDir holds every cluster's facts file.
+func (l Layout) FactsDir() string { return path.Join(l.root, "facts") }
+
 // ValidateClusterName checks a cluster's name: it is a path segment, a NATS subject token and a
 // label value, so it must be a DNS-1123 label.
 func ValidateClusterName(name string) error { return ValidateName("cluster name", name) }

@@ -6,6 +6,7 @@
 package export
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -42,6 +43,10 @@ type Options struct {
 	Namespace string
 	// Names are the Secrets to export.
 	Names []string
+	// Facts are the Secrets whose public facts (kids, CA fingerprint, SANs) are published in
+	// Layout.Facts(Self) for the standby's readiness checks, exported or not (the runtime passes
+	// the checked secrets). The exported ones' facts also travel as their files' annotations.
+	Facts []string
 	// Key is the HMAC key of the change digests (at least seal.MinKeyLen bytes).
 	Key    []byte
 	Layout gitops.Layout
@@ -142,6 +147,8 @@ type Report struct {
 	// NotActive names the active cluster when pair.yaml says it is not this one: nothing was
 	// exported.
 	NotActive string
+	// FactsUpdated: the facts file (Layout.Facts) changed and was committed with the run.
+	FactsUpdated bool
 }
 
 // Count returns how many secrets had outcome o.
@@ -179,7 +186,8 @@ func isWaiting(err error) bool { return errors.Is(err, ErrNoPeerCert) }
 func (e *Exporter) run(ctx context.Context, get getter) (Report, error) {
 	l := e.opts.Layout
 	certPath := l.SealingCert(e.opts.Peer)
-	snap, err := e.repo.Read(ctx, l.Pair(), certPath, l.SecretsDir(e.opts.Peer)+"/", l.SealingCert(e.opts.Self), l.SecretsDir(e.opts.Self)+"/")
+	snap, err := e.repo.Read(ctx, l.Pair(), certPath, l.SecretsDir(e.opts.Peer)+"/", l.SealingCert(e.opts.Self), l.SecretsDir(e.opts.Self)+"/",
+		l.Facts(e.opts.Self))
 	if err != nil {
 		return Report{}, err
 	}
@@ -226,6 +234,14 @@ func (e *Exporter) run(ctx context.Context, get getter) (Report, error) {
 		return Report{}, err
 	}
 	rep.Own = own
+	facts, err := e.factsFile(ctx, get)
+	if err != nil {
+		return Report{}, err
+	}
+	if !bytes.Equal(facts, snap.Files[l.Facts(e.opts.Self)]) {
+		ch.Files[l.Facts(e.opts.Self)] = facts
+		rep.FactsUpdated = true
+	}
 	if len(ch.Files) == 0 && len(ch.Delete) == 0 {
 		e.log.Debug("secrets export: nothing changed", "secrets", len(rep.Secrets))
 		return rep, nil
@@ -345,6 +361,36 @@ func (e *Exporter) plan(ctx context.Context, get getter, cert seal.Cert, name st
 	return out, file, err
 }
 
+// factsFile is this cluster's facts file now: the public facts of every exported and checked
+// secret.
+func (e *Exporter) factsFile(ctx context.Context, get getter) ([]byte, error) {
+	facts := map[string]seal.Facts{}
+	for _, name := range e.watched() {
+		s, found, err := get(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			facts[name] = seal.Facts{}
+			continue
+		}
+		if facts[name], err = seal.SecretFacts(e.opts.Key, s); err != nil {
+			return nil, fmt.Errorf("secret %s: %w", name, err)
+		}
+	}
+	b, err := seal.MarshalFactsFile(e.opts.Self, facts)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(gitops.Header), b...), nil // mpha's file: CheckOwned lets it be rewritten
+}
+
+// watched are the secrets the exporter reads: the exported ones and those whose facts it
+// publishes.
+func (e *Exporter) watched() []string {
+	return slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(e.opts.Names), e.opts.Facts...))))
+}
+
 // sameFacts reports whether a committed SealedSecret already carries the facts annotations ann.
 func sameFacts(file []byte, ann map[string]string) bool {
 	f, err := seal.FactsFromSealed(file)
@@ -366,6 +412,8 @@ func (e *Exporter) message(rep Report) string {
 	}
 	subject := fmt.Sprintf("Export %d secret(s) from %s for %s", len(lines), e.opts.Self, e.opts.Peer)
 	switch {
+	case len(lines) == 0 && len(own) == 0:
+		subject = fmt.Sprintf("Publish the public facts of %s's secrets", e.opts.Self)
 	case len(lines) == 0:
 		subject = fmt.Sprintf("Refresh %d of %s's own sealed secret(s)", len(own), e.opts.Self)
 	case rep.Count(Resealed) == len(lines):
@@ -378,6 +426,9 @@ func (e *Exporter) message(rep Report) string {
 	if len(own) > 0 {
 		msg += "\nAlso refreshed in " + e.opts.Self + "'s own folder, so that a restart of its sealed-secrets controller\nrestores the current data:\n" + strings.Join(own, "\n") + "\n"
 	}
+	if rep.FactsUpdated {
+		msg += "\nThe public facts of " + e.opts.Self + "'s secrets (kids, CA fingerprints, SANs) changed: " + e.opts.Layout.Facts(e.opts.Self) + "\n"
+	}
 	return msg
 }
 
@@ -386,7 +437,7 @@ func (e *Exporter) message(rep Report) string {
 // at the next trigger or resync: the agent never stops for it.
 func (e *Exporter) Run(ctx context.Context) error {
 	listers := map[string]cache.GenericLister{}
-	for _, name := range e.opts.Names {
+	for _, name := range e.watched() {
 		// One informer per name: a field selector on metadata.name is what RBAC resourceNames can
 		// grant list and watch for, so the agent needs no access to other Secrets.
 		f := informers.NewSharedInformerFactoryWithOptions(e.cs, 0, informers.WithNamespace(e.opts.Namespace),

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -324,8 +325,9 @@ func TestExporter(t *testing.T) {
 	if len(cs3) != 1 {
 		t.Errorf("the rotation made %d commits, want 1", len(cs3))
 	}
-	if got := changedFiles(t, cs3[0]); len(got) != 1 || got[0] != r.layout.Secret("west", "iam-signing-key") {
-		t.Errorf("the rotation changed %v, want only iam-signing-key", got)
+	// The new kid is a public fact: the facts file changes with it.
+	if got := changedFiles(t, cs3[0]); !slices.Equal(slices.Sorted(slices.Values(got)), []string{r.layout.Secret("west", "iam-signing-key"), r.layout.Facts("east")}) {
+		t.Errorf("the rotation changed %v, want only iam-signing-key and east's facts file", got)
 	}
 
 	// 4. The same data again (only an annotation changes): no commit.
@@ -371,15 +373,50 @@ func TestExporter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Secrets["tsb-certs"] != export.Removed || rep.Commit != "" {
-		t.Errorf("deleted secret: %+v, want removed and no commit", rep)
+	// The only commit is the facts file's, which now says the secret is absent on east.
+	if rep.Secrets["tsb-certs"] != export.Removed || !rep.FactsUpdated {
+		t.Errorf("deleted secret: %+v, want removed and the facts file updated", rep)
+	}
+	if got := changedFiles(t, r.head(t)); !slices.Equal(got, []string{r.layout.Facts("east")}) {
+		t.Errorf("the deletion changed %v, want only east's facts file", got)
 	}
 	if _, ok := r.secretFiles(t, r.head(t))["tsb-certs"]; !ok {
 		t.Error("the deleted secret's file was removed from Git")
 	}
+	_, facts := readFacts(ctx, t, r, "east")
+	if f, ok := facts["tsb-certs"]; !ok || f.Present {
+		t.Errorf("east's facts file on tsb-certs: %+v (listed %v), want absent", f, ok)
+	}
+	if f := facts["iam-signing-key"]; !f.Present || strings.Join(f.Kids, ",") != string(rotated.Data["kid"]) {
+		t.Errorf("east's facts file on iam-signing-key: %+v, want the rotated kid", f)
+	}
 
 	// 7. No plaintext, base64 of it, or unkeyed hash of it, anywhere in Git's history or the logs.
 	scanForLeaks(t, r, logs.String(), 20)
+}
+
+// readFacts reads cluster's facts file from the head of the repository.
+func readFacts(ctx context.Context, t *testing.T, r *rig, cluster string) (string, map[string]seal.Facts) {
+	t.Helper()
+	snap, err := r.writer.Read(ctx, r.layout.Facts(cluster))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, ok := snap.Files[r.layout.Facts(cluster)]
+	if !ok {
+		t.Fatalf("%s is not in Git", r.layout.Facts(cluster))
+	}
+	if !bytes.HasPrefix(b, []byte(gitops.Header)) {
+		t.Errorf("%s lacks mpha's header", r.layout.Facts(cluster))
+	}
+	c, facts, err := seal.ParseFactsFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c != cluster {
+		t.Errorf("%s describes %q", r.layout.Facts(cluster), c)
+	}
+	return c, facts
 }
 
 func publishCert(ctx context.Context, t *testing.T, r *rig, pem []byte) {

@@ -140,7 +140,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 // input reads pair.yaml for the roles, this cluster's facts live, and the peer's from Git.
 func (m *Monitor) input(ctx context.Context) (Input, error) {
 	l, self := m.opts.Layout, m.opts.Self
-	snap, err := m.repo.Read(ctx, l.Pair(), l.SecretsDir(self)+"/", l.HelmRelease(self))
+	snap, err := m.repo.Read(ctx, l.Pair(), l.SecretsDir(self)+"/", l.HelmRelease(self), l.FactsDir()+"/")
 	if err != nil {
 		return Input{}, err
 	}
@@ -181,14 +181,18 @@ func unseenStandby(peer string) Site {
 	return Site{Cluster: peer, SecretsUnknown: why, ValuesUnknown: why}
 }
 
-// exportedSite reads the active's facts from the SealedSecrets it committed for this cluster. A
-// configured secret without a file is absent on the active; another one is unknown.
+// exportedSite reads the active's facts from the SealedSecrets it committed for this cluster and,
+// for the secrets it does not export (each MP's own certificates, or a secret left out of
+// secrets.names), from the facts file it publishes (Layout.Facts). A configured secret in
+// neither is absent on the active; another one is unknown.
 func (m *Monitor) exportedSite(peer string, files map[string][]byte) Site {
 	site := Site{Cluster: peer, Secrets: map[string]seal.Facts{}, Via: "as exported to Git",
 		ValuesUnknown: "only its rendered values are in Git"}
+	published := m.publishedFacts(peer, files)
 	for _, n := range slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(m.opts.Names), CheckedSecrets()...)))) {
 		p := m.opts.Layout.Secret(m.opts.Self, n)
 		b, ok := files[p]
+		pf, inFacts := published[n]
 		switch {
 		case ok:
 			f, err := seal.FactsFromSealed(b)
@@ -196,11 +200,32 @@ func (m *Monitor) exportedSite(peer string, files map[string][]byte) Site {
 				f = seal.Facts{Present: true, Sealed: true, Problem: fmt.Sprintf("%s: %v", p, err)}
 			}
 			site.Secrets[n] = f
+		case inFacts:
+			site.Secrets[n] = pf
 		case slices.Contains(m.opts.Names, n):
 			site.Secrets[n] = seal.Facts{}
 		}
 	}
 	return site
+}
+
+// publishedFacts reads the facts file peer's agent publishes; a file that cannot be read makes
+// every secret in it unknown, with the reason logged.
+func (m *Monitor) publishedFacts(peer string, files map[string][]byte) map[string]seal.Facts {
+	p := m.opts.Layout.Facts(peer)
+	b, ok := files[p]
+	if !ok {
+		return nil
+	}
+	cluster, facts, err := seal.ParseFactsFile(b)
+	if err == nil && cluster != peer {
+		err = fmt.Errorf("it describes cluster %q", cluster)
+	}
+	if err != nil {
+		m.log.Warn("ignoring the peer's facts file", "path", p, "error", err)
+		return nil
+	}
+	return facts
 }
 
 // rendered reads the values the active committed for this cluster.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -24,6 +25,7 @@ import (
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
 	"github.com/mpha-dev/mpha/gitops/seal"
 	"github.com/mpha-dev/mpha/gitops/seal/sealtest"
+	"github.com/mpha-dev/mpha/gitops/trailer"
 	"github.com/mpha-dev/mpha/gitops/values"
 	"github.com/mpha-dev/mpha/internal/helmtest"
 	"github.com/mpha-dev/mpha/internal/testrig"
@@ -298,6 +300,8 @@ func testMonitorStandby(t *testing.T, ctx context.Context, r *monitorRig) {
 		t.Error("the metrics did not follow the fix")
 	}
 
+	r.factsFileCompared(t, ctx, round, allPass)
+
 	// The leak scan: the ConfigMap, the Events, the metrics and the logs.
 	_, body := r.report(t, ctx, "mpha")
 	r.leaks.Scan(t, "the ConfigMap", body)
@@ -314,6 +318,76 @@ func testMonitorStandby(t *testing.T, ctx context.Context, r *monitorRig) {
 	if !strings.Contains(logs.String(), "readiness check changed") {
 		t.Errorf("no transition logged:\n%s", logs.String())
 	}
+}
+
+// factsFileCompared: the active exports neither iam-signing-key nor its certificates (each MP's own
+// in the Helm model), so only its facts file (Layout.Facts) says their kid and CA. Matching, every
+// check passes; a standby with its own signing key, or a certificate of another CA, fails
+// signing-key-kid or root-ca, where without the file both would only warn.
+func (r *monitorRig) factsFileCompared(t *testing.T, ctx context.Context, round func(map[string]readiness.Status) []readiness.Result,
+	allPass map[string]readiness.Status) {
+	t.Helper()
+	facts := map[string]seal.Facts{}
+	for _, s := range r.secrets {
+		f, err := seal.SecretFacts(key, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		facts[s.Name] = f
+	}
+	write := func(facts map[string]seal.Facts, del ...string) {
+		t.Helper()
+		b, err := seal.MarshalFactsFile("east", facts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch := gitops.Change{Files: map[string][]byte{r.layout.Facts("east"): append([]byte(gitops.Header), b...)}, Message: "east's facts",
+			Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "secrets"}}}
+		for _, n := range del {
+			ch.Delete = append(ch.Delete, r.layout.Secret("west", n))
+		}
+		if _, err := r.writer.Apply(ctx, ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(facts, "iam-signing-key", "tsb-certs", "xcp-central-cert")
+	// iam-signing-key is still in secrets.names: with no SealedSecret, there is no digest to
+	// compare, and secrets-in-sync warns; the rest passes on the facts file.
+	factsPass := maps.Clone(allPass)
+	factsPass[readiness.SecretsInSync] = readiness.Warn
+	round(factsPass)
+
+	// West with its own signing key: the kid in east's facts file differs.
+	var orig *corev1.Secret
+	for _, s := range r.secrets {
+		if s.Name == "iam-signing-key" {
+			orig = s
+		}
+	}
+	own := sealtest.NewSigningKey(t).PEM
+	r.leaks.Add(own)
+	r.setKid(t, ctx, "sig-west", own)
+	res := round(map[string]readiness.Status{readiness.SigningKeyKid: readiness.Fail})
+	if ev := resultOf(res, readiness.SigningKeyKid).Evidence; !strings.Contains(ev, "east (active, as exported to Git) has sig-1") {
+		t.Errorf("evidence from the facts file: %s", ev)
+	}
+	r.setKid(t, ctx, "sig-1", orig.Data["private.key"])
+
+	// East's certificates from another CA, as its facts file says.
+	other := sealtest.NewCA(t, "east's other CA")
+	moved := maps.Clone(facts)
+	for _, n := range []string{"tsb-certs", "xcp-central-cert"} {
+		f := moved[n]
+		f.CA = other.Fingerprint()
+		moved[n] = f
+	}
+	write(moved)
+	res = round(map[string]readiness.Status{readiness.RootCA: readiness.Fail, readiness.SigningKeyKid: readiness.Pass, readiness.JWKSKid: readiness.Pass})
+	if ev := resultOf(res, readiness.RootCA).Evidence; !strings.Contains(ev, "different root CAs") {
+		t.Errorf("root-ca evidence from the facts file: %s", ev)
+	}
+	write(facts)
+	round(factsPass)
 }
 
 // The active's monitor sees no live facts of the standby yet: the comparing checks warn, the local

@@ -298,7 +298,7 @@ func (d *deps) export(ctx context.Context, cs kubernetes.Interface) error {
 		return err
 	}
 	exp, err := export.New(cs, d.repo, export.Options{Self: cfg.Cluster, Peer: peer, Namespace: cfg.Kubernetes.Namespace,
-		Names: cfg.Secrets.Names, Key: d.key, Layout: d.layout, DeleteRemoved: cfg.Secrets.DeleteRemoved, Metrics: d.exportMetrics, Logger: d.o.Logger})
+		Names: cfg.Secrets.Names, Facts: readiness.CheckedSecrets(), Key: d.key, Layout: d.layout, DeleteRemoved: cfg.Secrets.DeleteRemoved, Metrics: d.exportMetrics, Logger: d.o.Logger})
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mpha-dev/mpha/agent"
 	"github.com/mpha-dev/mpha/agent/export"
+	"github.com/mpha-dev/mpha/agent/readiness"
 	"github.com/mpha-dev/mpha/agent/runtime"
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
@@ -99,7 +100,7 @@ func runExportOnce(ctx context.Context, o *globalOptions, eo *exportOptions) err
 		return err
 	}
 	exp, err := export.New(cs, w, export.Options{
-		Self: cfg.Cluster, Peer: peer, Namespace: cfg.Kubernetes.Namespace, Names: cfg.Secrets.Names,
+		Self: cfg.Cluster, Peer: peer, Namespace: cfg.Kubernetes.Namespace, Names: cfg.Secrets.Names, Facts: readiness.CheckedSecrets(),
 		Key: key, Layout: layout, DeleteRemoved: cfg.Secrets.DeleteRemoved, Logger: o.logger,
 	})
 	if err != nil {

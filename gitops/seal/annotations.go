@@ -61,7 +61,15 @@ func FactsFromSealed(file []byte) (Facts, error) {
 	if ss.Kind != "SealedSecret" {
 		return Facts{}, fmt.Errorf("reading SealedSecret: kind %q", ss.Kind)
 	}
-	a := ss.Metadata.Annotations
+	f, err := factsFromAnnotations(ss.Metadata.Annotations)
+	if err != nil {
+		return Facts{}, fmt.Errorf("SealedSecret %s: %w", ss.Metadata.Name, err)
+	}
+	return f, nil
+}
+
+// factsFromAnnotations reads and checks the facts annotations of a SealedSecret or a facts file.
+func factsFromAnnotations(a map[string]string) (Facts, error) {
 	f := Facts{Present: true, Sealed: true, Digest: a[DigestAnnotation], CA: a[CAAnnotation]}
 	var errs []error
 	if f.Digest != "" && !digestPattern.MatchString(f.Digest) {
@@ -78,7 +86,7 @@ func FactsFromSealed(file []byte) (Facts, error) {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
-		return Facts{}, fmt.Errorf("SealedSecret %s: %w", ss.Metadata.Name, err)
+		return Facts{}, err
 	}
 	f.Leaf = f.DNSNames != nil
 	return f, nil

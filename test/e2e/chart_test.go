@@ -387,8 +387,9 @@ func (p *pair) doctorCheck(t *testing.T, check string) readiness.Result {
 	t.Helper()
 	env := []string{"KUBECONFIG=" + p.east.cluster.Kubeconfig + ":" + p.west.cluster.Kubeconfig}
 	out, code := p.cli(t, env, "doctor", "--active", "east", "--standby", "west", "--floating-fqdn", floatingFQDN, "-o", "json")
+	// The report is the first JSON value; a failing doctor says so on stderr after it.
 	var rep readiness.Report
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+	if err := json.NewDecoder(strings.NewReader(out)).Decode(&rep); err != nil {
 		t.Fatalf("mpha doctor exited %d; -o json: %v\n%s", code, err, out)
 	}
 	for _, r := range rep.Checks {

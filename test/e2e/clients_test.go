@@ -73,8 +73,7 @@ func (p *pair) startClients(t *testing.T) {
 		p.leaks.Add([]byte(tok))
 		name := string(k)
 		c := testrig.NewClient(t, testrig.ClientOptions{Name: name, Kind: k, FQDN: floatingFQDN, Port: p.mpPort, CA: p.ca.PEM,
-			Token: tok, Resolver: p.dns.Resolver(), Setting: settingKey, Interval: clientInterval,
-			OnChange: func(c testrig.Change) { p.say("  [client %s] %s", name, c) }})
+			Token: tok, Resolver: p.dns.Resolver(), Setting: settingKey, Interval: clientInterval, OnChange: p.sayChange(name)})
 		p.clients = append(p.clients, c)
 	}
 	probeToken := p.east.mp.IssueToken(t, "mpha-probe")
@@ -91,6 +90,26 @@ func (p *pair) startClients(t *testing.T) {
 	}
 	p.say("Two clients configured once: %s, the root CA, BIND as their DNS server and a token east's MP issued; "+
 		"both are answered by east (every %s, a new DNS query and connection each time)", floatingFQDN, clientInterval)
+}
+
+// sayChange narrates a client's changes as they happen, with the outage each one ends: a line
+// per change, so that the demo shows a failover from the outside.
+func (p *pair) sayChange(name string) func(testrig.Change) {
+	var down time.Time // the first attempt without an answer since the last 200
+	return func(c testrig.Change) {
+		switch {
+		case c.Outcome != testrig.OutcomeOK && down.IsZero():
+			down = c.At
+			p.say("  [client %s] %s", name, c)
+		case c.Outcome != testrig.OutcomeOK:
+			p.say("  [client %s] %s (no answer for %.1fs so far)", name, c, c.At.Sub(down).Seconds())
+		case !down.IsZero():
+			p.say("  [client %s] %s: answered again, %.1fs without an answer", name, c, c.At.Sub(down).Seconds())
+			down = time.Time{}
+		default:
+			p.say("  [client %s] %s", name, c)
+		}
+	}
 }
 
 // clientInterval is how often each client asks: the resolution of its outage figures.

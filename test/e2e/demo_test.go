@@ -192,6 +192,7 @@ func (p *pair) instructions(env string) string {
 		"          kubectl --context east -n mpha get dnsendpoint mpha-floating -o yaml",
 		"DNS:      dig @" + p.dns.Host + " -p " + strconv.Itoa(p.dns.Port) + " +norecurse " + floatingFQDN +
 			"   (BIND, as external-dns published it; if dig is installed)",
+		"Clients:  the two MP clients keep polling " + floatingFQDN + " through BIND; each change prints here (fail back and watch them move)",
 		"Agents:   " + p.east.agentURL + "/metrics   " + p.west.agentURL + "/metrics",
 		"Logs:     " + filepath.Dir(p.east.agent.LogPath()),
 	}

@@ -141,7 +141,8 @@ func (p *pair) requestWith(t *testing.T, to *site, id string, args ...string) ([
 		"--requested-by", "e2e@example.com", "--nats-url", p.nats.URL, "--timeout", "3m", "-o", "json"}, args...)
 	out, code := p.cli(t, nil, args...)
 	var sts []event.FailoverStatus
-	if i := strings.Index(out, "["); i < 0 || json.Unmarshal([]byte(out[i:]), &sts) != nil || len(sts) == 0 {
+	// The statuses are the first JSON value; a refusal is explained on stderr after it.
+	if i := strings.Index(out, "\n["); i < 0 || json.NewDecoder(strings.NewReader(out[i:])).Decode(&sts) != nil || len(sts) == 0 {
 		t.Fatalf("mpha %s exited %d and printed no statuses:\n%s", strings.Join(args, " "), code, out)
 	}
 	return sts, code

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,45 +26,16 @@ import (
 // commit, a cert commit, an emergency failover pushed directly, and a drill on its own branch.
 func auditRepo(t *testing.T) (string, *gogit.Repository) {
 	t.Helper()
-	dir := t.TempDir()
-	r, err := gogit.PlainInitWithOptions(dir, &gogit.PlainInitOptions{
-		InitOptions: gogit.InitOptions{DefaultBranch: plumbing.NewBranchReferenceName("main")},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wt, err := r.Worktree()
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := testrig.NewLocalRepo(t)
 	t0 := time.Date(2026, 8, 1, 9, 0, 0, 0, time.UTC)
 	n := 0
 	commit := func(who, msg string, minutes int, parents ...plumbing.Hash) plumbing.Hash {
 		t.Helper()
 		n++
-		name := filepath.Join(dir, "f", strings.Repeat("x", n))
-		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(name, []byte(msg), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := wt.Add(filepath.Join("f", strings.Repeat("x", n))); err != nil {
-			t.Fatal(err)
-		}
-		sig := &object.Signature{Name: who, Email: strings.ToLower(strings.ReplaceAll(who, " ", "-")) + "@example.com", When: t0.Add(time.Duration(minutes) * time.Minute)}
-		h, err := wt.Commit(msg, &gogit.CommitOptions{Author: sig, Committer: sig, Parents: parents})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return h
+		sig := object.Signature{Name: who, Email: strings.ToLower(strings.ReplaceAll(who, " ", "-")) + "@example.com", When: t0.Add(time.Duration(minutes) * time.Minute)}
+		return repo.Commit(msg, map[string]string{"f/" + strings.Repeat("x", n): msg}, sig, sig, parents...)
 	}
-	checkout := func(branch string, create bool) {
-		t.Helper()
-		if err := wt.Checkout(&gogit.CheckoutOptions{Branch: plumbing.NewBranchReferenceName(branch), Create: create}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	checkout := repo.Checkout
 	kind := func(subject, kind, cluster string) string {
 		return formatMessage(t, subject, trailer.Trailer{Key: trailer.Kind, Value: kind}, trailer.Trailer{Key: trailer.Cluster, Value: cluster})
 	}
@@ -89,7 +59,7 @@ func auditRepo(t *testing.T) (string, *gogit.Repository) {
 	checkout("mpha/drill/ev-3", true)
 	commit("Agent east", failover("ev-3", "10", "east", "west", "drill", "pass", "quarterly drill"), 180)
 	checkout("main", false)
-	return dir, r
+	return repo.Dir, repo.Repo
 }
 
 func formatMessage(t *testing.T, subject string, ts ...trailer.Trailer) string {
@@ -211,29 +181,17 @@ func TestAuditURL(t *testing.T) {
 // malformed line, a bidi override, and a reason of 300 characters.
 func hostileRepo(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	r, err := gogit.PlainInitWithOptions(dir, &gogit.PlainInitOptions{
-		InitOptions: gogit.InitOptions{DefaultBranch: plumbing.NewBranchReferenceName("main")},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wt, err := r.Worktree()
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := testrig.NewLocalRepo(t)
 	t0 := time.Date(2026, 8, 1, 9, 0, 0, 0, time.UTC)
 	for i, msg := range []string{
 		"Fail over \x1b[2J\x1b[Hfrom east\n\nMpha-Kind: failover\nMpha-Event: ev-9\nMpha-Epoch: banana\nMpha-From: \x1b[31meast\x1b[0m\nMpha-To: west\nMpha-To: east\nMpha-Mode: planned\nMpha-Requested-By: mallory\nMpha-Reason: " + strings.Repeat("very long reason ", 18) + "end\nMpha-Preflight:pass\n",
 		"Seal secrets \u202egnp.exe\n\nMpha-Kind: ../../etc/passwd\nMpha-Cluster: east\n",
 		formatMessage(t, "Seal 2 secrets for west", trailer.Trailer{Key: trailer.Kind, Value: "secrets"}, trailer.Trailer{Key: trailer.Cluster, Value: "east"}),
 	} {
-		sig := &object.Signature{Name: "Mallory", Email: "mallory@example.com", When: t0.Add(time.Duration(i) * time.Hour)}
-		if _, err := wt.Commit(msg, &gogit.CommitOptions{Author: sig, Committer: sig, AllowEmptyCommits: true}); err != nil {
-			t.Fatal(err)
-		}
+		sig := object.Signature{Name: "Mallory", Email: "mallory@example.com", When: t0.Add(time.Duration(i) * time.Hour)}
+		repo.Commit(msg, nil, sig, sig)
 	}
-	return dir
+	return repo.Dir
 }
 
 // The table escapes every control character (Go-quoted), cuts long cells at maxCell runes with

@@ -36,67 +36,21 @@ var (
 )
 
 // history builds a repository commit by commit in a temporary directory.
-type history struct {
-	t    *testing.T
-	dir  string
-	repo *gogit.Repository
-	wt   *gogit.Worktree
-}
+type history struct{ *testrig.LocalRepo }
 
-func newHistory(t *testing.T) *history {
-	t.Helper()
-	dir := t.TempDir()
-	r, err := gogit.PlainInitWithOptions(dir, &gogit.PlainInitOptions{
-		InitOptions: gogit.InitOptions{DefaultBranch: plumbing.NewBranchReferenceName("main")},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wt, err := r.Worktree()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &history{t: t, dir: dir, repo: r, wt: wt}
-}
+func newHistory(t *testing.T) *history { return &history{testrig.NewLocalRepo(t)} }
 
-// commit writes files and commits them on the checked-out branch (with parents, if given).
+// commit writes files and commits them on the checked-out branch (with parents, if given), by
+// who, authored and committed at the times given.
 func (h *history) commit(msg string, who object.Signature, author, committer time.Time, files map[string]string, parents ...plumbing.Hash) plumbing.Hash {
-	h.t.Helper()
-	for p, content := range files {
-		full := filepath.Join(h.dir, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			h.t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
-			h.t.Fatal(err)
-		}
-		if _, err := h.wt.Add(p); err != nil {
-			h.t.Fatal(err)
-		}
-	}
 	a, c := who, who
 	a.When, c.When = author, committer
-	hash, err := h.wt.Commit(msg, &gogit.CommitOptions{Author: &a, Committer: &c, Parents: parents, AllowEmptyCommits: true})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return hash
+	return h.Commit(msg, files, a, c, parents...)
 }
 
-func (h *history) checkout(branch string, create bool) {
-	h.t.Helper()
-	if err := h.wt.Checkout(&gogit.CheckoutOptions{Branch: plumbing.NewBranchReferenceName(branch), Create: create}); err != nil {
-		h.t.Fatalf("checkout %s: %v", branch, err)
-	}
-}
+func (h *history) checkout(branch string, create bool) { h.Checkout(branch, create) }
 
-// setBranch points branch at hash (a fast-forward, as a direct push does).
-func (h *history) setBranch(branch string, hash plumbing.Hash) {
-	h.t.Helper()
-	if err := h.repo.Storer.SetReference(plumbing.NewHashReference(plumbing.NewBranchReferenceName(branch), hash)); err != nil {
-		h.t.Fatal(err)
-	}
-}
+func (h *history) setBranch(branch string, hash plumbing.Hash) { h.SetBranch(branch, hash) }
 
 func message(t *testing.T, subject string, ts ...trailer.Trailer) string {
 	t.Helper()
@@ -153,7 +107,7 @@ func buildFleet(t *testing.T) *fleet {
 func TestLogRebuildsHistory(t *testing.T) {
 	t.Parallel()
 	f := buildFleet(t)
-	got, err := audit.Log(context.Background(), f.repo, audit.Options{})
+	got, err := audit.Log(context.Background(), f.Repo, audit.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +171,7 @@ func TestLogOptions(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := audit.Log(context.Background(), f.repo, tc.opts)
+			got, err := audit.Log(context.Background(), f.Repo, tc.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -226,12 +180,12 @@ func TestLogOptions(t *testing.T) {
 			}
 		})
 	}
-	if _, err := audit.Log(context.Background(), f.repo, audit.Options{Branch: "nope"}); !errors.Is(err, audit.ErrBranchNotFound) {
+	if _, err := audit.Log(context.Background(), f.Repo, audit.Options{Branch: "nope"}); !errors.Is(err, audit.ErrBranchNotFound) {
 		t.Errorf("unknown branch: err = %v, want ErrBranchNotFound", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := audit.Log(ctx, f.repo, audit.Options{}); !errors.Is(err, context.Canceled) {
+	if _, err := audit.Log(ctx, f.Repo, audit.Options{}); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled context: err = %v", err)
 	}
 }
@@ -259,7 +213,7 @@ func TestLogBranchWithBackMerge(t *testing.T) {
 	h.checkout("main", false)
 	m := h.commit("Merge pull request #7 from org/feature\n", giteaBot, at(6), at(6), map[string]string{"b": "b", "d": "d"}, c, d)
 
-	got, err := audit.Log(context.Background(), h.repo, audit.Options{})
+	got, err := audit.Log(context.Background(), h.Repo, audit.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,11 +289,11 @@ func TestOpenLocalPath(t *testing.T) {
 	t.Parallel()
 	f := buildFleet(t)
 	ctx := context.Background()
-	want, err := audit.Log(ctx, f.repo, audit.Options{})
+	want, err := audit.Log(ctx, f.Repo, audit.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := audit.Open(ctx, filepath.Join(f.dir, "mpha", "clusters"), nil, "")
+	r, err := audit.Open(ctx, filepath.Join(f.Dir, "mpha", "clusters"), nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,15 +319,15 @@ func TestOpenURLMatchesLocalPath(t *testing.T) {
 	f := buildFleet(t)
 	srv := testrig.StartGitServer(t)
 	url := srv.URL("org/fleet.git")
-	if _, err := f.repo.CreateRemote(&config.RemoteConfig{Name: "rig", URLs: []string{url}}); err != nil {
+	if _, err := f.Repo.CreateRemote(&config.RemoteConfig{Name: "rig", URLs: []string{url}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.repo.PushContext(ctx, &gogit.PushOptions{RemoteName: "rig", Auth: srv.Auth(),
+	if err := f.Repo.PushContext(ctx, &gogit.PushOptions{RemoteName: "rig", Auth: srv.Auth(),
 		RefSpecs: []config.RefSpec{"refs/heads/*:refs/heads/*"}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, branch := range []string{"main", "mpha/drill/ev-3"} {
-		want, err := audit.Log(ctx, f.repo, audit.Options{Branch: branch})
+		want, err := audit.Log(ctx, f.Repo, audit.Options{Branch: branch})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -418,7 +372,7 @@ func TestLogReportsTrailerProblems(t *testing.T) {
 	clean := h.commit(message(t, "Seal secrets for west", trailer.Trailer{Key: trailer.Kind, Value: "secrets"}, trailer.Trailer{Key: trailer.Cluster, Value: "east"}),
 		agentEast, at(4), at(4), map[string]string{"d": "d"})
 
-	got, err := audit.Log(context.Background(), h.repo, audit.Options{})
+	got, err := audit.Log(context.Background(), h.Repo, audit.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -450,7 +404,7 @@ func TestLogReportsTrailerProblems(t *testing.T) {
 		t.Errorf("trailers as written (-want +got):\n%s", diff)
 	}
 	// A kind filter never matches a refused kind.
-	if got, _ := audit.Log(context.Background(), h.repo, audit.Options{Kinds: []string{"../../etc/passwd"}}); len(got) != 0 {
+	if got, _ := audit.Log(context.Background(), h.Repo, audit.Options{Kinds: []string{"../../etc/passwd"}}); len(got) != 0 {
 		t.Errorf("--kind ../../etc/passwd listed %d entries", len(got))
 	}
 }

@@ -15,61 +15,23 @@ import (
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
 	"github.com/mpha-dev/mpha/gitops/trailer"
+	"github.com/mpha-dev/mpha/internal/testrig"
 )
 
-// localRepo is a repository on disk built commit by commit, as a person's checkout is.
+// localRepo is a repository on disk built commit by commit, as a person's checkout is; each
+// commit a minute after the last.
 type localRepo struct {
-	t    *testing.T
-	dir  string
-	repo *gogit.Repository
-	wt   *gogit.Worktree
-	n    int
+	*testrig.LocalRepo
+	n int
 }
 
-func newLocalRepo(t *testing.T) *localRepo {
-	t.Helper()
-	dir := t.TempDir()
-	r, err := gogit.PlainInitWithOptions(dir, &gogit.PlainInitOptions{
-		InitOptions: gogit.InitOptions{DefaultBranch: plumbing.NewBranchReferenceName("main")},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wt, err := r.Worktree()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &localRepo{t: t, dir: dir, repo: r, wt: wt}
-}
+func newLocalRepo(t *testing.T) *localRepo { return &localRepo{LocalRepo: testrig.NewLocalRepo(t)} }
 
 // commit writes files ("" deletes one) and commits them with msg (onto parents, if given).
 func (l *localRepo) commit(msg string, files map[string]string, parents ...plumbing.Hash) plumbing.Hash {
-	l.t.Helper()
-	for p, content := range files {
-		full := filepath.Join(l.dir, p)
-		if content == "" {
-			if _, err := l.wt.Remove(p); err != nil {
-				l.t.Fatal(err)
-			}
-			continue
-		}
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			l.t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
-			l.t.Fatal(err)
-		}
-		if _, err := l.wt.Add(p); err != nil {
-			l.t.Fatal(err)
-		}
-	}
 	l.n++
-	who := &object.Signature{Name: "test", Email: "test@mpha.invalid", When: time.Date(2026, 8, 1, 9, l.n, 0, 0, time.UTC)}
-	h, err := l.wt.Commit(msg, &gogit.CommitOptions{Author: who, Committer: who, Parents: parents, AllowEmptyCommits: true})
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	return h
+	who := object.Signature{Name: "test", Email: "test@mpha.invalid", When: time.Date(2026, 8, 1, 9, l.n, 0, 0, time.UTC)}
+	return l.Commit(msg, files, who, who, parents...)
 }
 
 // A history with a merged branch:
@@ -85,18 +47,14 @@ func TestHistoryLastChanges(t *testing.T) {
 	r := newLocalRepo(t)
 	a := r.commit("a\n\nMpha-Kind: bootstrap\n", map[string]string{"x": "1", "d/y": "1", "d/e/z": "1", "d/e/old": "1"})
 	r.commit("b", map[string]string{"x": "2"})
-	if err := r.wt.Checkout(&gogit.CheckoutOptions{Branch: plumbing.NewBranchReferenceName("feature"), Create: true}); err != nil {
-		t.Fatal(err)
-	}
+	r.Checkout("feature", true)
 	c := r.commit("c\n\nMpha-Kind: secrets\nMpha-Cluster: west\n", map[string]string{"d/y": "2", "d/e/w": "1"})
-	if err := r.wt.Checkout(&gogit.CheckoutOptions{Branch: plumbing.NewBranchReferenceName("main")}); err != nil {
-		t.Fatal(err)
-	}
+	r.Checkout("main", false)
 	d := r.commit("d", map[string]string{"d/e/z": "2"})
 	m := r.commit("Merge branch feature", map[string]string{"d/y": "2", "d/e/w": "1"}, d, c)
 	f := r.commit("f\n\nMpha-Kind: values\nMpha-Cluster: west\nMpha-Epoch: banana\n", map[string]string{"x": "3", "d/e/old": ""})
 
-	h, err := gitrepo.NewHistory(r.repo, "main")
+	h, err := gitrepo.NewHistory(r.Repo, "main")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +65,7 @@ func TestHistoryLastChanges(t *testing.T) {
 	}
 	for _, p := range paths {
 		want := ""
-		it, err := r.repo.Log(&gogit.LogOptions{From: f, FileName: &p})
+		it, err := r.Repo.Log(&gogit.LogOptions{From: f, FileName: &p})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,7 +91,7 @@ func TestHistoryLastChanges(t *testing.T) {
 	}
 
 	// From the branch, the same walk finds the branch's own commit and the root.
-	hf, err := gitrepo.NewHistory(r.repo, "feature")
+	hf, err := gitrepo.NewHistory(r.Repo, "feature")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +102,7 @@ func TestHistoryLastChanges(t *testing.T) {
 	if got["d/y"].Hash != c.String() || got["d/e/z"].Hash != a.String() || !cmp.Equal(got["d/e/z"].Trailers, []gitops.Trailer{{Key: trailer.Kind, Value: "bootstrap"}}) {
 		t.Errorf("from feature: %+v", got)
 	}
-	if _, err := gitrepo.NewHistory(r.repo, "nope"); err == nil {
+	if _, err := gitrepo.NewHistory(r.Repo, "nope"); err == nil {
 		t.Error("a missing branch was read")
 	}
 }
@@ -154,10 +112,10 @@ func TestHistoryRead(t *testing.T) {
 	t.Parallel()
 	r := newLocalRepo(t)
 	head := r.commit("one", map[string]string{"top": "t", "d/y": "y", "d/e/z": "z"})
-	if err := os.WriteFile(filepath.Join(r.dir, "d", "uncommitted"), []byte("u"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(r.Dir, "d", "uncommitted"), []byte("u"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	h, err := gitrepo.NewHistory(r.repo, "")
+	h, err := gitrepo.NewHistory(r.Repo, "")
 	if err != nil {
 		t.Fatal(err)
 	}

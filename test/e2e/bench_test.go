@@ -448,14 +448,16 @@ func printFailovers(w io.Writer, fos []failoverTimes) {
 		{"merged → applied (both clusters' Flux)", between(event.PhaseMerged, event.PhaseApplied)},
 		{"applied → verified (the probe answers)", between(event.PhaseApplied, event.PhaseVerified)},
 		{"request → verified", between(req, event.PhaseVerified)},
-		{"request → every client answered by the new MP (clients' own measure)", clientTimes(fos)},
+		{"request → every client answered by the new MP (clients' own measure)", clientTimes(fos, req)},
+		{"merged → every client answered by the new MP", clientTimes(fos, event.PhaseMerged)},
 	})
 }
 
-func clientTimes(fos []failoverTimes) []time.Duration {
+// clientTimes are the failovers' times from phase to every client answered by the new MP.
+func clientTimes(fos []failoverTimes, from event.Phase) []time.Duration {
 	var out []time.Duration
 	for _, f := range fos {
-		out = append(out, f.clients)
+		out = append(out, f.clients-f.at[from])
 	}
 	return out
 }

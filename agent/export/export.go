@@ -216,8 +216,9 @@ func (e *Exporter) run(ctx context.Context, get getter) (Report, error) {
 	}
 	rep := Report{Secrets: map[string]Outcome{}, CertFingerprint: cert.Fingerprint}
 	ch := gitops.Change{Files: map[string][]byte{}}
+	facts := map[string]seal.Facts{} // what plan read, so that the facts file reads no secret twice
 	for _, name := range e.opts.Names {
-		out, file, err := e.plan(ctx, get, cert, name, snap.Files[l.Secret(e.opts.Peer, name)])
+		out, file, err := e.plan(ctx, get, cert, name, snap.Files[l.Secret(e.opts.Peer, name)], facts)
 		if err != nil {
 			return Report{}, err
 		}
@@ -229,17 +230,17 @@ func (e *Exporter) run(ctx context.Context, get getter) (Report, error) {
 			ch.Delete = append(ch.Delete, l.Secret(e.opts.Peer, name))
 		}
 	}
-	own, err := e.ownCopies(ctx, get, snap.Files, &ch)
+	own, err := e.ownCopies(ctx, get, snap.Files, &ch, facts)
 	if err != nil {
 		return Report{}, err
 	}
 	rep.Own = own
-	facts, err := e.factsFile(ctx, get)
+	factsFile, err := e.factsFile(ctx, get, facts)
 	if err != nil {
 		return Report{}, err
 	}
-	if !bytes.Equal(facts, snap.Files[l.Facts(e.opts.Self)]) {
-		ch.Files[l.Facts(e.opts.Self)] = facts
+	if !bytes.Equal(factsFile, snap.Files[l.Facts(e.opts.Self)]) {
+		ch.Files[l.Facts(e.opts.Self)] = factsFile
 		rep.FactsUpdated = true
 	}
 	if len(ch.Files) == 0 && len(ch.Delete) == 0 {
@@ -268,7 +269,7 @@ func (e *Exporter) run(ctx context.Context, get getter) (Report, error) {
 // key. Only files already there are refreshed (a cluster that was never a standby has none), sealed
 // with the certificate this cluster published itself; without that certificate they are left as
 // they are, with a warning.
-func (e *Exporter) ownCopies(ctx context.Context, get getter, files map[string][]byte, ch *gitops.Change) (map[string]Outcome, error) {
+func (e *Exporter) ownCopies(ctx context.Context, get getter, files map[string][]byte, ch *gitops.Change, facts map[string]seal.Facts) (map[string]Outcome, error) {
 	l := e.opts.Layout
 	present := map[string][]byte{}
 	for _, name := range e.opts.Names {
@@ -291,7 +292,7 @@ func (e *Exporter) ownCopies(ctx context.Context, get getter, files map[string][
 	}
 	own := map[string]Outcome{}
 	for _, name := range slices.Sorted(maps.Keys(present)) {
-		out, file, err := e.plan(ctx, get, cert, name, present[name])
+		out, file, err := e.plan(ctx, get, cert, name, present[name], facts)
 		if err != nil {
 			return nil, fmt.Errorf("own copy: %w", err)
 		}
@@ -306,13 +307,15 @@ func (e *Exporter) ownCopies(ctx context.Context, get getter, files map[string][
 	return own, nil
 }
 
-// plan decides one secret's outcome and, when it must be committed, its file.
-func (e *Exporter) plan(ctx context.Context, get getter, cert seal.Cert, name string, existing []byte) (Outcome, []byte, error) {
+// plan decides one secret's outcome and, when it must be committed, its file; it records the
+// secret's public facts in facts (zero when absent).
+func (e *Exporter) plan(ctx context.Context, get getter, cert seal.Cert, name string, existing []byte, facts map[string]seal.Facts) (Outcome, []byte, error) {
 	s, found, err := get(ctx, name)
 	if err != nil {
 		return "", nil, err
 	}
 	if !found {
+		facts[name] = seal.Facts{}
 		switch {
 		case existing == nil:
 			e.log.Info("secret absent from the cluster; nothing to export", "secret", name)
@@ -326,11 +329,12 @@ func (e *Exporter) plan(ctx context.Context, get getter, cert seal.Cert, name st
 	}
 	// The public facts of the secret (kids, CA fingerprint, DNS names) travel as annotations, so
 	// that the standby's readiness checks can compare without the plaintext.
-	facts, err := seal.SecretFacts(e.opts.Key, s)
+	f, err := seal.SecretFacts(e.opts.Key, s)
 	if err != nil {
 		return "", nil, fmt.Errorf("secret %s: %w", name, err)
 	}
-	ann := seal.Annotations(facts)
+	facts[name] = f
+	ann := seal.Annotations(f)
 	need, err := seal.NeedsSealing(existing, cert, e.opts.Key, s)
 	if err != nil {
 		return "", nil, err
@@ -362,10 +366,12 @@ func (e *Exporter) plan(ctx context.Context, get getter, cert seal.Cert, name st
 }
 
 // factsFile is this cluster's facts file now: the public facts of every exported and checked
-// secret.
-func (e *Exporter) factsFile(ctx context.Context, get getter) ([]byte, error) {
-	facts := map[string]seal.Facts{}
+// secret; those plan already read are in facts, the others are read here.
+func (e *Exporter) factsFile(ctx context.Context, get getter, facts map[string]seal.Facts) ([]byte, error) {
 	for _, name := range e.watched() {
+		if _, ok := facts[name]; ok {
+			continue
+		}
 		s, found, err := get(ctx, name)
 		if err != nil {
 			return nil, err

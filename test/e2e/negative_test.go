@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"strings"
@@ -131,21 +130,6 @@ func TestNegativeControls(t *testing.T) {
 			t.FailNow()
 		}
 	}
-}
-
-// requestWith runs `mpha failover request --to` with more flags and returns every status it
-// printed and its exit status.
-func (p *pair) requestWith(t *testing.T, to *site, id string, args ...string) ([]event.FailoverStatus, int) {
-	t.Helper()
-	args = append([]string{"failover", "request", "--to", to.name, "--reason", "e2e negative control", "--id", id,
-		"--requested-by", "e2e@example.com", "--nats-url", p.nats.URL, "--timeout", "3m", "-o", "json"}, args...)
-	out, code := p.cli(t, nil, args...)
-	var sts []event.FailoverStatus
-	// The statuses are the first JSON value; a refusal is explained on stderr after it.
-	if i := strings.Index(out, "\n["); i < 0 || json.NewDecoder(strings.NewReader(out[i:])).Decode(&sts) != nil || len(sts) == 0 {
-		t.Fatalf("mpha %s exited %d and printed no statuses:\n%s", strings.Join(args, " "), code, out)
-	}
-	return sts, code
 }
 
 // clientsNeverAnswered: no client got a 200 from s since since.

@@ -363,14 +363,9 @@ func (p *pair) request(t *testing.T, to *site, id string) string {
 	t.Helper()
 	p.writeSetting(t, p.other(to), "written on "+p.other(to).name+" before "+id)
 	p.requested = time.Now()
-	out, code := p.cli(t, nil, "failover", "request", "--to", to.name, "--reason", "e2e drill: move the MP to "+to.name,
-		"--id", id, "--requested-by", "e2e@example.com", "--nats-url", p.nats.URL, "--timeout", "3m", "-o", "json")
+	sts, code := p.requestWith(t, to, id, "--reason", "e2e drill: move the MP to "+to.name)
 	if code != 0 {
-		t.Fatalf("mpha failover request exited %d:\n%s", code, out)
-	}
-	var sts []event.FailoverStatus
-	if i := strings.Index(out, "["); i < 0 || json.Unmarshal([]byte(out[i:]), &sts) != nil {
-		t.Fatalf("failover request -o json printed no statuses:\n%s", out)
+		t.Fatalf("mpha failover request exited %d: %+v", code, sts)
 	}
 	if len(sts) == 0 || sts[len(sts)-1].Phase != event.PhaseProposed || sts[len(sts)-1].PR == "" {
 		t.Fatalf("failover request ended without a pull request: %+v", sts)
@@ -379,6 +374,22 @@ func (p *pair) request(t *testing.T, to *site, id string) string {
 	p.say("`mpha failover request --to %s`: %s's agent accepted it, ran the preflight and proposed pull request %s\n%s",
 		to.name, to.name, pr, p.prChanges(t, pr))
 	return pr
+}
+
+// requestWith runs `mpha failover request --to` with more flags and returns every status it
+// printed and its exit status.
+func (p *pair) requestWith(t *testing.T, to *site, id string, args ...string) ([]event.FailoverStatus, int) {
+	t.Helper()
+	// A later --reason overrides this one (pflag keeps the last).
+	args = append([]string{"failover", "request", "--to", to.name, "--reason", "e2e negative control", "--id", id,
+		"--requested-by", "e2e@example.com", "--nats-url", p.nats.URL, "--timeout", "3m", "-o", "json"}, args...)
+	out, code := p.cli(t, nil, args...)
+	var sts []event.FailoverStatus
+	// The statuses are the first JSON value; a refusal is explained on stderr after it.
+	if i := strings.Index(out, "\n["); i < 0 || json.NewDecoder(strings.NewReader(out[i:])).Decode(&sts) != nil || len(sts) == 0 {
+		t.Fatalf("mpha %s exited %d and printed no statuses:\n%s", strings.Join(args, " "), code, out)
+	}
+	return sts, code
 }
 
 // checksSummary counts the preflight's verdicts: "8 checks: 7 pass, 1 warn".

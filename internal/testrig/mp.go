@@ -99,6 +99,7 @@ type MP struct {
 
 	mu      sync.Mutex
 	srv     *http.Server // non-nil while serving
+	ln      net.Listener // srv's listener, closed by down itself: srv.Close misses it until Serve has begun
 	serving sync.WaitGroup
 	certRV  string // resource versions last loaded ("" absent, unread before the first), to log each change once
 	keyRV   string
@@ -256,7 +257,7 @@ func (m *MP) up(replicas int32) {
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
 	}
-	m.srv, m.upSince = srv, time.Now()
+	m.srv, m.ln, m.upSince = srv, ln, time.Now()
 	m.serving.Add(1)
 	go func() {
 		defer m.serving.Done()
@@ -272,7 +273,10 @@ func (m *MP) down(why string) {
 	if err := m.srv.Close(); err != nil {
 		m.log.Warn("closing", "err", err)
 	}
-	m.srv = nil
+	// The serving goroutine may not have reached Serve yet, and then srv.Close does not know
+	// the listener: closing it here makes "down" refuse connections when down returns.
+	_ = m.ln.Close()
+	m.srv, m.ln = nil, nil
 	m.log.Info("stopped serving", "why", why, "served", time.Since(m.upSince).Round(time.Millisecond))
 }
 

@@ -35,7 +35,7 @@ func NewGitWriter(ctx context.Context, cs kubernetes.Interface, namespace string
 
 // gitWriter is the agent's Git writer, counting its retries (mpha_git_push_retries_total).
 func gitWriter(ctx context.Context, o Options, cs kubernetes.Interface, m *metrics) (*gitrepo.Writer, error) {
-	return NewGitWriter(ctx, cs, o.Namespace, o.Config, gitrepo.Options{AllowHTTPCredentials: o.InsecureHTTPCredentials, Logger: o.Logger,
+	return NewGitWriter(ctx, cs, o.Namespace, o.Config, gitrepo.Options{AllowHTTPCredentials: o.InsecureHTTPCredentials, Logger: o.Logger, CacheDir: o.GitCacheDir,
 		OnRetry: func(branch string) { m.retries.WithLabelValues(branchKind(branch, o.Config.Git.Branch)).Inc() }})
 }
 

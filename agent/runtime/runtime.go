@@ -44,7 +44,10 @@ type Options struct {
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// InsecureHTTPCredentials allows Git and forge credentials over plain http://.
 	InsecureHTTPCredentials bool
-	Logger                  *slog.Logger
+	// GitCacheDir is where the Git writer keeps its copy of the repository between writes (the
+	// pod's emptyDir); "" keeps it in memory.
+	GitCacheDir string
+	Logger      *slog.Logger
 	// Registry receives the metrics (default a new registry with Go and process collectors).
 	Registry *prometheus.Registry
 	// Started, if set, is called with the address the server listens on.

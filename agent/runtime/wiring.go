@@ -180,7 +180,10 @@ func build(ctx context.Context, o Options, cs kubernetes.Interface, m *metrics) 
 	return d, nil
 }
 
-func (d *deps) close() { d.nc.Close() }
+func (d *deps) close() {
+	d.nc.Close()
+	d.repo.Close()
+}
 
 // loops builds every loop of this cluster's agent.
 func (d *deps) loops(ctx context.Context, o Options, cs kubernetes.Interface, dyn dynamic.Interface) ([]loop, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,10 +15,10 @@ import (
 )
 
 type agentOptions struct {
-	config, namespace, identity, listen string
-	sets                                []string
-	leaderElect, insecureHTTP           bool
-	leaseDuration, renewDeadline, retry time.Duration
+	config, namespace, identity, listen, gitCache string
+	sets                                          []string
+	leaderElect, insecureHTTP                     bool
+	leaseDuration, renewDeadline, retry           time.Duration
 }
 
 // newAgentCommand runs the agent: what the chart's Deployment starts in each cluster.
@@ -42,6 +43,7 @@ SIGTERM releases the Lease at once.`,
 			// what they happen to be on the machine printing it.
 			ao.namespace = cmp.Or(ao.namespace, agentNamespace())
 			ao.identity = cmp.Or(ao.identity, podName())
+			ao.gitCache = cmp.Or(ao.gitCache, filepath.Join(os.TempDir(), "mpha-git"))
 			cfg, err := agent.LoadWithOverrides(ao.config, ao.sets)
 			if err != nil {
 				return fmt.Errorf("%s: %w", ao.config, err)
@@ -53,7 +55,7 @@ SIGTERM releases the Lease at once.`,
 			return runtime.Run(cmd.Context(), runtime.Options{
 				Config: cfg, Namespace: ao.namespace, Identity: ao.identity, Rest: rc, Listen: ao.listen,
 				LeaderElection: ao.leaderElect, LeaseDuration: ao.leaseDuration, RenewDeadline: ao.renewDeadline,
-				RetryPeriod: ao.retry, InsecureHTTPCredentials: ao.insecureHTTP, Logger: o.logger,
+				RetryPeriod: ao.retry, InsecureHTTPCredentials: ao.insecureHTTP, GitCacheDir: ao.gitCache, Logger: o.logger,
 			})
 		},
 	}
@@ -67,6 +69,7 @@ SIGTERM releases the Lease at once.`,
 	f.DurationVar(&ao.leaseDuration, "lease-duration", 15*time.Second, "how long a lost leader's Lease blocks the others")
 	f.DurationVar(&ao.renewDeadline, "renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it gives up")
 	f.DurationVar(&ao.retry, "retry-period", 2*time.Second, "between attempts to take or renew the Lease")
+	f.StringVar(&ao.gitCache, "git-cache-dir", "", "where the Git writer keeps its shallow copy of the repository between writes (default $TMPDIR/mpha-git: the chart's emptyDir)")
 	f.BoolVar(&ao.insecureHTTP, "insecure-http-credentials", false, "allow Git credentials over plain http:// (test and in-cluster servers)")
 	return cmd
 }

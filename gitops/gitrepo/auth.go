@@ -9,6 +9,11 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/fluxcd/pkg/git"
 	"github.com/fluxcd/pkg/git/signature"
+	"github.com/fluxcd/pkg/ssh/knownhosts"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+	gossh "golang.org/x/crypto/ssh"
 )
 
 // NewAuth builds credentials for rawURL from a Secret's data, with the keys Flux uses for a
@@ -75,4 +80,57 @@ func NewSigner(key, passphrase []byte) (signature.Signer, error) {
 		return nil, fmt.Errorf("signing key: %w", err)
 	}
 	return s, nil
+}
+
+// transportAuth turns Flux's credentials into go-git's, as fluxcd/pkg/git/gogit does for its own
+// client (which keeps that conversion unexported): the store fetches and pushes with go-git
+// directly.
+func transportAuth(a *git.AuthOptions) (transport.AuthMethod, error) {
+	switch a.Transport {
+	case git.HTTP, git.HTTPS:
+		if a.Username != "" || a.Password != "" {
+			return &githttp.BasicAuth{Username: a.Username, Password: a.Password}, nil
+		}
+		if a.BearerToken != "" {
+			return &githttp.TokenAuth{Token: a.BearerToken}, nil
+		}
+		return nil, nil
+	case git.SSH:
+		pk, err := gitssh.NewPublicKeys(a.Username, a.Identity, a.Password)
+		if err != nil {
+			return nil, fmt.Errorf("git credentials: the SSH identity: %w", err)
+		}
+		auth := &sshAuth{PublicKeys: pk}
+		if len(a.KnownHosts) > 0 {
+			cb, algos, err := knownhosts.New(a.KnownHosts)
+			if err != nil {
+				return nil, fmt.Errorf("git credentials: known_hosts: %w", err)
+			}
+			// As Flux does: an ssh-rsa host key is checked with SHA-2 signatures first.
+			if len(algos) == 1 && algos[0] == "ssh-rsa" {
+				algos = []string{"rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"}
+			}
+			pk.HostKeyCallback, auth.hostKeyAlgos = cb, algos
+		}
+		return auth, nil
+	}
+	return nil, fmt.Errorf("git credentials: unknown transport %q", a.Transport)
+}
+
+// sshAuth offers the host key algorithms known_hosts holds keys of, so that the server presents
+// one of those.
+type sshAuth struct {
+	*gitssh.PublicKeys
+	hostKeyAlgos []string
+}
+
+func (a *sshAuth) ClientConfig() (*gossh.ClientConfig, error) {
+	c, err := a.PublicKeys.ClientConfig()
+	if err != nil {
+		return nil, err
+	}
+	if len(a.hostKeyAlgos) > 0 {
+		c.HostKeyAlgorithms = a.hostKeyAlgos
+	}
+	return c, nil
 }

@@ -6,10 +6,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/fluxcd/pkg/git/gogit"
 	extgogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/storage/memory"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/mpha-dev/mpha/internal/redact"
@@ -26,24 +24,25 @@ type Branch struct {
 }
 
 // Branches returns the branches whose names start with prefix, sorted by name, with the given
-// plain-file paths read at each head. It makes one shallow clone of every branch: failover
-// branches share nearly all their objects with the base branch, so that costs little more than
-// one clone.
+// plain-file paths read at each head. It lists the server's branches, then fetches those at
+// depth 1 into the writer's store: failover branches share nearly all their objects with the
+// base branch, so only their own commits travel.
 func (w *Writer) Branches(ctx context.Context, prefix string, paths ...string) ([]Branch, error) {
 	var out []Branch
 	err := wait.ExponentialBackoffWithContext(ctx, w.opts.Backoff, func(ctx context.Context) (bool, error) {
-		st := memory.NewStorage()
-		c, _, err := w.clone(ctx, w.opts.Branch, gogit.WithStorer(st), gogit.WithSingleBranch(false))
-		if err != nil {
-			if terminal(ctx, err) {
-				return false, err
-			}
-			w.log.Warn("git branch listing failed; retrying", "error", redact.String(err.Error()))
-			return false, nil
+		err := w.withStore(func(s *store) error {
+			var err error
+			out, err = w.branchesIn(ctx, s, prefix, paths)
+			return err
+		})
+		if err == nil {
+			return true, nil
 		}
-		defer c.Close()
-		out, err = branchesIn(st, prefix, paths)
-		return err == nil, err
+		if terminal(ctx, err) {
+			return false, err
+		}
+		w.log.Warn("git branch listing failed; retrying", "error", redact.String(err.Error()))
+		return false, nil
 	})
 	if err != nil {
 		return nil, redact.Error(fmt.Errorf("listing branches %s*: %w", prefix, err))
@@ -51,33 +50,44 @@ func (w *Writer) Branches(ctx context.Context, prefix string, paths ...string) (
 	return out, nil
 }
 
-// branchesIn reads the remote-tracking branches of a clone's store.
-func branchesIn(st *memory.Storage, prefix string, paths []string) ([]Branch, error) {
-	repo, err := extgogit.Open(st, nil)
-	if err != nil {
-		return nil, fmt.Errorf("opening the clone: %w", err)
-	}
-	refs, err := repo.References()
-	if err != nil {
-		return nil, fmt.Errorf("listing references: %w", err)
-	}
-	var out []Branch
-	err = refs.ForEach(func(ref *plumbing.Reference) error {
-		name, ok := strings.CutPrefix(ref.Name().String(), "refs/remotes/origin/")
-		if !ok || !strings.HasPrefix(name, prefix) || ref.Type() != plumbing.HashReference {
-			return nil
-		}
-		b, err := readBranch(repo, name, ref.Hash(), paths)
-		if err != nil {
-			return err
-		}
-		out = append(out, b)
-		return nil
-	})
+// branchesIn lists the server's branches under prefix (the server's list, so a deleted branch is
+// gone at once), fetches them and reads each head.
+func (w *Writer) branchesIn(ctx context.Context, s *store, prefix string, paths []string) ([]Branch, error) {
+	remote, err := s.repo.Remote(extgogit.DefaultRemoteName)
 	if err != nil {
 		return nil, err
 	}
-	slices.SortFunc(out, func(a, b Branch) int { return strings.Compare(a.Name, b.Name) })
+	a := w.opts.Auth
+	refs, err := remote.ListContext(ctx, &extgogit.ListOptions{Auth: w.auth, CABundle: a.CAFile, ClientCert: a.ClientCert, ClientKey: a.ClientKey})
+	if err != nil {
+		return nil, fmt.Errorf("listing the server's branches: %w", err)
+	}
+	var names []string
+	for _, ref := range refs {
+		name, ok := strings.CutPrefix(ref.Name().String(), "refs/heads/")
+		if ok && strings.HasPrefix(name, prefix) && ref.Type() == plumbing.HashReference {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return nil, nil
+	}
+	slices.Sort(names)
+	if err := w.fetch(ctx, s, names...); err != nil {
+		return nil, fmt.Errorf("fetching %d branches: %w", len(names), err)
+	}
+	out := make([]Branch, 0, len(names))
+	for _, name := range names {
+		ref, err := s.repo.Reference(remoteRef(name), true)
+		if err != nil {
+			return nil, fmt.Errorf("branch %s: %w", name, err)
+		}
+		b, err := readBranch(s.repo, name, ref.Hash(), paths)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
 	return out, nil
 }
 

@@ -1,8 +1,10 @@
-// Package gitrepo writes mpha's changes to a Git repository: clone, write files, commit with a
-// configured author, a message and Mpha-* trailers, optionally signed, and push. A push that loses
-// a race with another writer (or meets an unreachable server) is re-applied on a fresh clone of the
-// new head and retried with backoff. It uses fluxcd/pkg/git and go-git; it never parses YAML
-// (callers decide with a per-file Check whether a file may be written).
+// Package gitrepo writes mpha's changes to a Git repository: it commits files with a configured
+// author, a message and Mpha-* trailers, optionally signed, and pushes. A Writer keeps a shallow
+// copy of the repository between calls and brings it up to date with a depth-1 fetch, so that a
+// write costs what it changes, not what the repository holds (see store). A push that loses a
+// race with another writer (or meets an unreachable server) is re-applied on the new head and
+// retried with backoff. It uses fluxcd/pkg/git and go-git; it never parses YAML (callers decide
+// with a per-file Check whether a file may be written).
 package gitrepo
 
 import (
@@ -15,18 +17,14 @@ import (
 	"maps"
 	"path"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/fluxcd/pkg/git"
-	"github.com/fluxcd/pkg/git/gogit"
-	"github.com/fluxcd/pkg/git/repository"
 	"github.com/fluxcd/pkg/git/signature"
-	"github.com/go-git/go-billy/v5"
-	"github.com/go-git/go-billy/v5/memfs"
-	"github.com/go-git/go-billy/v5/util"
 	extgogit "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/transport"
-	"github.com/go-git/go-git/v5/storage/memory"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/mpha-dev/mpha/gitops"
@@ -60,14 +58,21 @@ type Options struct {
 	// attempt may fix (a push that raced another, Git unreachable): the agent counts them
 	// (mpha_git_push_retries_total).
 	OnRetry func(branch string)
-	Logger  *slog.Logger
+	// CacheDir, if set, is where the writer keeps its copy of the repository between calls (the
+	// pod's emptyDir); empty keeps it in memory.
+	CacheDir string
+	Logger   *slog.Logger
 }
 
-// Writer applies Changes to the repository. It is safe for concurrent use: every attempt works in
-// its own in-memory clone.
+// Writer applies Changes to the repository. It is safe for concurrent use: its calls take turns
+// on its copy of the repository (the network waits of a retry are not taken in turn).
 type Writer struct {
 	opts Options
+	auth transport.AuthMethod
 	log  *slog.Logger
+
+	mu    sync.Mutex
+	store *store // nil until the first call, and after a failure
 }
 
 // Repository is what the agent's loops need of a Writer (an interface, so tests can wrap it).
@@ -82,7 +87,7 @@ type Result struct {
 	Commit string
 	// NoChange is true when the branch already held the change: nothing was committed.
 	NoChange bool
-	// Attempts counts clones made (1 when the first push went through).
+	// Attempts counts the attempts made (1 when the first push went through).
 	Attempts int
 }
 
@@ -129,11 +134,15 @@ func New(opts Options) (*Writer, error) {
 	if credentialsOverHTTP(opts) && !opts.AllowHTTPCredentials {
 		return nil, fmt.Errorf("git writer: %w", ErrCredentialsOverHTTP)
 	}
+	auth, err := transportAuth(opts.Auth)
+	if err != nil {
+		return nil, err
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Writer{opts: opts, log: log.With("repo", redact.String(opts.URL))}, nil
+	return &Writer{opts: opts, auth: auth, log: log.With("repo", redact.String(opts.URL))}, nil
 }
 
 // Apply commits ch and pushes it, re-applying it on the new head when the push loses a race or
@@ -193,82 +202,80 @@ func terminal(ctx context.Context, err error) bool {
 		errors.Is(err, transport.ErrAuthenticationRequired) || errors.Is(err, transport.ErrAuthorizationFailed)
 }
 
-// attempt makes one clone, writes the change and pushes it. The clone lives in memory: on a
-// repository of 10k files a shallow clone to disk takes seconds, in memory a few hundred ms.
+// attempt brings the store up to date with branch (or, for a branch that does not exist yet, the
+// base branch), runs the change's checks on that head, builds the commit from the changed paths
+// and pushes it.
 func (w *Writer) attempt(ctx context.Context, branch string, ch gitops.Change, msg string) (Result, error) {
-	c, wt, err := w.checkout(ctx, branch)
-	if err != nil {
-		return Result{}, err
-	}
-	defer c.Close()
-	if err := apply(wt, ch); err != nil {
-		return Result{}, err
-	}
-	var opts []repository.CommitOption
-	if w.opts.Signer != nil {
-		opts = append(opts, repository.WithSigner(w.opts.Signer))
-	}
-	hash, err := c.Commit(git.Commit{Author: w.opts.Author, Message: msg}, opts...)
-	if errors.Is(err, git.ErrNoStagedFiles) {
-		return Result{Commit: hash, NoChange: true}, nil
-	}
-	if err != nil {
-		return Result{}, fmt.Errorf("committing: %w", err)
-	}
-	if err := c.Push(ctx, repository.PushConfig{}); err != nil {
-		return Result{}, fmt.Errorf("pushing %s: %w", branch, err)
-	}
-	return Result{Commit: hash}, nil
-}
-
-// checkout clones branch shallowly, or, when the branch does not exist yet, the base branch and a
-// new branch from it. It returns the client and its work tree.
-func (w *Writer) checkout(ctx context.Context, branch string) (*gogit.Client, billy.Filesystem, error) {
-	c, wt, err := w.clone(ctx, branch)
-	if branchMissing(err) && branch != w.opts.Branch {
-		if c, wt, err = w.clone(ctx, w.opts.Branch); err == nil {
-			if err = c.SwitchBranch(ctx, branch); err != nil {
-				c.Close()
-			}
+	var res Result
+	err := w.withStore(func(s *store) error {
+		base := branch
+		err := w.fetch(ctx, s, branch)
+		if branchMissing(err) && branch != w.opts.Branch {
+			base = w.opts.Branch
+			err = w.fetch(ctx, s, base)
 		}
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("cloning %s: %w", branch, err)
-	}
-	return c, wt, nil
+		if err != nil {
+			return fmt.Errorf("fetching %s: %w", base, err)
+		}
+		head, err := s.head(base)
+		if err != nil {
+			return err
+		}
+		tree, err := head.Tree()
+		if err != nil {
+			return fmt.Errorf("reading the tree of %s: %w", head.Hash, err)
+		}
+		if err := check(commitTree{tree}, ch); err != nil {
+			return err
+		}
+		var added []plumbing.Hash
+		root, err := writeTree(s.st, tree, editsOf(ch.Files, ch.Delete), &added)
+		if err != nil {
+			return &permanentError{fmt.Errorf("writing the change: %w", err)}
+		}
+		if root == tree.Hash {
+			res = Result{Commit: head.Hash.String(), NoChange: true}
+			return nil
+		}
+		if root.IsZero() {
+			return &permanentError{errors.New("writing the change: it would leave the repository empty")}
+		}
+		c, err := w.commit(s.st, root, head.Hash, msg)
+		if err != nil {
+			return fmt.Errorf("committing: %w", err)
+		}
+		old := head.Hash
+		if base != branch {
+			old = plumbing.ZeroHash
+		}
+		if err := w.push(ctx, s, branch, old, c, append(added, c)); err != nil {
+			return fmt.Errorf("pushing %s: %w", branch, err)
+		}
+		res = Result{Commit: c.String()}
+		return nil
+	})
+	return res, err
 }
 
-// clone makes a client over a fresh in-memory store and work tree and clones branch into it.
-func (w *Writer) clone(ctx context.Context, branch string, extra ...gogit.ClientOption) (*gogit.Client, billy.Filesystem, error) {
-	wt := memfs.New()
-	copts := append([]gogit.ClientOption{gogit.WithStorer(memory.NewStorage()), gogit.WithWorkTreeFS(wt)}, extra...)
-	if w.opts.AllowHTTPCredentials {
-		copts = append(copts, gogit.WithInsecureCredentialsOverHTTP())
-	}
-	c, err := gogit.NewClient("", w.opts.Auth, copts...)
-	if err != nil {
-		return nil, nil, &permanentError{fmt.Errorf("git client: %w", err)} // configuration: retrying cannot help
-	}
-	if _, err := c.Clone(ctx, w.opts.URL, repository.CloneConfig{
-		CheckoutStrategy: repository.CheckoutStrategy{Branch: branch}, ShallowClone: true,
-	}); err != nil {
-		c.Close()
-		return nil, nil, err
-	}
-	return c, wt, nil
-}
-
-// branchMissing reports a clone that failed because the branch does not exist. Flux maps this to
-// ErrRepositoryNotFound only when go-git's message uses single quotes, which v5.19 does not, so the
-// go-git error type is checked too.
+// branchMissing reports a fetch that failed because the branch does not exist.
 func branchMissing(err error) bool {
-	var notFound git.ErrRepositoryNotFound
 	var noRef extgogit.NoMatchingRefSpecError
-	return errors.As(err, &notFound) || errors.As(err, &noRef)
+	return errors.As(err, &noRef)
 }
 
-// apply runs the change's Check on every path it touches, then writes and deletes the files.
-func apply(wt billy.Filesystem, ch gitops.Change) error {
+// check runs the change's Check on every path it touches and its Pinned comparisons, on the head
+// it is about to commit onto.
+func check(t fileTree, ch gitops.Change) error {
+	read := func(p string) ([]byte, error) {
+		cur, err := t.readFile(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", p, err)
+		}
+		return cur, nil
+	}
 	paths := make([]string, 0, len(ch.Files)+len(ch.Delete))
 	for p := range ch.Files {
 		paths = append(paths, p)
@@ -276,12 +283,9 @@ func apply(wt billy.Filesystem, ch gitops.Change) error {
 	paths = append(paths, ch.Delete...)
 	slices.Sort(paths)
 	for _, p := range paths {
-		cur, err := util.ReadFile(wt, p)
-		if errors.Is(err, fs.ErrNotExist) {
-			cur, err = nil, nil
-		}
+		cur, err := read(p)
 		if err != nil {
-			return fmt.Errorf("reading %s: %w", p, err)
+			return err
 		}
 		if ch.Check != nil {
 			if err := ch.Check(p, cur); err != nil {
@@ -290,28 +294,12 @@ func apply(wt billy.Filesystem, ch gitops.Change) error {
 		}
 	}
 	for _, p := range slices.Sorted(maps.Keys(ch.Pinned)) {
-		cur, err := util.ReadFile(wt, p)
-		if errors.Is(err, fs.ErrNotExist) {
-			cur, err = nil, nil
-		}
+		cur, err := read(p)
 		if err != nil {
-			return fmt.Errorf("reading %s: %w", p, err)
+			return err
 		}
 		if want := ch.Pinned[p]; !bytes.Equal(cur, want) || (cur == nil) != (want == nil) {
 			return &ConflictError{Path: p, Err: fmt.Errorf("%w: the change was planned on another version of it", gitops.ErrChanged)}
-		}
-	}
-	for p, content := range ch.Files {
-		if err := wt.MkdirAll(path.Dir(p), 0o755); err != nil {
-			return fmt.Errorf("writing %s: %w", p, err)
-		}
-		if err := util.WriteFile(wt, p, content, 0o644); err != nil {
-			return fmt.Errorf("writing %s: %w", p, err)
-		}
-	}
-	for _, p := range ch.Delete {
-		if err := wt.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("deleting %s: %w", p, err)
 		}
 	}
 	return nil
@@ -356,26 +344,34 @@ type Snapshot struct {
 func (w *Writer) Read(ctx context.Context, paths ...string) (Snapshot, error) {
 	var snap Snapshot
 	err := wait.ExponentialBackoffWithContext(ctx, w.opts.Backoff, func(ctx context.Context) (bool, error) {
-		c, wt, err := w.clone(ctx, w.opts.Branch)
-		if err != nil {
-			if terminal(ctx, err) {
-				return false, err
+		err := w.withStore(func(s *store) error {
+			if err := w.fetch(ctx, s, w.opts.Branch); err != nil {
+				return fmt.Errorf("fetching: %w", err)
 			}
-			w.log.Warn("git read failed; retrying", "error", redact.String(err.Error()))
-			return false, nil
-		}
-		defer c.Close()
-		head, err := c.Head()
-		if err != nil {
-			return false, fmt.Errorf("reading HEAD: %w", err)
-		}
-		snap = Snapshot{Commit: head, Files: map[string][]byte{}}
-		for _, p := range paths {
-			if err := readInto(workTree{wt}, p, snap.Files); err != nil {
-				return false, err
+			head, err := s.head(w.opts.Branch)
+			if err != nil {
+				return err
 			}
+			tree, err := head.Tree()
+			if err != nil {
+				return fmt.Errorf("reading the tree of %s: %w", head.Hash, err)
+			}
+			snap = Snapshot{Commit: head.Hash.String(), Files: map[string][]byte{}}
+			for _, p := range paths {
+				if err := readInto(commitTree{tree}, p, snap.Files); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			return true, nil
 		}
-		return true, nil
+		if terminal(ctx, err) {
+			return false, err
+		}
+		w.log.Warn("git read failed; retrying", "error", redact.String(err.Error()))
+		return false, nil
 	})
 	if err != nil {
 		return Snapshot{}, redact.Error(fmt.Errorf("reading %s: %w", w.opts.Branch, err))

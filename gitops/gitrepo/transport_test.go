@@ -1,7 +1,6 @@
 package gitrepo_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -41,19 +40,19 @@ func TestSSHTransport(t *testing.T) {
 	f := newFixture(t)
 	base, knownHosts := f.srv.StartSSH(t)
 	url := base + "/" + repo
-	newWriter := func(hosts []byte) *gitrepo.Writer {
+	newWriter := func(hosts []byte) (*gitrepo.Writer, error) {
 		auth, err := gitrepo.NewAuth(url, map[string][]byte{"identity": sshIdentity(t), "known_hosts": hosts})
 		if err != nil {
 			t.Fatal(err)
 		}
-		w, err := gitrepo.New(gitrepo.Options{URL: url, Auth: auth, Author: git.Signature{Name: "a", Email: "a@b"},
+		return gitrepo.New(gitrepo.Options{URL: url, Auth: auth, Author: git.Signature{Name: "a", Email: "a@b"},
 			Backoff: wait.Backoff{Duration: 10 * time.Millisecond, Factor: 1, Steps: 2}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return w
 	}
-	res, err := newWriter(knownHosts).Apply(context.Background(), gitops.Change{Files: map[string][]byte{"mpha/ssh.yaml": owned("via ssh\n")},
+	w, err := newWriter(knownHosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := w.Apply(context.Background(), gitops.Change{Files: map[string][]byte{"mpha/ssh.yaml": owned("via ssh\n")},
 		Message: "over ssh", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}})
 	if err != nil {
 		t.Fatalf("over SSH: %v", err)
@@ -61,12 +60,34 @@ func TestSSHTransport(t *testing.T) {
 	if got, _ := fileAt(t, headCommit(t, f.clone(t, "main")), "mpha/ssh.yaml"); got != string(owned("via ssh\n")) || res.NoChange {
 		t.Errorf("the SSH push did not land: %q", got)
 	}
-	other := bytes.Replace(knownHosts, []byte("ssh-rsa AAAA"), []byte("ssh-rsa AAAB"), 1)
-	_, err = newWriter(other).Apply(context.Background(), gitops.Change{Files: map[string][]byte{"mpha/mitm.yaml": owned("x\n")},
-		Message: "to an impostor", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}})
-	if err == nil {
-		t.Error("pushed to a server whose host key is not in known_hosts")
+	// Another host's key under the server's name: the handshake fails, nothing lands.
+	other := append([]byte(strings.Fields(string(knownHosts))[0]+" "), ssh.MarshalAuthorizedKey(otherHostKey(t))...)
+	w, err = newWriter(other)
+	if err != nil {
+		t.Fatal(err)
 	}
+	_, err = w.Apply(context.Background(), gitops.Change{Files: map[string][]byte{"mpha/mitm.yaml": owned("x\n")},
+		Message: "to an impostor", Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}})
+	if err == nil || !strings.Contains(err.Error(), "key mismatch") && !strings.Contains(err.Error(), "host key") {
+		t.Errorf("pushing to a server whose host key is not in known_hosts: %v, want a host key error", err)
+	}
+	if _, ok := fileAt(t, headCommit(t, f.clone(t, "main")), "mpha/mitm.yaml"); ok {
+		t.Error("the change reached a server whose host key is not in known_hosts")
+	}
+}
+
+// otherHostKey is a public key no server of the test holds.
+func otherHostKey(t *testing.T) ssh.PublicKey {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.PublicKey()
 }
 
 // Commits are signed with an armored OpenPGP key, verifiably.

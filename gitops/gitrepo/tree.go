@@ -7,14 +7,12 @@ import (
 	"path"
 	"strings"
 
-	"github.com/go-git/go-billy/v5"
-	"github.com/go-git/go-billy/v5/util"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
-// fileTree is what reading paths needs of a tree of files: a clone's work tree (Writer.Read) or
-// a commit's tree (History.Read). Both report an absent path or folder as fs.ErrNotExist.
+// fileTree is what reading paths needs of a tree of files: a commit's tree, read from the object
+// store (Writer.Read, History.Read). It reports an absent path or folder as fs.ErrNotExist.
 type fileTree interface {
 	readFile(p string) ([]byte, error)
 	readDir(dir string) ([]entry, error)
@@ -66,23 +64,6 @@ func readDir(t fileTree, dir string, below bool, into map[string][]byte) error {
 		}
 	}
 	return nil
-}
-
-// workTree is a clone's work tree.
-type workTree struct{ fs billy.Filesystem }
-
-func (w workTree) readFile(p string) ([]byte, error) { return util.ReadFile(w.fs, p) }
-
-func (w workTree) readDir(dir string) ([]entry, error) {
-	infos, err := w.fs.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]entry, 0, len(infos))
-	for _, fi := range infos {
-		out = append(out, entry{name: fi.Name(), dir: fi.IsDir()})
-	}
-	return out, nil
 }
 
 // commitTree is a commit's tree, read from the object store without a work tree.

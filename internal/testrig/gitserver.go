@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -178,4 +179,31 @@ func (g *GitServer) StartSSH(t testing.TB) (string, []byte) {
 // (Flux's keys: username, password).
 func (g *GitServer) Credentials() map[string][]byte {
 	return map[string][]byte{"username": []byte(g.Username), "password": []byte(g.Password)}
+}
+
+// AuthURL is repo's clone URL with the server's credentials in it, for the git CLI.
+func (g *GitServer) AuthURL(repo string) string {
+	u, err := url.Parse(g.URL(repo))
+	if err != nil {
+		panic(err) // the server's own address
+	}
+	u.User = url.UserPassword(g.Username, g.Password)
+	return u.String()
+}
+
+// RunGit runs the git CLI in dir ("" = the current directory) and returns its standard output;
+// a failure fails t with git's output.
+func RunGit(t testing.TB, dir string, args ...string) string {
+	t.Helper()
+	if dir != "" {
+		args = append([]string{"-C", dir}, args...)
+	}
+	cmd := exec.Command("git", args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return string(out)
 }

@@ -78,10 +78,16 @@ type SealedSecrets struct {
 }
 
 // Flux locates the Flux Kustomization that applies this cluster's folder (clusters/<cluster>):
-// the follow-through reads the revision it applied (docs/design.md §6).
+// the agent watches the revision it applied (the follow-through and the heartbeat report it),
+// and asks it and its GitRepository to reconcile at once when a failover is merged
+// (docs/design.md §6).
 type Flux struct {
 	Namespace     string `json:"namespace"`
 	Kustomization string `json:"kustomization"`
+	// GitRepository names the Kustomization's source (its spec.sourceRef) for the chart's Role,
+	// which lets the agent patch that object only. Default: the Kustomization's name; set it
+	// when the two differ (flux bootstrap names both flux-system).
+	GitRepository string `json:"gitRepository"`
 }
 
 // Git is the GitOps repository.
@@ -426,6 +432,7 @@ func (c *Config) Default() {
 	setString(&c.Standby.SecretValues, values.SecretsStrip)
 	setString(&c.Flux.Namespace, "flux-system")
 	setString(&c.Flux.Kustomization, "mpha")
+	setString(&c.Flux.GitRepository, c.Flux.Kustomization)
 }
 
 func setString(s *string, def string) {
@@ -565,6 +572,7 @@ func (c *Config) Validate() error {
 	}
 	check("flux.namespace", gitops.ValidateClusterName(c.Flux.Namespace))
 	check("flux.kustomization", gitops.ValidateSecretName(c.Flux.Kustomization))
+	check("flux.gitRepository", gitops.ValidateSecretName(c.Flux.GitRepository))
 	return errors.Join(errs...)
 }
 

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
+	"github.com/mpha-dev/mpha/agent/flux"
 	"github.com/mpha-dev/mpha/agent/release"
 	"github.com/mpha-dev/mpha/internal/helmtest"
 	"github.com/mpha-dev/mpha/internal/testrig"
@@ -56,7 +57,8 @@ func seedCluster(t *testing.T, c *testrig.Cluster) {
 		t.Fatal(err)
 	}
 	c.ApplyFiles(t, filepath.Join(crds, "crds", "helm.toolkit.fluxcd.io_helmreleases.yaml"),
-		filepath.Join(crds, "crds", "kustomize.toolkit.fluxcd.io_kustomizations.yaml"))
+		filepath.Join(crds, "crds", "kustomize.toolkit.fluxcd.io_kustomizations.yaml"),
+		filepath.Join(crds, "crds", "source.toolkit.fluxcd.io_gitrepositories.yaml"))
 	helmtest.Install(t, c.Kubeconfig, "tsb", "mp", helmtest.Values()) // the MP's release, revision 1 (creates tsb)
 	var docs []string
 	for _, ns := range []string{"mpha", "flux-system"} {
@@ -90,7 +92,9 @@ spec:
   jobTemplate: {spec: {template: {spec: {restartPolicy: Never, containers: [{name: c, image: example.com/restore}]}}}}
 `,
 		"apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata: {name: mp, namespace: tsb}\nspec: {interval: 1m, chart: {spec: {chart: managementplane, sourceRef: {kind: HelmRepository, name: tsb}}}}\n",
-		"apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: mpha, namespace: flux-system}\nspec: {interval: 1m, path: ./mpha/clusters/east, prune: true, sourceRef: {kind: GitRepository, name: fleet}}\n",
+		"apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: mpha, namespace: flux-system}\nspec: {interval: 1m, path: ./mpha/clusters/east, prune: true, sourceRef: {kind: GitRepository, name: mpha}}\n",
+		"apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {name: mpha, namespace: flux-system}\nspec: {interval: 1m, url: https://git.example.com/fleet.git, ref: {branch: main}}\n",
+		"apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {name: fleet, namespace: flux-system}\nspec: {interval: 1m, url: https://git.example.com/fleet.git, ref: {branch: main}}\n",
 		"apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: apps, namespace: flux-system}\nspec: {interval: 1m, path: ./apps, prune: true, sourceRef: {kind: GitRepository, name: fleet}}\n",
 		"apiVersion: v1\nkind: Service\nmetadata: {name: sealed-secrets-controller, namespace: kube-system}\nspec: {ports: [{name: http, port: 8080}]}\n",
 		"apiVersion: v1\nkind: Service\nmetadata: {name: metrics-server, namespace: kube-system}\nspec: {ports: [{name: http, port: 8080}]}\n",
@@ -181,6 +185,19 @@ func TestInstallAndRBAC(t *testing.T) {
 		},
 		"get its Flux Kustomization": func(ctx context.Context) error {
 			return ignore(gvr(kustomizations, "flux-system").Get(ctx, "mpha", metav1.GetOptions{}))
+		},
+		"list and watch its Flux Kustomization by name (the informer)": func(ctx context.Context) error {
+			if err := ignore(gvr(kustomizations, "flux-system").List(ctx, byName("mpha"))); err != nil {
+				return err
+			}
+			return stop(gvr(kustomizations, "flux-system").Watch(ctx, byName("mpha")))
+		},
+		"nudge its Kustomization and GitRepository": func(ctx context.Context) error {
+			w, err := flux.New(dyn, "flux-system", "mpha", nil)
+			if err != nil {
+				return err
+			}
+			return w.Nudge(ctx, time.Now())
 		},
 		"get the sealed-secrets Service": func(ctx context.Context) error {
 			return ignore(cs.CoreV1().Services("kube-system").Get(ctx, "sealed-secrets-controller", metav1.GetOptions{}))
@@ -277,6 +294,18 @@ func TestInstallAndRBAC(t *testing.T) {
 		},
 		"get another Kustomization": func(ctx context.Context) error {
 			return ignore(gvr(kustomizations, "flux-system").Get(ctx, "apps", metav1.GetOptions{}))
+		},
+		"list the Kustomizations": func(ctx context.Context) error {
+			return ignore(gvr(kustomizations, "flux-system").List(ctx, metav1.ListOptions{}))
+		},
+		"patch another Kustomization": func(ctx context.Context) error {
+			return ignore(gvr(kustomizations, "flux-system").Patch(ctx, "apps", types.MergePatchType, noop, metav1.PatchOptions{}))
+		},
+		"patch another GitRepository": func(ctx context.Context) error {
+			return ignore(gvr(flux.GitRepositories, "flux-system").Patch(ctx, "fleet", types.MergePatchType, noop, metav1.PatchOptions{}))
+		},
+		"get its GitRepository (patch only)": func(ctx context.Context) error {
+			return ignore(gvr(flux.GitRepositories, "flux-system").Get(ctx, "mpha", metav1.GetOptions{}))
 		},
 		"proxy to another Service": func(ctx context.Context) error {
 			return raw(cs.CoreV1().Services("kube-system").ProxyGet("http", "metrics-server", "http", "/", nil).DoRaw(ctx))

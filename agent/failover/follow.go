@@ -28,9 +28,17 @@ type RevisionSource func(ctx context.Context, cluster string) (string, error)
 type FollowOptions struct {
 	// Disabled stops at proposed (tests, or a CLI that follows by itself).
 	Disabled bool
-	// Interval between looks at Flux and the probe (default 5s); MergeInterval between looks
-	// at pair.yaml while the pull request waits for review (default 30s: a clone each time).
+	// Interval between looks at Flux when nothing woke the follow-through (default 5s: a safety
+	// net, see Wake), and at most between probes of the new active; MergeInterval between looks
+	// at pair.yaml while the pull request waits for review (default 30s).
 	Interval, MergeInterval time.Duration
+	// Wake, if set, subscribes to what may show Flux's progress (this cluster's Kustomization
+	// changing, a peer's heartbeat arriving): the applied phase looks again at once instead of
+	// at the next Interval. It returns the channel and the function that ends the subscription.
+	Wake func() (<-chan struct{}, func())
+	// Nudge, if set, runs once after the merge's own steps (OnMerged), before the wait for
+	// Flux: it asks this cluster's Flux to reconcile now rather than at its interval.
+	Nudge func(ctx context.Context)
 	// MergeTimeout bounds the wait for a merge (default 7 days: review takes what it takes);
 	// ApplyTimeout the wait for Flux, VerifyTimeout the wait for the new active (30 min each).
 	MergeTimeout, ApplyTimeout, VerifyTimeout time.Duration
@@ -109,6 +117,9 @@ func (h *Handler) followThrough(ctx context.Context, st event.FailoverStatus, fr
 	if err := h.onMerged(ctx, st); err != nil {
 		return err
 	}
+	if f.Nudge != nil {
+		f.Nudge(ctx)
+	}
 	pair, err := h.waitApplied(ctx, st, from)
 	if err != nil {
 		return err
@@ -118,7 +129,7 @@ func (h *Handler) followThrough(ctx context.Context, st event.FailoverStatus, fr
 		url = "https://" + pair.FloatingFQDN + ":8443/"
 	}
 	var last error
-	err = h.poll(ctx, f.Interval, f.VerifyTimeout, func(ctx context.Context) (bool, error) {
+	err = h.poll(ctx, min(f.Interval, time.Second), f.VerifyTimeout, nil, func(ctx context.Context) (bool, error) {
 		last = probe(ctx, f.Client, url)
 		return last == nil, nil
 	})
@@ -161,7 +172,7 @@ func (h *Handler) onMerged(ctx context.Context, st event.FailoverStatus) error {
 func (h *Handler) waitMerged(ctx context.Context, st event.FailoverStatus) (event.FailoverStatus, error) {
 	var merged event.FailoverStatus
 	var ended error
-	err := h.poll(ctx, h.opts.Follow.MergeInterval, h.opts.Follow.MergeTimeout, func(ctx context.Context) (bool, error) {
+	err := h.poll(ctx, h.opts.Follow.MergeInterval, h.opts.Follow.MergeTimeout, nil, func(ctx context.Context) (bool, error) {
 		s, err := h.readPair(ctx)
 		if err != nil {
 			h.log.Debug("waiting for the merge", "event", st.Event, "error", err)
@@ -208,7 +219,13 @@ func (h *Handler) waitApplied(ctx context.Context, st event.FailoverStatus, from
 	heads := map[string]bool{st.Commit: true, s.commit: true}
 	notes := map[string]string{}
 	clusters := []string{h.opts.Cluster, from}
-	err = h.poll(ctx, h.opts.Follow.Interval, h.opts.Follow.ApplyTimeout, func(ctx context.Context) (bool, error) {
+	var wake <-chan struct{}
+	if h.opts.Follow.Wake != nil {
+		ch, stop := h.opts.Follow.Wake()
+		defer stop()
+		wake = ch
+	}
+	err = h.poll(ctx, h.opts.Follow.Interval, h.opts.Follow.ApplyTimeout, wake, func(ctx context.Context) (bool, error) {
 		if now, err := h.repo.Read(ctx, h.opts.Layout.Pair()); err == nil {
 			heads[now.Commit] = true
 		}
@@ -247,8 +264,9 @@ func revisionHash(rev string) string {
 	return rev
 }
 
-// poll calls f every interval until it is done, it errs, ctx ends or timeout passes.
-func (h *Handler) poll(ctx context.Context, interval, timeout time.Duration, f func(context.Context) (bool, error)) error {
+// poll calls f every interval, and whenever wake (nil: never) receives, until it is done, it
+// errs, ctx ends or timeout passes.
+func (h *Handler) poll(ctx context.Context, interval, timeout time.Duration, wake <-chan struct{}, f func(context.Context) (bool, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	t := time.NewTicker(interval)
@@ -262,6 +280,7 @@ func (h *Handler) poll(ctx context.Context, interval, timeout time.Duration, f f
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+		case <-wake:
 		}
 	}
 }

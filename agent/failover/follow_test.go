@@ -18,7 +18,10 @@ import (
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/failover"
 	"github.com/mpha-dev/mpha/agent/failover/failovertest"
+	"github.com/mpha-dev/mpha/agent/flux"
+	"github.com/mpha-dev/mpha/agent/heartbeat"
 	"github.com/mpha-dev/mpha/gitops/audit"
+	"github.com/mpha-dev/mpha/internal/notify"
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
 
@@ -27,7 +30,9 @@ var dnsEndpoints = schema.GroupVersionResource{Group: "externaldns.k8s.io", Vers
 // The whole life of a failover on real parts: the pull request on Gitea is merged by a person
 // (the test), west's Flux applies the merge, east reports it applied in a heartbeat, the probe
 // answers: statuses accepted … verified arrive in order. Then `audit` rebuilds it from a fresh
-// clone's git log alone.
+// clone's git log alone. Flux's interval and the follow-through's are an hour: the merge is
+// applied because the agent nudged Flux, and seen applied because the Kustomization's watch and
+// east's heartbeat woke the follow-through.
 func TestFollowThroughToVerified(t *testing.T) {
 	t.Parallel()
 	r, _ := startRig(t, rigOptions{gitea: true})
@@ -38,10 +43,17 @@ func TestFollowThroughToVerified(t *testing.T) {
 	}
 	c.ApplyFiles(t, filepath.Join(bin, "crds", "dnsendpoints.externaldns.k8s.io.yaml"))
 	c.Apply(t, []byte("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: mpha\n"))
-	flux := testrig.StartFlux(t, c)
-	flux.Sync(t, testrig.GitSource{Name: "mpha", URL: r.url, Branch: "main", Path: "./mpha/dns",
+	fluxRig := testrig.StartFlux(t, c)
+	fluxRig.Sync(t, testrig.GitSource{Name: "mpha", URL: r.url, Branch: "main", Path: "./mpha/dns", Interval: time.Hour,
 		Username: r.auth.Username, Password: r.auth.Password})
-	flux.WaitApplied(t, "mpha", r.base, 2*time.Minute)
+	fluxRig.WaitApplied(t, "mpha", r.base, 2*time.Minute)
+	watch, err := flux.New(c.Dynamic(t), testrig.FluxNamespace, "mpha", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = watch.Run(r.ctx) }()
+	var arrivals notify.Broadcast
+	go func() { _ = heartbeat.Arrivals(r.ctx, r.js.Conn(), r.subj, &arrivals) }()
 
 	var probes atomic.Int32
 	probe := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -50,9 +62,10 @@ func TestFollowThroughToVerified(t *testing.T) {
 	}))
 	t.Cleanup(probe.Close)
 	r.startAgent(t, func(o *failover.Options) {
-		o.Follow = failover.FollowOptions{Interval: 500 * time.Millisecond, MergeInterval: 500 * time.Millisecond, ProbeURL: probe.URL,
-			Revision: failover.Revisions("west", failover.FluxRevision(c.Dynamic(t), testrig.FluxNamespace, "mpha"),
-				failover.HeartbeatRevision(r.heartbeats(t), time.Minute))}
+		o.Follow = failover.FollowOptions{Interval: time.Hour, MergeInterval: 500 * time.Millisecond, ProbeURL: probe.URL,
+			Revision: failover.Revisions("west", watch.Revision, failover.HeartbeatRevision(r.heartbeats(t), time.Minute)),
+			Wake:     func() (<-chan struct{}, func()) { return notify.Merge(watch.Changed(), &arrivals) },
+			Nudge:    func(ctx context.Context) { watch.NudgeNow(ctx, "merged", nil) }}
 	})
 	// east is up and reports what its Flux applied: the seed, for now.
 	r.heartbeat(t, "east", "main@sha1:"+r.base)
@@ -73,8 +86,7 @@ func TestFollowThroughToVerified(t *testing.T) {
 	}
 	merged := r.waitPhase(t, "ev-life", event.PhaseMerged, time.Minute)
 	head := merged[len(merged)-1].Commit
-	flux.Reconcile(t, "mpha")
-	flux.WaitApplied(t, "mpha", head, 2*time.Minute)
+	fluxRig.WaitApplied(t, "mpha", head, 2*time.Minute) // by the nudge: Flux's interval is an hour
 	if p := failovertest.Phases(r.statuses(t, "ev-life")); strings.Contains(p, "applied") {
 		t.Fatalf("applied before east reported the merge: %s", p)
 	}

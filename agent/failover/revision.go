@@ -6,30 +6,8 @@ import (
 	"fmt"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
-
 	"github.com/mpha-dev/mpha/agent/heartbeat"
 )
-
-var kustomizations = schema.GroupVersionResource{Group: "kustomize.toolkit.fluxcd.io", Version: "v1", Resource: "kustomizations"}
-
-// FluxRevision reads the revision a Flux Kustomization in this cluster last applied.
-func FluxRevision(dyn dynamic.Interface, namespace, name string) func(ctx context.Context) (string, error) {
-	return func(ctx context.Context) (string, error) {
-		k, err := dyn.Resource(kustomizations).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return "", fmt.Errorf("reading Kustomization %s/%s: %w", namespace, name, err)
-		}
-		rev, _, _ := unstructured.NestedString(k.Object, "status", "lastAppliedRevision")
-		if rev == "" {
-			return "", fmt.Errorf("the Kustomization %s/%s has applied nothing yet", namespace, name)
-		}
-		return rev, nil
-	}
-}
 
 // recentHeartbeats reads a cluster's last heartbeat, refusing one older than maxAge (a
 // *heartbeat.Reader).

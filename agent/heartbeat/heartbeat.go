@@ -66,6 +66,10 @@ type Publisher struct {
 	// Cluster, Role, Epoch and AgentVersion are ignored. When it fails, the heartbeat goes out
 	// without them (logged): that the agent lives matters more.
 	Facts func(ctx context.Context) (event.Heartbeat, error)
+	// Wake, if set, subscribes to what makes a heartbeat worth sending before the next
+	// interval (Flux applied a new revision: the peer's follow-through waits on that report).
+	// It returns the channel and the function that ends the subscription.
+	Wake func() (<-chan struct{}, func())
 	// Interval defaults to DefaultInterval; each heartbeat must be published within it.
 	Interval time.Duration
 	// Now defaults to time.Now; it stamps the event and makes its id.
@@ -130,6 +134,12 @@ func (p *Publisher) Run(ctx context.Context) error {
 	interval := p.interval()
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var wake <-chan struct{}
+	if p.Wake != nil {
+		ch, stop := p.Wake()
+		defer stop()
+		wake = ch
+	}
 	failing := false
 	for {
 		bctx, cancel := context.WithTimeout(ctx, interval)
@@ -152,6 +162,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-wake:
 		}
 	}
 }

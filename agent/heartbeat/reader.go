@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mpha-dev/mpha/agent/event"
+	"github.com/mpha-dev/mpha/internal/notify"
 )
 
 // DefaultLookupTimeout bounds one Reader lookup (ReaderOptions.Timeout), so that a caller whose
@@ -129,4 +131,17 @@ func (r *Reader) Recent(ctx context.Context, cluster string, maxAge time.Duratio
 		return b, fmt.Errorf("%w: the last heartbeat of %s is %s old, over %s", ErrStale, cluster, age.Round(time.Second), maxAge)
 	}
 	return b, err
+}
+
+// Arrivals notifies b each time a heartbeat of any cluster of the pair is published, until ctx
+// ends: a core NATS subscription to the stream's heartbeat subjects, so that a caller waiting on
+// a peer's report (the follow-through) reads the stream again at once.
+func Arrivals(ctx context.Context, nc *nats.Conn, subj event.Subjects, b *notify.Broadcast) error {
+	sub, err := nc.Subscribe(subj.Heartbeats(), func(*nats.Msg) { b.Notify() })
+	if err != nil {
+		return fmt.Errorf("subscribing to %s: %w", subj.Heartbeats(), err)
+	}
+	<-ctx.Done()
+	_ = sub.Unsubscribe()
+	return nil
 }

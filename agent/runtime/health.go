@@ -5,12 +5,10 @@ import (
 	"slices"
 	"strings"
 
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/mpha-dev/mpha/agent/database"
 	"github.com/mpha-dev/mpha/agent/event"
-	"github.com/mpha-dev/mpha/agent/failover"
 	"github.com/mpha-dev/mpha/agent/health"
 	"github.com/mpha-dev/mpha/agent/readiness"
 	"github.com/mpha-dev/mpha/gitops"
@@ -92,9 +90,9 @@ func (d *deps) committedOrganization(ctx context.Context) (org, file string) {
 // its own MP's health while it is the active one, and the public facts of its TSB secrets (the
 // signing keys' kids, the root CAs' fingerprints). A fact that cannot be read is left out; the
 // heartbeat still goes.
-func (d *deps) facts(cs kubernetes.Interface, dyn dynamic.Interface) func(ctx context.Context) (event.Heartbeat, error) {
+func (d *deps) facts(cs kubernetes.Interface) func(ctx context.Context) (event.Heartbeat, error) {
 	cfg := d.o.Config
-	rev := failover.FluxRevision(dyn, cfg.Flux.Namespace, cfg.Flux.Kustomization)
+	rev := d.flux.Revision
 	log := d.o.Logger.With("loop", "heartbeat")
 	return func(ctx context.Context) (event.Heartbeat, error) {
 		var hb event.Heartbeat

@@ -23,6 +23,7 @@ import (
 	"github.com/mpha-dev/mpha/agent/export"
 	"github.com/mpha-dev/mpha/agent/failover"
 	"github.com/mpha-dev/mpha/agent/fence"
+	"github.com/mpha-dev/mpha/agent/flux"
 	"github.com/mpha-dev/mpha/agent/health"
 	"github.com/mpha-dev/mpha/agent/heartbeat"
 	"github.com/mpha-dev/mpha/agent/readiness"
@@ -31,6 +32,7 @@ import (
 	"github.com/mpha-dev/mpha/gitops/forge"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
 	"github.com/mpha-dev/mpha/internal/natsconn"
+	"github.com/mpha-dev/mpha/internal/notify"
 	"github.com/mpha-dev/mpha/internal/redact"
 )
 
@@ -101,6 +103,9 @@ type deps struct {
 	signer ed25519.PrivateKey
 	// watch is the health monitor; nil when health monitoring is not configured.
 	watch *health.Monitor
+	// flux follows this cluster's Kustomization; arrivals wakes whoever waits on a heartbeat.
+	flux     *flux.Watch
+	arrivals notify.Broadcast
 	// beats reads the pair's heartbeats back: for the metrics, the watch, the follow-through and
 	// the database check.
 	beats *heartbeat.Reader
@@ -196,9 +201,12 @@ func (d *deps) loops(ctx context.Context, o Options, cs kubernetes.Interface, dy
 	if cfg.SealedSecrets.CertURL != "" {
 		src = certificate.URL(&http.Client{Timeout: 30 * time.Second}, cfg.SealedSecrets.CertURL)
 	}
+	if d.flux, err = flux.New(dyn, cfg.Flux.Namespace, cfg.Flux.Kustomization, log.With("loop", "flux")); err != nil {
+		return nil, err
+	}
 	cert := &certificate.Publisher{Self: cfg.Cluster, Layout: d.layout, Source: src, Repo: d.repo, Logger: log}
 	hb := &heartbeat.Publisher{Cluster: cfg.Cluster, Subjects: subj, Pair: d.pairs, JS: d.js, Interval: cfg.HeartbeatInterval.Duration,
-		Facts: d.facts(cs, dyn), Logger: log}
+		Facts: d.facts(cs), Wake: d.flux.Changed().Subscribe, Logger: log}
 	mon, err := readiness.New(cs, d.repo, readiness.Options{Self: cfg.Cluster, Namespace: cfg.Kubernetes.Namespace,
 		Release: cfg.Kubernetes.HelmRelease, StatusNamespace: o.Namespace, Names: cfg.Secrets.Names, Key: d.key,
 		Layout: d.layout, Registerer: o.Registry, Logger: log})
@@ -226,6 +234,9 @@ func (d *deps) loops(ctx context.Context, o Options, cs kubernetes.Interface, dy
 		return nil, err
 	}
 	loops := []loop{
+		{"flux", d.flux.Run},
+		{"flux-nudge", func(ctx context.Context) error { return d.flux.NudgeOnMerge(ctx, d.nc, subj.Status(), cfg.Cluster) }},
+		{"heartbeat-arrivals", func(ctx context.Context) error { return heartbeat.Arrivals(ctx, d.nc, subj, &d.arrivals) }},
 		{"certificate", cert.Run},
 		{"heartbeat", hb.Run},
 		{"readiness", mon.Run},
@@ -251,8 +262,12 @@ func (d *deps) failoverHandler(o Options, cs kubernetes.Interface, dyn dynamic.I
 		Mode: cfg.Forge.Mode, RequireSigned: cfg.NATS.RequireSignedEvents, TrustedKeys: keys,
 		Preflight: failover.Preflights(d.preflights(cs, dyn, mon)...),
 		Follow: failover.FollowOptions{ProbeURL: cfg.Health.ProbeURL, MergeInterval: cfg.Forge.MergePollInterval.Duration,
-			Revision: failover.Revisions(cfg.Cluster, failover.FluxRevision(dyn, cfg.Flux.Namespace, cfg.Flux.Kustomization),
-				failover.HeartbeatRevision(d.beats, 3*cfg.HeartbeatInterval.Duration))},
+			Revision: failover.Revisions(cfg.Cluster, d.flux.Revision, failover.HeartbeatRevision(d.beats, 3*cfg.HeartbeatInterval.Duration)),
+			// Follow Flux rather than poll it: look again when this cluster's Kustomization
+			// changes or a heartbeat (the peer's report of its Flux) arrives, and nudge this
+			// cluster's Flux once the merge's own steps are done.
+			Wake:  func() (<-chan struct{}, func()) { return notify.Merge(d.flux.Changed(), &d.arrivals) },
+			Nudge: func(ctx context.Context) { d.flux.NudgeNow(ctx, "the failover to this cluster was merged", nil) }},
 		Registerer: o.Registry, Logger: o.Logger,
 	}
 	if d.forge != nil {

@@ -5,6 +5,7 @@ alerts:
   path: /alerts
   remember: 24h0m0s
 flux:
+  gitRepository: mpha
   kustomization: mpha
   namespace: flux-system
 forge:

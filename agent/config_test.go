@@ -67,7 +67,7 @@ func TestDefaults(t *testing.T) {
 		Alerts:        agent.Alerts{Path: "/alerts"},
 		Standby: agent.Standby{ChartRepository: "https://charts.dl.tetrate.io/public/helm/charts/", RoleMode: "manifest",
 			Deployments: []string{"tsb", "iam"}, RestoreCronJob: "tsb-restore", SecretValues: "strip"},
-		Flux: agent.Flux{Namespace: "flux-system", Kustomization: "mpha"},
+		Flux: agent.Flux{Namespace: "flux-system", Kustomization: "mpha", GitRepository: "mpha"},
 	}
 	want.HeartbeatInterval.Duration = 10 * time.Second
 	want.Postgres.MaxLag.Duration = 30 * time.Second

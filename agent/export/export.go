@@ -52,7 +52,9 @@ type Options struct {
 	Layout gitops.Layout
 	// DeleteRemoved deletes a secret's file when the Secret is deleted; by default it stays.
 	DeleteRemoved bool
-	// Debounce is how long a run waits after the first change, to batch a burst (default 2s).
+	// Debounce is how long a run waits after the first change, to batch a burst (default
+	// 300ms: a rotation rewrites iam-signing-key and tsb-iam-jwks within milliseconds of each
+	// other; a longer wait only delays the standby's copy).
 	Debounce time.Duration
 	// Resync runs the export even without a change: it picks up a new peer certificate in Git
 	// and retries after failures (default 1m).
@@ -102,7 +104,7 @@ func New(cs kubernetes.Interface, repo gitrepo.Repository, opts Options) (*Expor
 		opts.Namespace = "tsb"
 	}
 	if opts.Debounce <= 0 {
-		opts.Debounce = 2 * time.Second
+		opts.Debounce = 300 * time.Millisecond
 	}
 	if opts.Resync <= 0 {
 		opts.Resync = time.Minute

@@ -1,6 +1,7 @@
 package testrig
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -77,6 +78,9 @@ type GitSource struct {
 	Username, Password string // basic auth, if set
 	// Interval is how often Flux fetches and applies unasked (default 1m).
 	Interval time.Duration
+	// Source, if set, names a GitRepository another Sync made: the Kustomization applies Path
+	// from it (one fetch feeds both, as in a fleet repository), and no GitRepository is made.
+	Source string
 }
 
 // Sync creates (or updates) a GitRepository and a pruning Kustomization for src in flux-system.
@@ -102,12 +106,15 @@ func (f *Flux) Sync(t testing.TB, src GitSource) {
 		}
 		repo["secretRef"] = map[string]any{"name": sec.Name}
 	}
+	source := cmp.Or(src.Source, src.Name)
 	objs := []*unstructured.Unstructured{
-		fluxObject("source.toolkit.fluxcd.io/v1", "GitRepository", src.Name, repo),
 		fluxObject("kustomize.toolkit.fluxcd.io/v1", "Kustomization", src.Name, map[string]any{
 			"interval": interval, "path": src.Path, "prune": true, "wait": false, "timeout": "30s",
-			"sourceRef": map[string]any{"kind": "GitRepository", "name": src.Name},
+			"sourceRef": map[string]any{"kind": "GitRepository", "name": source},
 		}),
+	}
+	if src.Source == "" {
+		objs = append([]*unstructured.Unstructured{fluxObject("source.toolkit.fluxcd.io/v1", "GitRepository", src.Name, repo)}, objs...)
 	}
 	dyn := f.cluster.Dynamic(t)
 	for _, o := range objs {

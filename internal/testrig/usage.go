@@ -16,8 +16,11 @@ const userHz = 100
 // CPU time it has used (user + system) since it started.
 type Usage struct {
 	RSS, HWM int64 // bytes (VmRSS, VmHWM)
-	CPU      time.Duration
-	At       time.Time
+	// Anon and File split RSS: the process's own memory (heap, stacks) and the pages of files
+	// it maps (its binary's text and read-only data, shared with the page cache).
+	Anon, File int64
+	CPU        time.Duration
+	At         time.Time
 }
 
 // Usage reads p's process (not its group: benchmarks compare one program) from /proc.
@@ -39,18 +42,18 @@ func ReadUsage(pid int) (Usage, error) {
 	}
 	for _, line := range strings.Split(string(status), "\n") {
 		f := strings.Fields(line)
-		if len(f) < 2 || (f[0] != "VmRSS:" && f[0] != "VmHWM:") {
+		if len(f) < 2 {
+			continue
+		}
+		into := map[string]*int64{"VmRSS:": &u.RSS, "VmHWM:": &u.HWM, "RssAnon:": &u.Anon, "RssFile:": &u.File}[f[0]]
+		if into == nil {
 			continue
 		}
 		kb, err := strconv.ParseInt(f[1], 10, 64)
 		if err != nil {
 			return u, fmt.Errorf("process %d: %s %q: %w", pid, f[0], f[1], err)
 		}
-		if f[0] == "VmRSS:" {
-			u.RSS = kb << 10
-		} else {
-			u.HWM = kb << 10
-		}
+		*into = kb << 10
 	}
 	stat, err := os.ReadFile(filepath.Join(dir, "stat"))
 	if err != nil {

@@ -76,11 +76,15 @@ func TestBenchFailover(t *testing.T) {
 	p.standbyReachesWest(t)
 	p.managedFix(t) // as the drill's step c: the new active's exports must be able to replace east's Secrets
 	p.doctor(t, p.east, p.west)
-	fmt.Fprintf(&report, "\n== failover benchmark (test/e2e TestBenchFailover): Flux interval %s, forge.mergePollInterval %s, follow-through tick 5s\n",
+	p.fluxApplied = watchFluxApplies(p.ctx, t, p.sites())
+	fmt.Fprintf(&report, "\n== failover benchmark (test/e2e TestBenchFailover): Flux interval %s, forge.mergePollInterval %s; the agents nudge Flux after a merge and follow it by watch (the follow-through's 5 s tick a safety net)\n",
 		benchFluxInterval, benchMergePoll)
 
 	var use []usageRow
 	use = append(use, p.usage(t, fmt.Sprintf("idle %s", idle), func() { time.Sleep(idle) })...)
+	var mem strings.Builder
+	fmt.Fprintf(&mem, "\nwhat holds the agents' memory at the end of the idle window (the kernel's split of RSS; the Go runtime's own figures from /metrics):\n")
+	p.printMemory(t, &mem)
 
 	// Rotations on east before any failover: east's Secrets are its MP's own, and its exporter
 	// has run since the start (after a failback, see rotateToCommit).
@@ -126,6 +130,9 @@ func TestBenchFailover(t *testing.T) {
 		to.name, burstCopies, burst.at[event.PhaseVerified].Seconds(), burst.at[event.PhaseProposed].Seconds())
 	fmt.Fprintf(&report, "\nagent processes (/proc: VmRSS at the end, VmHWM = peak so far, CPU = utime+stime over the window); load average %s\n", loadAvg(t))
 	printUsage(&report, use)
+	report.WriteString(mem.String())
+	fmt.Fprintf(&report, "\nand after the failovers and the burst:\n")
+	p.printMemory(t, &report)
 
 	p.onePullRequestEach(t, fos)
 	t.Run("no secret leaked", p.noLeaks)
@@ -139,6 +146,9 @@ type failoverTimes struct {
 	// clients: from the request's publish time to the moment the last of the clients got its
 	// first answer from the new MP (as each client measured it: its attempt's end).
 	clients time.Duration
+	// flux: from the request's publish time to the moment the later of the two clusters' Flux
+	// applied the merge (its Kustomization's lastAppliedRevision, watched).
+	flux time.Duration
 }
 
 // benchFailover publishes a planned failover request to to (copies times, each copy with its
@@ -197,6 +207,7 @@ func (p *pair) benchFailover(t *testing.T, to *site, id string, copies int) fail
 	go func() { <-ctx.Done(); it.Stop() }()
 	ft := failoverTimes{id: id, to: to.name, at: map[event.Phase]time.Duration{}}
 	var seen []event.FailoverStatus
+	var mergeCommit string
 	prs := map[string]bool{}
 	for merged, verified := false, false; !verified; {
 		m, err := it.Next()
@@ -225,6 +236,9 @@ func (p *pair) benchFailover(t *testing.T, to *site, id string, copies int) fail
 		if st.PR != "" {
 			prs[st.PR] = true
 		}
+		if st.Phase == event.PhaseMerged && mergeCommit == "" {
+			mergeCommit = st.Commit
+		}
 		switch st.Phase {
 		case event.PhaseRejected, event.PhaseFailed:
 			t.Fatalf("request %s ended %s (%s): %s", id, st.Phase, st.Reason, st.Message)
@@ -246,10 +260,15 @@ func (p *pair) benchFailover(t *testing.T, to *site, id string, copies int) fail
 	}
 	p.checkScale(t, to, 1)
 	p.checkScale(t, from, 0)
+	// The old active's Flux applies the floating name's folder on its own reconcile, a moment
+	// after the new active answers: the end state is waited for, not raced.
 	for _, s := range p.sites() {
-		if got, err := cnameTarget(p.ctx, s); err != nil || got != to.fqdn {
-			t.Errorf("%s's DNSEndpoint: %s → %q (%v), want %s", s.name, floatingFQDN, got, err, to.fqdn)
-		}
+		testrig.Eventually(t, s.name+"'s DNSEndpoint to name "+to.fqdn, 30*time.Second, func(ctx context.Context) error {
+			if got, err := cnameTarget(ctx, s); err != nil || got != to.fqdn {
+				return fmt.Errorf("%s → %q (%v)", floatingFQDN, got, err)
+			}
+			return nil
+		})
 	}
 	if after := p.pairFile(t); after.Active != to.name || after.Epoch != before.Epoch+1 {
 		t.Errorf("pair.yaml after %s: active %s epoch %d; want %s at %d", id, after.Active, after.Epoch, to.name, before.Epoch+1)
@@ -257,6 +276,16 @@ func (p *pair) benchFailover(t *testing.T, to *site, id string, copies int) fail
 	for _, c := range p.clients {
 		a := c.WaitAnswered(t, to.name, req.Time, 2*time.Minute)
 		ft.clients = max(ft.clients, a.At.Add(a.Took).Sub(req.Time))
+	}
+	if p.fluxApplied != nil {
+		testrig.Eventually(t, "both clusters' Flux to report the merge "+mergeCommit, 30*time.Second, func(context.Context) error {
+			at, ok := p.fluxApplied.both(mergeCommit)
+			if !ok {
+				return fmt.Errorf("not yet")
+			}
+			ft.flux = at.Sub(req.Time)
+			return nil
+		})
 	}
 	if t.Failed() {
 		t.FailNow()
@@ -415,12 +444,36 @@ func (p *pair) usage(t *testing.T, window string, f func()) []usageRow {
 	return rows
 }
 
+// printMemory says what holds each agent's memory, from its own Go runtime (the Prometheus Go
+// collector's runtime/metrics) beside the kernel's split of its RSS.
+func (p *pair) printMemory(t *testing.T, w io.Writer) {
+	t.Helper()
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "agent\tRSS MiB\tfile (binary) MiB\tanon MiB\theap in use MiB\theap idle, not returned MiB\tstacks MiB\tother runtime MiB\tgoroutines\t\n")
+	for _, s := range p.sites() {
+		u, err := s.agent.Usage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := agentMetrics(p.ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inuse, idle, released := m["go_memstats_heap_inuse_bytes"], m["go_memstats_heap_idle_bytes"], m["go_memstats_heap_released_bytes"]
+		stacks, sys := m["go_memstats_stack_sys_bytes"], m["go_memstats_sys_bytes"]
+		other := sys - m["go_memstats_heap_sys_bytes"] - stacks
+		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t\n", s.name, mib(u.RSS), mib(u.File), mib(u.Anon),
+			inuse/(1<<20), (idle-released)/(1<<20), stacks/(1<<20), other/(1<<20), m["go_goroutines"])
+	}
+	_ = tw.Flush()
+}
+
 func printUsage(w io.Writer, rows []usageRow) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "agent\twindow\tseconds\tCPU s\tCPU %% of a core\tVmRSS MiB\tVmHWM MiB\t\n")
+	fmt.Fprintf(tw, "agent\twindow\tseconds\tCPU s\tCPU %% of a core\tVmRSS MiB\tanon MiB\tfile MiB\tVmHWM MiB\t\n")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.2f\t%.1f\t%.1f\t%.1f\t\n", r.agent, r.window, r.to.At.Sub(r.from.At).Seconds(),
-			(r.to.CPU - r.from.CPU).Seconds(), testrig.CPUPercent(r.from, r.to), mib(r.to.RSS), mib(r.to.HWM))
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t\n", r.agent, r.window, r.to.At.Sub(r.from.At).Seconds(),
+			(r.to.CPU - r.from.CPU).Seconds(), testrig.CPUPercent(r.from, r.to), mib(r.to.RSS), mib(r.to.Anon), mib(r.to.File), mib(r.to.HWM))
 	}
 	_ = tw.Flush()
 }
@@ -442,10 +495,21 @@ func printFailovers(w io.Writer, fos []failoverTimes) {
 		return out
 	}
 	const req = event.Phase("")
+	flux := func(from event.Phase, sign time.Duration) []time.Duration {
+		var out []time.Duration
+		for _, f := range fos {
+			out = append(out, sign*(f.flux-f.at[from]))
+		}
+		return out
+	}
 	printQuantiles(w, []quantileRow{
+		{"request → preflight (the checks; before them, the database copy west → east)", between(req, event.PhasePreflight)},
+		{"preflight → proposed (the Git write, branch pushed, PR open)", between(event.PhasePreflight, event.PhaseProposed)},
 		{"request → proposed (branch pushed, PR open)", between(req, event.PhaseProposed)},
 		{"proposed → merged (API merge at once, then the merge poll)", between(event.PhaseProposed, event.PhaseMerged)},
 		{"merged → applied (both clusters' Flux)", between(event.PhaseMerged, event.PhaseApplied)},
+		{"merged → both clusters' Flux applied it (Flux's own, watched)", flux(event.PhaseMerged, 1)},
+		{"Flux applied in both → the applied status", flux(event.PhaseApplied, -1)},
 		{"applied → verified (the probe answers)", between(event.PhaseApplied, event.PhaseVerified)},
 		{"request → verified", between(req, event.PhaseVerified)},
 		{"request → every client answered by the new MP (clients' own measure)", clientTimes(fos, req)},

@@ -111,33 +111,46 @@ func readyIs(ctx context.Context, s *site, n int32) error {
 
 // splitBrainIs checks s's agent's mpha_split_brain gauge.
 func splitBrainIs(ctx context.Context, s *site, want float64) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.agentURL+"/metrics", nil)
+	m, err := agentMetrics(ctx, s)
 	if err != nil {
 		return err
 	}
+	v, ok := m[`mpha_split_brain{cluster="`+s.name+`"}`]
+	if !ok {
+		return fmt.Errorf("%s's agent has no mpha_split_brain series yet", s.name)
+	}
+	if v != want {
+		return fmt.Errorf("mpha_split_brain %v, want %v", v, want)
+	}
+	return nil
+}
+
+// agentMetrics scrapes s's agent's /metrics: each series (name and labels, as printed) → value.
+func agentMetrics(ctx context.Context, s *site) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.agentURL+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	out := map[string]float64{}
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, `mpha_split_brain{cluster="`+s.name+`"}`) {
-			f := strings.Fields(line)
-			v, err := strconv.ParseFloat(f[len(f)-1], 64)
-			if err != nil {
-				return err
-			}
-			if v != want {
-				return fmt.Errorf("mpha_split_brain %v, want %v", v, want)
-			}
-			return nil
+		i := strings.LastIndexByte(line, ' ')
+		if line == "" || line[0] == '#' || i < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			out[line[:i]] = v
 		}
 	}
-	return fmt.Errorf("%s's agent has no mpha_split_brain series yet", s.name)
+	return out, nil
 }
 
 // chaos (step g): a failover to east while things go wrong: the request arrives 100 times (each

@@ -48,19 +48,21 @@ const (
 
 // pair is the whole rig: two sites, the forge, NATS and what the steps share.
 type pair struct {
-	ctx        context.Context
-	say        func(format string, args ...any)
-	east, west *site
-	nats       *testrig.NATS
-	js         jetstream.JetStream
-	subj       event.Subjects
-	gitea      *testrig.Gitea
-	forge      forge.Forge
-	gitURL     string
-	repo       *gitrepo.Writer // reads the repository like a person with a clone
-	layout     gitops.Layout
-	mpha       string // the binary
-	probe      *httptest.Server
+	// fluxApplied, set by the failover benchmark, records when each cluster's Flux applied what.
+	fluxApplied *fluxApplies
+	ctx         context.Context
+	say         func(format string, args ...any)
+	east, west  *site
+	nats        *testrig.NATS
+	js          jetstream.JetStream
+	subj        event.Subjects
+	gitea       *testrig.Gitea
+	forge       forge.Forge
+	gitURL      string
+	repo        *gitrepo.Writer // reads the repository like a person with a clone
+	layout      gitops.Layout
+	mpha        string // the binary
+	probe       *httptest.Server
 	// The MPs' clients (clients_test.go): the port both MPs serve on, the root CA, the clients
 	// configured once, the agents' probe, the setting last written before a failover and when
 	// that failover was requested, and each client's view of each failover.
@@ -169,7 +171,9 @@ func startPair(t *testing.T, say func(string, ...any), opts ...rigOptions) *pair
 	for _, s := range p.sites() {
 		for _, src := range []testrig.GitSource{
 			{Name: "mpha", Path: "./" + p.layout.ClusterDir(s.name)},
-			{Name: "mpha-dns", Path: "./" + p.layout.Root() + "/dns"},
+			// One GitRepository feeds both, as a fleet repository's would: the agent's nudge
+			// of it after a merge reaches the floating name's folder too.
+			{Name: "mpha-dns", Path: "./" + p.layout.Root() + "/dns", Source: "mpha"},
 		} {
 			src.URL, src.Branch, src.Interval = p.gitURL, "main", cmp.Or(p.opts.fluxInterval, fluxInterval)
 			src.Username, src.Password = p.gitea.Admin, p.gitea.Token

@@ -93,8 +93,27 @@ func (p Proposal) validate() error {
 	return errors.Join(errs...)
 }
 
-// existing returns the open pull request from p.Branch into p.Base, else a merged one.
+// baseHeadFinder is a dialect that can look up the pull request of one head and base in one
+// call, whatever the number of pull requests the repository holds.
+type baseHeadFinder interface {
+	// byBaseHead returns a pull request from head into base (false: none).
+	byBaseHead(ctx context.Context, base, head string) (PullRequest, bool, error)
+}
+
+// existing returns the open pull request from p.Branch into p.Base, else a merged one. Where the
+// forge can look a branch's pull request up directly, none (the usual case: a new failover
+// branch) or an open or merged one is answered by that one call; a closed one, or a failed call,
+// leaves the answer to the listing.
 func (c *client) existing(ctx context.Context, p Proposal) (PullRequest, bool, error) {
+	if f, ok := c.d.(baseHeadFinder); ok {
+		pr, found, err := f.byBaseHead(ctx, p.Base, p.Branch)
+		switch {
+		case err == nil && !found:
+			return PullRequest{}, false, nil
+		case err == nil && (pr.State == StateOpen || pr.State == StateMerged):
+			return pr, true, nil
+		}
+	}
 	prs, err := c.d.forBranch(ctx, p.Branch)
 	if err != nil {
 		return PullRequest{}, false, err

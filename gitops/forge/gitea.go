@@ -2,6 +2,7 @@ package forge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -76,6 +77,29 @@ func (d *giteaDialect) forBranch(ctx context.Context, branch string) ([]PullRequ
 	return d.list(ctx, gitea.StateAll, func(pr *gitea.PullRequest) bool {
 		return pr.Head != nil && pr.Head.Ref == branch && pr.Base != nil && pr.Head.RepoID == pr.Base.RepoID
 	})
+}
+
+// byBaseHead asks Gitea for the pull request of head into base (GET /pulls/{base}/{head}):
+// listing them all costs a page per 50 pull requests, and a fleet's repository gathers them.
+func (d *giteaDialect) byBaseHead(ctx context.Context, base, head string) (PullRequest, bool, error) {
+	var (
+		pr   *gitea.PullRequest
+		resp *gitea.Response
+	)
+	err := d.call(ctx, func() error {
+		var err error
+		pr, resp, err = d.sdk.GetPullRequestByBaseHead(d.owner, d.name, base, head)
+		return err
+	})
+	switch {
+	case resp != nil && resp.StatusCode == http.StatusNotFound:
+		return PullRequest{}, false, nil
+	case err != nil:
+		return PullRequest{}, false, withStatus(httpResponse(resp), err)
+	case pr.Head == nil || pr.Base == nil || pr.Head.RepoID != pr.Base.RepoID:
+		return PullRequest{}, false, errors.New("a pull request from another repository's branch")
+	}
+	return giteaPullRequest(pr), true, nil
 }
 
 func (d *giteaDialect) open(ctx context.Context, base string) ([]PullRequest, error) {

@@ -8,7 +8,6 @@ import (
 
 	extgogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
-	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/mpha-dev/mpha/internal/redact"
 )
@@ -29,20 +28,10 @@ type Branch struct {
 // base branch, so only their own commits travel.
 func (w *Writer) Branches(ctx context.Context, prefix string, paths ...string) ([]Branch, error) {
 	var out []Branch
-	err := wait.ExponentialBackoffWithContext(ctx, w.opts.Backoff, func(ctx context.Context) (bool, error) {
-		err := w.withStore(func(s *store) error {
-			var err error
-			out, err = w.branchesIn(ctx, s, prefix, paths)
-			return err
-		})
-		if err == nil {
-			return true, nil
-		}
-		if terminal(ctx, err) {
-			return false, err
-		}
-		w.log.Warn("git branch listing failed; retrying", "error", redact.String(err.Error()))
-		return false, nil
+	err := w.retried(ctx, "branch listing", func(ctx context.Context, s *store) error {
+		var err error
+		out, err = w.branchesIn(ctx, s, prefix, paths)
+		return err
 	})
 	if err != nil {
 		return nil, redact.Error(fmt.Errorf("listing branches %s*: %w", prefix, err))

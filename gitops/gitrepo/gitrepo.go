@@ -343,38 +343,44 @@ type Snapshot struct {
 // in "/**" every file below it.
 func (w *Writer) Read(ctx context.Context, paths ...string) (Snapshot, error) {
 	var snap Snapshot
-	err := wait.ExponentialBackoffWithContext(ctx, w.opts.Backoff, func(ctx context.Context) (bool, error) {
-		err := w.withStore(func(s *store) error {
-			if err := w.fetch(ctx, s, w.opts.Branch); err != nil {
-				return fmt.Errorf("fetching: %w", err)
-			}
-			head, err := s.head(w.opts.Branch)
-			if err != nil {
+	err := w.retried(ctx, "read", func(ctx context.Context, s *store) error {
+		if err := w.fetch(ctx, s, w.opts.Branch); err != nil {
+			return fmt.Errorf("fetching: %w", err)
+		}
+		head, err := s.head(w.opts.Branch)
+		if err != nil {
+			return err
+		}
+		tree, err := head.Tree()
+		if err != nil {
+			return fmt.Errorf("reading the tree of %s: %w", head.Hash, err)
+		}
+		snap = Snapshot{Commit: head.Hash.String(), Files: map[string][]byte{}}
+		for _, p := range paths {
+			if err := readInto(commitTree{tree}, p, snap.Files); err != nil {
 				return err
 			}
-			tree, err := head.Tree()
-			if err != nil {
-				return fmt.Errorf("reading the tree of %s: %w", head.Hash, err)
-			}
-			snap = Snapshot{Commit: head.Hash.String(), Files: map[string][]byte{}}
-			for _, p := range paths {
-				if err := readInto(commitTree{tree}, p, snap.Files); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		}
+		return nil
+	})
+	if err != nil {
+		return Snapshot{}, redact.Error(fmt.Errorf("reading %s: %w", w.opts.Branch, err))
+	}
+	return snap, nil
+}
+
+// retried runs fn on the store under the writer's backoff, again after a failure another attempt
+// may fix (Git unreachable, a store rebuilt), never after a terminal one.
+func (w *Writer) retried(ctx context.Context, what string, fn func(ctx context.Context, s *store) error) error {
+	return wait.ExponentialBackoffWithContext(ctx, w.opts.Backoff, func(ctx context.Context) (bool, error) {
+		err := w.withStore(func(s *store) error { return fn(ctx, s) })
 		if err == nil {
 			return true, nil
 		}
 		if terminal(ctx, err) {
 			return false, err
 		}
-		w.log.Warn("git read failed; retrying", "error", redact.String(err.Error()))
+		w.log.Warn("git "+what+" failed; retrying", "error", redact.String(err.Error()))
 		return false, nil
 	})
-	if err != nil {
-		return Snapshot{}, redact.Error(fmt.Errorf("reading %s: %w", w.opts.Branch, err))
-	}
-	return snap, nil
 }

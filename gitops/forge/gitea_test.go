@@ -31,7 +31,7 @@ type giteaRepo struct {
 // newGiteaRepo creates owner/name (owner is the admin or an organisation it creates) with a
 // README on main, and pushes each branch of files with one commit on top of main that adds
 // the file named.
-func newGiteaRepo(t *testing.T, g *testrig.Gitea, owner, name string, files map[string]string) *giteaRepo {
+func newGiteaRepo(t testing.TB, g *testrig.Gitea, owner, name string, files map[string]string) *giteaRepo {
 	t.Helper()
 	sdk, err := gitea.NewClient(g.URL, gitea.SetToken(g.Token))
 	if err != nil {
@@ -53,7 +53,7 @@ func newGiteaRepo(t *testing.T, g *testrig.Gitea, owner, name string, files map[
 	return &giteaRepo{g: g, sdk: sdk, owner: owner, name: name}
 }
 
-func pushBranches(t *testing.T, g *testrig.Gitea, url string, files map[string]string) {
+func pushBranches(t testing.TB, g *testrig.Gitea, url string, files map[string]string) {
 	t.Helper()
 	if len(files) == 0 {
 		return

@@ -1,6 +1,7 @@
 package testrig
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -113,9 +114,6 @@ func (p *Postgres) run(t testing.TB, bin string, args ...string) {
 
 func (p *Postgres) launch(t testing.TB) {
 	t.Helper()
-	if err := p.proc.start(); err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
 		if err := p.proc.Stop(); err != nil {
 			t.Errorf("stopping %s: %v", p.proc.spec.name, err)
@@ -124,7 +122,48 @@ func (p *Postgres) launch(t testing.TB) {
 			reportLog(t, p.proc.spec.name, p.proc.LogPath())
 		}
 	})
+	// freePort's port may be taken by another process before the server binds it (the tests of
+	// a package start servers in parallel): then the server exits saying so, and starts again
+	// on another port.
+	for try := 1; ; try++ {
+		if err := p.proc.start(); err != nil {
+			t.Fatal(err)
+		}
+		if try == 3 || !p.lostPort(t) {
+			break
+		}
+		port := freePort(t)
+		for i, a := range p.proc.spec.args {
+			if a == "-p" {
+				p.proc.spec.args[i+1] = strconv.Itoa(port)
+			}
+		}
+		p.Port = port
+	}
 	p.waitReady(t)
+}
+
+// lostPort waits until the server answers pg_isready or exits, and says whether it exited
+// because its port was taken.
+func (p *Postgres) lostPort(t testing.TB) bool {
+	t.Helper()
+	isready := filepath.Join(p.bin, "pg_isready")
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		select {
+		case <-p.proc.Done():
+			log, err := os.ReadFile(p.proc.LogPath())
+			if err != nil {
+				return false
+			}
+			last := log[bytes.LastIndex(log, []byte("\n=== "))+1:] // this start's lines
+			return bytes.Contains(last, []byte("Address already in use"))
+		default:
+		}
+		if exec.Command(isready, "-h", "127.0.0.1", "-p", strconv.Itoa(p.Port), "-U", "postgres").Run() == nil {
+			return false
+		}
+	}
+	return false
 }
 
 // waitReady waits until the server accepts TCP connections and pg_isready says so.

@@ -35,15 +35,18 @@ type Server struct {
 
 // Probe connects to dsn and reads the server's identity and WAL position.
 func Probe(ctx context.Context, dsn string) (*Server, error) {
-	name := Describe(dsn)
 	c, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", name, redact.Error(err))
+		return nil, fmt.Errorf("connecting to %s: %w", Describe(dsn), redact.Error(err))
 	}
 	defer c.Close(context.Background())
+	return probe(ctx, c, Describe(dsn))
+}
+
+func probe(ctx context.Context, c *pgx.Conn, name string) (*Server, error) {
 	s := &Server{Name: name}
 	var receive *string
-	err = c.QueryRow(ctx, `SELECT s.system_identifier::text, pg_postmaster_start_time(), current_database(), pg_is_in_recovery(),
+	err := c.QueryRow(ctx, `SELECT s.system_identifier::text, pg_postmaster_start_time(), current_database(), pg_is_in_recovery(),
        CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_wal_replay_lsn(), '0/0') ELSE pg_current_wal_flush_lsn() END::text,
        pg_last_wal_receive_lsn()::text, pg_last_xact_replay_timestamp(),
        EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'), now()

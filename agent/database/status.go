@@ -22,9 +22,15 @@ const (
 )
 
 // Status is this site's database for its heartbeat: role, WAL position, system id, a replica's
-// own replay lag (received but not replayed), and when a verified import last replaced it.
+// own replay lag (received but not replayed), and when a verified import last replaced it. One
+// connection per call: the heartbeat runs it every beat.
 func Status(ctx context.Context, dsn string, topology Topology) (*event.PostgresStatus, error) {
-	s, err := Probe(ctx, dsn)
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", Describe(dsn), redact.Error(err))
+	}
+	defer c.Close(context.Background())
+	s, err := probe(ctx, c, Describe(dsn))
 	if err != nil {
 		return nil, err
 	}
@@ -40,7 +46,7 @@ func Status(ctx context.Context, dsn string, topology Topology) (*event.Postgres
 		st.Role = RoleShared
 	}
 	if topology == Independent || topology == Auto {
-		if rec, err := importRecord(ctx, dsn, s.Database); err == nil {
+		if rec, err := pgcopy.ReadRecord(ctx, c, s.Database); err == nil {
 			at := rec.At
 			st.ImportedAt = &at
 		}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -47,7 +48,10 @@ type Options struct {
 	// GitCacheDir is where the Git writer keeps its copy of the repository between writes (the
 	// pod's emptyDir); "" keeps it in memory.
 	GitCacheDir string
-	Logger      *slog.Logger
+	// Pprof serves Go's profiles under /debug/pprof/ on Listen (off by default: a heap or
+	// goroutine profile is for whoever may reach the port).
+	Pprof  bool
+	Logger *slog.Logger
 	// Registry receives the metrics (default a new registry with Go and process collectors).
 	Registry *prometheus.Registry
 	// Started, if set, is called with the address the server listens on.
@@ -235,6 +239,13 @@ func serve(ctx context.Context, o Options, m *metrics) (*http.Server, error) {
 	mux.Handle("/metrics", promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{Registry: o.Registry}))
 	if o.Config.Alerts.Enabled {
 		mux.HandleFunc(o.Config.Alerts.Path, m.bridge)
+	}
+	if o.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	s := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {

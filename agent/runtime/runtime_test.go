@@ -233,7 +233,10 @@ func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
 }
 
 // certCommits counts the commits on main with Mpha-Kind: cert.
-func certCommits(t *testing.T, srv *testrig.GitServer) int {
+func certCommits(t *testing.T, srv *testrig.GitServer) int { return kindCommits(t, srv, "cert") }
+
+// kindCommits counts the commits on main with the trailer Mpha-Kind: kind.
+func kindCommits(t testing.TB, srv *testrig.GitServer, kind string) int {
 	t.Helper()
 	r, err := gogit.Clone(memory.NewStorage(), nil, &gogit.CloneOptions{URL: srv.URL("org/fleet.git"), Auth: srv.Auth()})
 	if err != nil {
@@ -249,7 +252,7 @@ func certCommits(t *testing.T, srv *testrig.GitServer) int {
 	}
 	n := 0
 	_ = it.ForEach(func(c *object.Commit) error {
-		if strings.Contains(c.Message, "Mpha-Kind: cert") {
+		if strings.Contains(c.Message, "Mpha-Kind: "+kind+"\n") || strings.HasSuffix(c.Message, "Mpha-Kind: "+kind) {
 			n++
 		}
 		return nil
@@ -258,7 +261,7 @@ func certCommits(t *testing.T, srv *testrig.GitServer) int {
 }
 
 // rsaCert is a self-signed RSA certificate, like the sealed-secrets controller's.
-func rsaCert(t *testing.T) []byte {
+func rsaCert(t testing.TB) []byte {
 	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {

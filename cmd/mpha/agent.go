@@ -17,7 +17,7 @@ import (
 type agentOptions struct {
 	config, namespace, identity, listen, gitCache string
 	sets                                          []string
-	leaderElect, insecureHTTP                     bool
+	leaderElect, insecureHTTP, pprof              bool
 	leaseDuration, renewDeadline, retry           time.Duration
 }
 
@@ -55,7 +55,7 @@ SIGTERM releases the Lease at once.`,
 			return runtime.Run(cmd.Context(), runtime.Options{
 				Config: cfg, Namespace: ao.namespace, Identity: ao.identity, Rest: rc, Listen: ao.listen,
 				LeaderElection: ao.leaderElect, LeaseDuration: ao.leaseDuration, RenewDeadline: ao.renewDeadline,
-				RetryPeriod: ao.retry, InsecureHTTPCredentials: ao.insecureHTTP, GitCacheDir: ao.gitCache, Logger: o.logger,
+				RetryPeriod: ao.retry, InsecureHTTPCredentials: ao.insecureHTTP, GitCacheDir: ao.gitCache, Pprof: ao.pprof, Logger: o.logger,
 			})
 		},
 	}
@@ -70,6 +70,7 @@ SIGTERM releases the Lease at once.`,
 	f.DurationVar(&ao.renewDeadline, "renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it gives up")
 	f.DurationVar(&ao.retry, "retry-period", 2*time.Second, "between attempts to take or renew the Lease")
 	f.StringVar(&ao.gitCache, "git-cache-dir", "", "where the Git writer keeps its shallow copy of the repository between writes (default $TMPDIR/mpha-git: the chart's emptyDir)")
+	f.BoolVar(&ao.pprof, "enable-pprof", false, "serve Go's profiles under /debug/pprof/ on --listen")
 	f.BoolVar(&ao.insecureHTTP, "insecure-http-credentials", false, "allow Git credentials over plain http:// (test and in-cluster servers)")
 	return cmd
 }

@@ -36,12 +36,7 @@ type Flux struct {
 // StartFlux installs Flux's CRDs into c and starts both controllers; they stop when t ends.
 func StartFlux(t testing.TB, c *Cluster) *Flux {
 	t.Helper()
-	crds, _ := filepath.Glob(filepath.Join(binFile(t, "crds"), "*.toolkit.fluxcd.io_*.yaml"))
-	if len(crds) == 0 {
-		t.Fatalf("no Flux CRDs under bin/crds: run `%s`", ToolsTarget)
-	}
-	c.ApplyFiles(t, crds...)
-	c.Apply(t, []byte("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: "+FluxNamespace+"\n"))
+	InstallFluxCRDs(t, c)
 	dir := t.TempDir()
 	artifacts := filepath.Join(dir, "artifacts")
 	if err := os.MkdirAll(artifacts, 0o755); err != nil { // source-controller refuses a missing path
@@ -66,6 +61,18 @@ func StartFlux(t testing.TB, c *Cluster) *Flux {
 	f.source = start("source-controller", addr(1), addr(2), "--storage-path", artifacts, "--storage-addr", storage, "--storage-adv-addr", storage)
 	f.kustomize = start("kustomize-controller", addr(3), addr(4))
 	return f
+}
+
+// InstallFluxCRDs installs Flux's CRDs and its namespace in c, without its controllers: for a
+// test of what watches Flux's objects.
+func InstallFluxCRDs(t testing.TB, c *Cluster) {
+	t.Helper()
+	crds, _ := filepath.Glob(filepath.Join(binFile(t, "crds"), "*.toolkit.fluxcd.io_*.yaml"))
+	if len(crds) == 0 {
+		t.Fatalf("no Flux CRDs under bin/crds: run `%s`", ToolsTarget)
+	}
+	c.ApplyFiles(t, crds...)
+	c.Apply(t, []byte("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: "+FluxNamespace+"\n"))
 }
 
 // Processes are the two controllers' processes (source, kustomize), for fault tests and figures.

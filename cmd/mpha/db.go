@@ -17,7 +17,7 @@ import (
 type dbSyncOptions struct {
 	from, to, database, output string
 	jobs                       int
-	force, progress            bool
+	force, progress, readBack  bool
 }
 
 // newDBCommand groups the database commands (docs/design.md §8).
@@ -40,11 +40,14 @@ func newDBSyncCommand(o *globalOptions) *cobra.Command {
 consistent snapshot of the source (every stream sees the same instant), the schema recreated
 (tables, sequences with their values, indexes, constraints, views, triggers, functions, grants;
 everything owned by the target database's owner), the rows in --jobs parallel binary COPY
-streams. It then reads every table of the copy back and compares row counts and checksums with
-what the source sent. The copy is built in a new database and replaces the target only once
-verified: on any error (the source dying mid-copy included) the target is left as it was. The
-replaced database records the import (its time, source and LSN), which the agent's database
-check reads.
+streams. It verifies every table: the rows in the source's snapshot, sent, loaded and in the
+copy are one count, and each server's own keyed digest of its rows (a hash of every row, summed;
+both servers compute it in parallel, nothing is read back) is equal. --read-back also reads every
+table of the copy back through mpha and compares it with what the source sent (slower). The copy
+is built in a new database and replaces the target only once verified: on any error (the source
+dying mid-copy included) the target is left as it was. The replaced database records the import
+(its time, source and LSN), which the agent's database check reads; the database it replaced is
+dropped after (the cleanup phase), and an existing but empty target before the load.
 
 It checks the source before it touches the target: the source must answer, must not be the
 target's own server (whatever the DSNs say: the target is asked whether it lists the source
@@ -62,7 +65,7 @@ own, unless a session is connected to them, and logs each one it drops. A databa
 swapping; it is never dropped automatically (a warning names it): rename it back or drop it.
 
 It prints where the time went: schema, copy, indexes, verify (these three overlap: each table
-is indexed and read back as soon as its rows are in), constraints and publish.
+is indexed and verified as soon as its rows are in), constraints, publish and cleanup.
 
 The DSNs are libpq URLs or key=value strings; their database names are ignored. Keep passwords
 off the command line: use MPHA_FROM / MPHA_TO, or PGPASSFILE / ~/.pgpass. Nothing printed shows
@@ -82,6 +85,7 @@ the target database; on the source, read access to every table.`,
 	f.StringVar(&so.database, "database", pgcopy.DefaultDatabase, "the database to copy, on both servers")
 	f.IntVar(&so.jobs, "jobs", 4, "parallel COPY streams")
 	f.BoolVar(&so.force, "force", false, "terminate the sessions connected to the target database")
+	f.BoolVar(&so.readBack, "read-back", false, "also read every table of the copy back and compare it with what the source sent")
 	f.BoolVar(&so.progress, "progress", false, "print progress to stderr (default: when stderr is a terminal)")
 	f.StringVarP(&so.output, "output", "o", "table", "table|json")
 	return cmd
@@ -102,7 +106,7 @@ func (so *dbSyncOptions) validate() error {
 }
 
 func runDBSync(cmd *cobra.Command, o *globalOptions, so *dbSyncOptions) error {
-	opts := pgcopy.Options{Database: so.database, Jobs: so.jobs, Force: so.force, Logger: o.logger}
+	opts := pgcopy.Options{Database: so.database, Jobs: so.jobs, Force: so.force, ReadBack: so.readBack, Logger: o.logger}
 	// Not the flag's default: help would print this terminal's answer next to the rule.
 	if !cmd.Flags().Changed("progress") {
 		so.progress = isTerminal(o.stderr)
@@ -145,7 +149,7 @@ func printSyncResult(w io.Writer, res *pgcopy.Result) {
 		fmt.Fprintf(tw, "%s\t%d\t%d\tyes\n", t.Name, t.Rows, t.Bytes)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\ncopied %s: %d tables, %d rows, %.1f MiB in %s (%.1f MiB/s); row counts and checksums equal on both sides\n",
+	fmt.Fprintf(w, "\ncopied %s: %d tables, %d rows, %.1f MiB in %s (%.1f MiB/s); row counts and digests equal on both sides\n",
 		res.Database, len(res.Tables), res.Rows, float64(res.Bytes)/(1<<20), res.Duration.Round(time.Millisecond),
 		float64(res.Bytes)/(1<<20)/max(res.Duration.Seconds(), 0.001))
 	fmt.Fprintf(w, "source: system %s at LSN %s; the import is recorded on the target database (%s)\n",

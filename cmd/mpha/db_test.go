@@ -77,7 +77,7 @@ func TestDBSync(t *testing.T) {
 			t.Errorf("the password shows in the output:\n%s", s)
 		}
 	}
-	if !strings.Contains(out, "public.config  5000") || !strings.Contains(out, "row counts and checksums equal on both sides") ||
+	if !strings.Contains(out, "public.config  5000") || !strings.Contains(out, "row counts and digests equal on both sides") ||
 		!regexp.MustCompile(`phases: schema [0-9.]+s, copy [0-9.]+s.*, verify .*publish [0-9.]+s`).MatchString(out) {
 		t.Errorf("stdout:\n%s", out)
 	}
@@ -109,7 +109,7 @@ func TestDBSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	var res pgcopy.Result
-	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Rows != 5000 || len(res.Phases) != 6 {
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Rows != 5000 || len(res.Phases) != 7 {
 		t.Errorf("json: %v %+v", err, res)
 	}
 

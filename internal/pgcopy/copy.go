@@ -22,13 +22,20 @@ type chunk struct {
 	whole bool
 }
 
-// chunks splits the tables larger than size into page ranges, largest work first.
-func (sc *schema) chunks(size int64) []chunk {
+// chunks splits into page ranges the tables larger than size that are also far larger than the
+// rest (over twice a stream's fair share of the whole): a range is copied through the slower
+// query form of COPY and loads without FREEZE, so it only pays where one table would otherwise
+// keep a stream busy long after the others ran out of work. Largest work first.
+func (sc *schema) chunks(size int64, streams int) []chunk {
+	var total int64
+	for _, t := range sc.Tables {
+		total += t.Size
+	}
 	var out []chunk
 	for _, t := range sc.Tables {
 		n := int64(1)
-		if t.Size > size && t.Pages > 1 {
-			n = min((t.Size+size-1)/size, t.Pages)
+		if t.Size > size && t.Pages > 1 && streams > 1 && t.Size > 2*total/int64(streams) {
+			n = min((t.Size+size-1)/size, t.Pages, int64(streams))
 		}
 		if n == 1 {
 			out = append(out, chunk{t: t, size: t.Size, whole: true})
@@ -68,36 +75,50 @@ func pageRanges(pages, n int64) []string {
 	return out
 }
 
-// copyChunk streams one chunk from src into dst, digesting it on the way. A whole table is
-// loaded in the transaction that truncates it, so COPY FREEZE writes its rows frozen (no hint-bit
-// rewrite when they are first read).
-func (s *syncer) copyChunk(ctx context.Context, src pgx.Tx, dst *pgx.Conn, c chunk) (Digest, error) {
-	cols := c.t.copyColumns()
-	out := "COPY " + c.t.Name + " (" + cols + ") TO STDOUT (FORMAT binary)"
+// copied is what COPY counted of one chunk: rows out of the source and into the target, the bytes
+// of the stream, and (ReadBack) the client's digest of the rows sent.
+type copied struct {
+	sent, loaded, bytes int64
+	stream              Digest
+}
+
+// copyChunk streams one chunk from src into dst. A whole table is loaded in the transaction that
+// truncates it, so COPY FREEZE writes its rows frozen (no hint-bit rewrite when they are first
+// read).
+func (s *syncer) copyChunk(ctx context.Context, src pgx.Tx, dst *pgx.Conn, c chunk) (copied, error) {
+	out := "COPY " + c.t.copyTarget() + " TO STDOUT (FORMAT binary)"
 	if c.where != "" {
-		out = "COPY (SELECT " + cols + " FROM " + c.t.Name + " WHERE " + c.where + ") TO STDOUT (FORMAT binary)"
+		out = "COPY (SELECT " + c.t.copyColumns() + " FROM " + c.t.Name + " WHERE " + c.where + ") TO STDOUT (FORMAT binary)"
 	}
-	in := "COPY " + c.t.Name + " (" + cols + ") FROM STDIN (FORMAT binary)"
+	in := "COPY " + c.t.copyTarget() + " FROM STDIN (FORMAT binary)"
 	if c.whole {
-		in = "COPY " + c.t.Name + " (" + cols + ") FROM STDIN (FORMAT binary, FREEZE)"
+		in = "COPY " + c.t.copyTarget() + " FROM STDIN (FORMAT binary, FREEZE)"
 		if _, err := dst.Exec(ctx, "BEGIN; TRUNCATE "+c.t.Name); err != nil {
-			return Digest{}, err
+			return copied{}, err
 		}
 	}
-	g := newDigester(s.keys)
+	var res copied
+	var g *digester
 	pr, pw := io.Pipe()
 	srcErr := make(chan error, 1)
 	go func() {
 		// PostgreSQL sends a message per row: hand the load side large blocks, not rows.
 		bw := bufio.NewWriterSize(pw, 256<<10)
-		_, err := src.Conn().PgConn().CopyTo(ctx, io.MultiWriter(g, counter{&s.bytes}, bw), out)
+		var sink io.Writer = io.MultiWriter(counter{n: &s.bytes, own: &res.bytes}, bw)
+		if s.opts.ReadBack {
+			g = newDigester(s.keys)
+			sink = io.MultiWriter(g, sink)
+		}
+		tag, err := src.Conn().PgConn().CopyTo(ctx, sink, out)
 		if err == nil {
+			res.sent = tag.RowsAffected()
 			err = bw.Flush()
 		}
 		pw.CloseWithError(err)
 		srcErr <- err
 	}()
-	_, err := dst.PgConn().CopyFrom(ctx, pr, in)
+	tag, err := dst.PgConn().CopyFrom(ctx, pr, in)
+	res.loaded = tag.RowsAffected()
 	pr.CloseWithError(io.ErrClosedPipe) // unblock the reader's writes if the load stopped first
 	if e := <-srcErr; e != nil {
 		err = fmt.Errorf("reading the source: %w", e)
@@ -109,16 +130,29 @@ func (s *syncer) copyChunk(ctx context.Context, src pgx.Tx, dst *pgx.Conn, c chu
 		if c.whole && !dst.IsClosed() {
 			_, _ = dst.Exec(context.Background(), "ROLLBACK")
 		}
-		return Digest{}, err
+		return copied{}, err
 	}
-	return g.digest()
+	if g != nil {
+		if res.stream, err = g.digest(); err != nil {
+			return copied{}, err
+		}
+	}
+	return res, nil
 }
 
-// counter adds the bytes written to n (the progress report's).
-type counter struct{ n *atomic.Int64 }
+// counter adds the bytes written to n (the progress report's, shared) or own (one stream's).
+type counter struct {
+	n   *atomic.Int64
+	own *int64
+}
 
 func (c counter) Write(p []byte) (int, error) {
-	c.n.Add(int64(len(p)))
+	if c.n != nil {
+		c.n.Add(int64(len(p)))
+	}
+	if c.own != nil {
+		*c.own += int64(len(p))
+	}
 	return len(p), nil
 }
 

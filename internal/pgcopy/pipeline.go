@@ -12,39 +12,50 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// The kinds of work in the pipeline, which are also the names of their phases.
+// The kinds of work in the pipeline. copy, indexes and verify are also the names of their
+// phases; a source digest is timed with verify.
 const (
 	kindCopy   = "copy"
 	kindIndex  = "indexes"
 	kindVerify = "verify"
+	kindDigest = "source digest"
 )
 
 // verifyRange is about the least a stream reads back of a table split over several streams
 // (or the chunk size, when smaller).
 const verifyRange = 32 << 20
 
-// work is one task of the pipeline, run on one stream: a chunk to copy, an index to build, or a
-// range of the new table to read back.
+// work is one task of the pipeline, run on one stream: a chunk to copy, an index to build, a
+// table to digest on the source (in the snapshot) or on the target, or a range of the new table to
+// read back.
 type work struct {
-	kind  string
-	t     *table
-	c     chunk  // copy
-	sql   string // index
-	where string // verify: a page range of the new table, or "" for all of it
-	size  int64  // bytes, to run the large work first
+	kind     string
+	t        *table
+	c        chunk  // copy
+	sql      string // index
+	readBack bool   // verify: read a range back through the client instead of the target's digest
+	where    string // read-back: a page range of the new table, or "" for all of it
+	size     int64  // bytes, to run the large work first
 }
 
 // tableState is how far one table got through the pipeline.
 type tableState struct {
 	copyLeft, verifyLeft int
-	source, target       Digest
+	// sent and loaded are the rows COPY counted out of the source and into the target.
+	sent, loaded, bytes int64
+	// source and target are the servers' own digests.
+	source, target *serverDigest
+	// stream and readBack are the client's digests of the rows sent and read back (ReadBack).
+	stream, readBack Digest
+	checked          bool
 }
 
 // pipeline runs each table through copy, then its index builds and its verification side by
-// side, while other tables are still copying: a table's indexes and read-back need only its own
+// side, while other tables are still copying: a table's indexes and digest need only its own
 // rows, and nothing changes the rows after they are loaded (the keys, foreign keys and triggers
-// come after, and read or add no rows). So the streams stay busy until the last table is done,
-// instead of waiting at the end of each phase for the slowest stream.
+// come after, and read or add no rows). The source digests every table in the snapshot
+// meanwhile. So the streams stay busy until the last table is done, instead of waiting at the
+// end of each phase for the slowest stream.
 type pipeline struct {
 	s     *syncer
 	src   []pgx.Tx
@@ -60,31 +71,16 @@ type pipeline struct {
 
 // runPipeline copies, indexes and verifies every table on one source stream (in the snapshot)
 // and one target connection per worker; it returns each table's digest.
-func (s *syncer) runPipeline(ctx context.Context, snap *snapshot, sc *schema, conns []*pgx.Conn) (map[string]Digest, error) {
-	p := &pipeline{s: s, dst: conns, left: map[string]int{}, state: map[*table]*tableState{}}
+func (s *syncer) runPipeline(ctx context.Context, sc *schema, streams []pgx.Tx, conns []*pgx.Conn) (map[string]*tableState, error) {
+	p := &pipeline{s: s, src: streams, dst: conns, left: map[string]int{}, state: map[*table]*tableState{}}
 	p.cond = sync.NewCond(&p.mu)
-	defer func() {
-		for _, tx := range p.src {
-			tx.Rollback(context.Background())
-			tx.Conn().Close(context.Background())
-		}
-	}()
-	for range conns {
-		c, err := connect(ctx, s.src, "")
-		if err != nil {
-			return nil, fmt.Errorf("connecting a source stream: %w", err)
-		}
-		tx, err := snap.join(ctx, c)
-		if err != nil {
-			c.Close(context.Background())
-			return nil, err
-		}
-		p.src = append(p.src, tx)
-	}
 	for _, t := range sc.Tables {
-		p.state[t] = &tableState{}
+		p.state[t] = &tableState{verifyLeft: 1}
+		// Off the critical path (the target's copy, indexes and digest are on it): after the
+		// copies of its size.
+		p.push(work{kind: kindDigest, t: t, size: t.Size / 2})
 	}
-	for _, c := range sc.chunks(s.opts.ChunkSize) {
+	for _, c := range sc.chunks(s.opts.ChunkSize, len(conns)) {
 		p.state[c.t].copyLeft++
 		p.push(work{kind: kindCopy, t: c.t, c: c, size: c.size})
 	}
@@ -104,11 +100,14 @@ func (s *syncer) runPipeline(ctx context.Context, snap *snapshot, sc *schema, co
 		slices.Sort(p.bad)
 		return nil, fmt.Errorf("%w: %s", ErrMismatch, strings.Join(p.bad, "; "))
 	}
-	digests := make(map[string]Digest, len(p.state))
+	out := make(map[string]*tableState, len(p.state))
 	for t, st := range p.state {
-		digests[t.Name] = st.source
+		if !st.checked {
+			return nil, fmt.Errorf("%w: %s was not verified", ErrMismatch, t.Name)
+		}
+		out[t.Name] = st
 	}
-	return digests, nil
+	return out, nil
 }
 
 // push queues w; the caller holds mu or runs before the workers start.
@@ -171,22 +170,35 @@ func (p *pipeline) worker(ctx context.Context, cancel context.CancelFunc, w int)
 			return
 		}
 		start := time.Now()
-		var err error
-		var d Digest
-		switch job.kind {
-		case kindCopy:
-			d, err = p.s.copyChunk(ctx, p.src[w], p.dst[w], job.c)
+		var (
+			err error
+			cr  copied
+			d   Digest
+			sd  serverDigest
+		)
+		switch {
+		case job.kind == kindCopy:
+			cr, err = p.s.copyChunk(ctx, p.src[w], p.dst[w], job.c)
 			if err != nil {
 				err = fmt.Errorf("copying %s: %w", job.t.Name, err)
 			}
-		case kindIndex:
+		case job.kind == kindIndex:
 			if _, err = p.dst[w].Exec(ctx, job.sql); err != nil {
 				err = fmt.Errorf("creating indexes: %s: %w", abbreviate(job.sql), err)
 			}
-		case kindVerify:
+		case job.kind == kindDigest:
+			sd, err = digestTable(ctx, p.src[w], job.t, p.s.seed)
+			err = wrapIf(err, "on the source")
+		case job.readBack:
 			d, err = p.readBack(ctx, p.dst[w], job)
+		default:
+			sd, err = digestTable(ctx, p.dst[w], job.t, p.s.seed)
+			err = wrapIf(err, "on the target")
 		}
-		p.s.timings.add(job.kind, start, time.Now())
+		end := time.Now()
+		p.s.timings.add(timedAs(job.kind), start, end)
+		p.s.opts.Logger.Debug("db sync task", "stream", w, "kind", job.kind, "table", job.t.Name, "readBack", job.readBack,
+			"at", start.Sub(p.s.start).Seconds(), "seconds", end.Sub(start).Seconds())
 		if err != nil {
 			p.fail(err)
 			cancel()
@@ -194,8 +206,8 @@ func (p *pipeline) worker(ctx context.Context, cancel context.CancelFunc, w int)
 		}
 		var follow []work
 		if job.kind == kindCopy {
-			p.s.rows.Add(d.Rows)
-			follow, err = p.copied(ctx, p.dst[w], job, d)
+			p.s.rows.Add(cr.loaded)
+			follow, err = p.copied(ctx, p.dst[w], job, cr)
 			if err != nil {
 				p.fail(err)
 				cancel()
@@ -203,14 +215,22 @@ func (p *pipeline) worker(ctx context.Context, cancel context.CancelFunc, w int)
 			}
 		}
 		p.mu.Lock()
-		switch job.kind {
-		case kindCopy:
+		st := p.state[job.t]
+		switch {
+		case job.kind == kindCopy:
 			for _, f := range follow {
 				p.push(f)
 			}
-		case kindVerify:
-			p.verified(job.t, d)
+		case job.kind == kindDigest:
+			st.source = &sd
+		case job.readBack:
+			st.readBack.Add(d)
+			st.verifyLeft--
+		case job.kind == kindVerify:
+			st.target = &sd
+			st.verifyLeft--
 		}
+		p.check(job.t)
 		p.left[job.kind]--
 		phase := p.phaseNow()
 		p.cond.Broadcast()
@@ -221,12 +241,15 @@ func (p *pipeline) worker(ctx context.Context, cancel context.CancelFunc, w int)
 	}
 }
 
-// copied adds a chunk's digest; once the table's last chunk is in, it returns the table's index
-// builds and the ranges that read it back.
-func (p *pipeline) copied(ctx context.Context, c *pgx.Conn, job work, d Digest) ([]work, error) {
+// copied adds a chunk's counts; once the table's last chunk is in, it returns the table's index
+// builds and its verification: the target's digest, or the ranges that read it back.
+func (p *pipeline) copied(ctx context.Context, c *pgx.Conn, job work, cr copied) ([]work, error) {
 	p.mu.Lock()
 	st := p.state[job.t]
-	st.source.Add(d)
+	st.sent += cr.sent
+	st.loaded += cr.loaded
+	st.bytes += cr.bytes
+	st.stream.Add(cr.stream)
 	st.copyLeft--
 	last := st.copyLeft == 0
 	p.mu.Unlock()
@@ -237,6 +260,9 @@ func (p *pipeline) copied(ctx context.Context, c *pgx.Conn, job work, d Digest) 
 	var out []work
 	for _, q := range job.t.Indexes {
 		out = append(out, work{kind: kindIndex, t: job.t, sql: q, size: job.t.Size})
+	}
+	if !p.s.opts.ReadBack {
+		return append(out, work{kind: kindVerify, t: job.t, size: job.t.Size}), nil
 	}
 	// A large table is read back in page ranges on every stream, however it was copied (a whole
 	// table in one stream is loaded frozen): the ranges are of its own pages, which need not be
@@ -250,20 +276,19 @@ func (p *pipeline) copied(ctx context.Context, c *pgx.Conn, job work, d Digest) 
 		ranges = pageRanges(pages, n)
 	}
 	p.mu.Lock()
-	st.verifyLeft = len(ranges)
+	st.verifyLeft = len(ranges) + 1 // and the target's digest
 	p.mu.Unlock()
 	for _, where := range ranges {
-		out = append(out, work{kind: kindVerify, t: job.t, where: where, size: job.t.Size / int64(len(ranges))})
+		out = append(out, work{kind: kindVerify, readBack: true, t: job.t, where: where, size: job.t.Size / int64(len(ranges))})
 	}
-	return out, nil
+	return append(out, work{kind: kindVerify, t: job.t, size: job.t.Size}), nil
 }
 
 // readBack digests one range of the new table as the target reads it.
 func (p *pipeline) readBack(ctx context.Context, c *pgx.Conn, job work) (Digest, error) {
-	cols := job.t.copyColumns()
-	q := "COPY " + job.t.Name + " (" + cols + ") TO STDOUT (FORMAT binary)"
+	q := "COPY " + job.t.copyTarget() + " TO STDOUT (FORMAT binary)"
 	if job.where != "" {
-		q = "COPY (SELECT " + cols + " FROM " + job.t.Name + " WHERE " + job.where + ") TO STDOUT (FORMAT binary)"
+		q = "COPY (SELECT " + job.t.copyColumns() + " FROM " + job.t.Name + " WHERE " + job.where + ") TO STDOUT (FORMAT binary)"
 	}
 	g := newDigester(p.s.keys)
 	if _, err := c.PgConn().CopyTo(ctx, g, q); err != nil {
@@ -276,15 +301,40 @@ func (p *pipeline) readBack(ctx context.Context, c *pgx.Conn, job work) (Digest,
 	return d, nil
 }
 
-// verified adds a range's digest and, with the table's last, compares it with the source's.
-// The caller holds mu.
-func (p *pipeline) verified(t *table, d Digest) {
+// check compares what the table's copy counted and the servers digested, once all of it is in:
+// the rows in the snapshot, sent, loaded and on the target are one number, and the two servers'
+// digests are equal (with ReadBack, the rows read back are also the rows sent). The caller holds
+// mu.
+func (p *pipeline) check(t *table) {
 	st := p.state[t]
-	st.target.Add(d)
-	st.verifyLeft--
-	if st.verifyLeft == 0 && !st.target.Equal(st.source) {
-		p.bad = append(p.bad, fmt.Sprintf("%s: source %s, target %s", t.Name, st.source, st.target))
+	if st.checked || st.copyLeft > 0 || st.verifyLeft > 0 || st.source == nil || st.target == nil {
+		return
 	}
+	st.checked = true
+	switch {
+	case st.sent != st.source.Rows:
+		p.bad = append(p.bad, fmt.Sprintf("%s: %d rows in the source's snapshot, %d sent", t.Name, st.source.Rows, st.sent))
+	case st.loaded != st.sent:
+		p.bad = append(p.bad, fmt.Sprintf("%s: %d rows sent, %d loaded", t.Name, st.sent, st.loaded))
+	case *st.target != *st.source:
+		p.bad = append(p.bad, fmt.Sprintf("%s: source %s, target %s", t.Name, st.source, st.target))
+	case p.s.opts.ReadBack && !st.readBack.Equal(st.stream):
+		p.bad = append(p.bad, fmt.Sprintf("%s: sent %s, read back %s", t.Name, st.stream, st.readBack))
+	}
+}
+
+func timedAs(kind string) string {
+	if kind == kindDigest {
+		return kindVerify
+	}
+	return kind
+}
+
+func wrapIf(err error, where string) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", where, err)
 }
 
 // phaseNow names the progress after the work still to do. The caller holds mu.

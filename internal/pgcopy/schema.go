@@ -47,6 +47,8 @@ type table struct {
 	Size     int64 // bytes on disk at the source (heap and TOAST), to schedule the large tables first
 	Pages    int64 // heap pages, to split a large table into ranges
 	Unlogged bool
+	// DigestColumns are the columns the digest hashes (digestQuery): some cast to text.
+	DigestColumns string
 	// Indexes are built as soon as the table's rows are in: CREATE INDEX (primary and unique keys
 	// as plain unique indexes, which lock only against writes, so that they build side by side
 	// and with the verification), and exclusion constraints.
@@ -84,9 +86,6 @@ type grant struct {
 // readSchema reads the catalog through tx, which holds the snapshot, and locks every table
 // against DDL until tx ends (as pg_dump does).
 func readSchema(ctx context.Context, tx pgx.Tx) (*schema, error) {
-	if err := refuseUnsupported(ctx, tx); err != nil {
-		return nil, err
-	}
 	s := &schema{}
 	steps := []struct {
 		what string
@@ -96,6 +95,7 @@ func readSchema(ctx context.Context, tx pgx.Tx) (*schema, error) {
 		{"functions", s.readFunctions}, {"tables", s.readTables}, {"columns", s.readColumns},
 		{"sequences", s.readSequences}, {"constraints", s.readConstraints}, {"indexes", s.readIndexes},
 		{"views", s.readViews}, {"triggers", s.readTriggers}, {"owners", s.readOwners}, {"grants", s.readGrants},
+		{"column types' hash functions", s.readDigestColumns},
 	}
 	for _, st := range steps {
 		if err := st.f(ctx, tx); err != nil {
@@ -488,4 +488,13 @@ func (t *table) copyColumns() string {
 		}
 	}
 	return strings.Join(cols, ", ")
+}
+
+// copyTarget is the table and its column list for COPY; a table without columns to copy has no
+// list (COPY then moves its zero-column rows, and never the generated columns).
+func (t *table) copyTarget() string {
+	if cols := t.copyColumns(); cols != "" {
+		return t.Name + " (" + cols + ")"
+	}
+	return t.Name
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/mpha-dev/mpha/internal/redact"
 )
@@ -49,6 +50,10 @@ type Options struct {
 	ChunkSize int64
 	// Force terminates the sessions connected to the target database instead of refusing.
 	Force bool
+	// ReadBack verifies by reading every loaded table back through the client and comparing it
+	// with the rows sent, besides the servers' own digests (slower: the target sends its whole
+	// database once more).
+	ReadBack bool
 	// Progress, when set, is called about once a second and at each phase.
 	Progress func(Progress)
 	// ProgressInterval is how often Progress is called during a phase (default 1s).
@@ -98,10 +103,13 @@ type Result struct {
 	// Rows and Bytes (binary COPY stream) over all tables.
 	Rows, Bytes int64
 	At          time.Time
-	Duration    time.Duration
+	// Duration runs until the copy replaced the target; Total also counts the drop of the
+	// replaced database after (the cleanup phase).
+	Duration, Total time.Duration
 	// Warnings are what was not carried over (a grant to a role the target lacks).
 	Warnings []string
-	// Phases are where the time went, in order: schema, copy, indexes, verify, constraints, publish.
+	// Phases are where the time went, in order: schema, copy, indexes, verify, constraints,
+	// publish, cleanup.
 	Phases []Phase
 }
 
@@ -175,7 +183,7 @@ func (t *timings) phases() []Phase {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []Phase
-	for _, name := range []string{"schema", kindCopy, kindIndex, kindVerify, "constraints", "publish"} {
+	for _, name := range []string{"schema", kindCopy, kindIndex, kindVerify, "constraints", "publish", "cleanup"} {
 		if sp, ok := t.spans[name]; ok {
 			out = append(out, Phase{Name: name, Wall: sp.last.Sub(sp.first), Busy: sp.busy})
 		}
@@ -209,7 +217,7 @@ func Sync(ctx context.Context, from, to string, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("target: %w", err)
 	}
-	s := &syncer{opts: opts, keys: newKeys(), src: src, dst: dst, start: time.Now()}
+	s := &syncer{opts: opts, keys: newKeys(), seed: newSeed(), src: src, dst: dst, start: time.Now()}
 	res, err := s.run(ctx)
 	return res, redact.Error(err)
 }
@@ -221,6 +229,9 @@ func connConfig(dsn, db string) (*pgx.ConnConfig, error) {
 	}
 	cfg.Database = db
 	cfg.RuntimeParams["application_name"] = "mpha-db-sync"
+	for k, v := range textSettings {
+		cfg.RuntimeParams[k] = v
+	}
 	return cfg, nil
 }
 
@@ -228,6 +239,7 @@ func connConfig(dsn, db string) (*pgx.ConnConfig, error) {
 type syncer struct {
 	opts     Options
 	keys     keys
+	seed     seed
 	src, dst *pgx.ConnConfig
 	start    time.Time
 
@@ -249,16 +261,25 @@ func (s *syncer) run(ctx context.Context) (*Result, error) {
 	marker := "mpha-db-sync source " + randomSuffix() + randomSuffix()
 	srcCfg := s.src.Copy()
 	srcCfg.RuntimeParams["application_name"] = marker
-	srcConn, err := connect(ctx, srcCfg, "")
-	if err != nil {
-		return nil, fmt.Errorf("connecting to the source: %w", err)
+	var (
+		srcConn, admin   *pgx.Conn
+		srcErr, adminErr error
+		wg               sync.WaitGroup
+	)
+	wg.Go(func() { srcConn, srcErr = connect(ctx, srcCfg, "") })
+	wg.Go(func() { admin, adminErr = connect(ctx, s.dst, "postgres") })
+	wg.Wait()
+	for _, c := range []*pgx.Conn{srcConn, admin} {
+		if c != nil {
+			defer c.Close(context.Background())
+		}
 	}
-	defer srcConn.Close(context.Background())
-	admin, err := connect(ctx, s.dst, "postgres")
-	if err != nil {
-		return nil, fmt.Errorf("connecting to the target server: %w", err)
+	if srcErr != nil { // the source's failure first, whatever the target's
+		return nil, fmt.Errorf("connecting to the source: %w", srcErr)
 	}
-	defer admin.Close(context.Background())
+	if adminErr != nil {
+		return nil, fmt.Errorf("connecting to the target server: %w", adminErr)
+	}
 	if err := sameServer(ctx, admin, marker, s.opts.Database); err != nil {
 		return nil, err
 	}
@@ -267,12 +288,98 @@ func (s *syncer) run(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	defer snap.tx.Rollback(context.Background())
-	sc, err := readSchema(ctx, snap.tx)
-	if err != nil {
+	if err := refuseUnsupported(ctx, snap.tx); err != nil {
+		return nil, err
+	}
+
+	// The source is fit. Its schema is read while the target is made ready and every stream
+	// connects: connections and CREATE DATABASE cost round trips, not the servers' work.
+	var (
+		sc      *schema
+		tgt     *target
+		streams []pgx.Tx
+		conns   []*pgx.Conn
+	)
+	tmp := s.opts.Database + "_mpha_" + randomSuffix()
+	created := false
+	defer func() {
+		for _, tx := range streams {
+			tx.Rollback(context.Background())
+			tx.Conn().Close(context.Background())
+		}
+		closeAll(conns)
+	}()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		sc, err = readSchema(gctx, snap.tx)
+		return err
+	})
+	g.Go(func() (err error) {
+		streams, err = s.sourceStreams(gctx, snap)
+		return err
+	})
+	g.Go(func() (err error) {
+		if tgt, err = s.prepareTarget(gctx, admin, snap, tmp); err != nil {
+			return err
+		}
+		created = true
+		conns, err = s.targetConns(gctx, tmp)
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		if created {
+			dropDatabase(admin, tmp, s.opts.Logger)
+		}
+		if tgt != nil {
+			tgt.restore(admin, s.opts.Database, snap.locale, s.opts.Logger)
+		}
 		return nil, err
 	}
 	s.tables = len(sc.Tables)
 
+	stop := s.report(ctx)
+	states, err := s.build(ctx, sc, streams, conns, tgt, schemaStart)
+	stop()
+	closeAll(conns)
+	conns = nil
+	publish := time.Now()
+	if err == nil {
+		err = s.record(ctx, admin, tmp, snap, tgt)
+	}
+	var old string
+	if err == nil {
+		s.setPhase("swap")
+		old, err = swap(ctx, admin, s.opts.Database, tmp, tgt.exists, s.opts.Force)
+	}
+	if err != nil {
+		dropDatabase(admin, tmp, s.opts.Logger)
+		tgt.restore(admin, s.opts.Database, snap.locale, s.opts.Logger)
+		return nil, err
+	}
+	s.timings.add("publish", publish, time.Now())
+	published := time.Now()
+	if old != "" {
+		// After the copy is in place: DROP DATABASE waits for a checkpoint, which writes out
+		// what the load left in the buffers.
+		s.setPhase("cleanup")
+		if _, err := admin.Exec(ctx, "DROP DATABASE "+pgx.Identifier{old}.Sanitize()+" WITH (FORCE)"); err != nil {
+			s.warn(fmt.Sprintf("the replaced database %s could not be dropped; drop it by hand: %v", old, redact.Error(err)))
+		}
+		s.timings.add("cleanup", published, time.Now())
+	}
+	s.setPhase("done")
+	s.emit()
+	res := s.result(sc, states, snap.origin, published)
+	s.opts.Logger.Info("db sync done", "database", res.Database, "tables", len(res.Tables), "rows", res.Rows,
+		"bytes", res.Bytes, "seconds", res.Duration.Seconds(), "phases", res.PhaseSummary())
+	return res, nil
+}
+
+// prepareTarget inspects the target, refuses one it must not replace, takes the sync's lock,
+// drops the leftovers of killed syncs and an existing but empty target (before the load, while
+// the checkpoint its drop waits for has little to write), and creates the database tmp the copy
+// is built in. After a failure it returns the target as found, if it got that far.
+func (s *syncer) prepareTarget(ctx context.Context, admin *pgx.Conn, snap *snapshot, tmp string) (*target, error) {
 	tgt, err := inspectTarget(ctx, admin, s.opts.Database)
 	if err != nil {
 		return nil, err
@@ -290,51 +397,61 @@ func (s *syncer) run(ctx context.Context) (*Result, error) {
 	for _, w := range warnings {
 		s.warn(w)
 	}
+	// From here on a failure returns the target too: restore makes an empty one dropped again.
+	if err := tgt.dropIfEmpty(ctx, admin, s.opts.Database, s.opts.Force); err != nil {
+		return tgt, err
+	}
 	if err := tgt.adoptOwner(ctx, admin, snap.owner); err != nil {
-		return nil, err
+		return tgt, err
 	}
-
-	tmp := s.opts.Database + "_mpha_" + randomSuffix()
 	if err := createDatabase(ctx, admin, tmp, tgt.owner, snap.locale); err != nil {
-		return nil, err
+		return tgt, err
 	}
-	stop := s.report(ctx)
-	digests, err := s.build(ctx, snap, sc, tmp, tgt, schemaStart)
-	stop()
-	publish := time.Now()
-	if err == nil {
-		err = s.record(ctx, admin, tmp, snap, tgt)
-	}
-	if err == nil {
-		s.setPhase("swap")
-		err = swap(ctx, admin, s.opts.Database, tmp, tgt.exists, s.opts.Force, s.opts.Logger)
-	}
-	if err != nil {
-		dropDatabase(admin, tmp, s.opts.Logger)
-		return nil, err
-	}
-	s.timings.add("publish", publish, time.Now())
-	s.setPhase("done")
-	s.emit()
-	res := s.result(sc, digests, snap.origin)
-	s.opts.Logger.Info("db sync done", "database", res.Database, "tables", len(res.Tables), "rows", res.Rows,
-		"bytes", res.Bytes, "seconds", res.Duration.Seconds(), "phases", res.PhaseSummary())
-	return res, nil
+	return tgt, nil
 }
 
-// build makes the copy in the database tmp and verifies it; it returns each table's digest.
-func (s *syncer) build(ctx context.Context, snap *snapshot, sc *schema, tmp string, tgt *target, schemaStart time.Time) (map[string]Digest, error) {
-	conns, err := s.targetConns(ctx, tmp)
-	if err != nil {
-		return nil, err
+// sourceStreams opens one connection per stream, at once, each in the snapshot.
+func (s *syncer) sourceStreams(ctx context.Context, snap *snapshot) ([]pgx.Tx, error) {
+	txs := make([]pgx.Tx, s.opts.Jobs)
+	g, ctx := errgroup.WithContext(ctx)
+	for i := range txs {
+		g.Go(func() error {
+			c, err := connect(ctx, s.src, "")
+			if err != nil {
+				return fmt.Errorf("connecting a source stream: %w", err)
+			}
+			if txs[i], err = snap.join(ctx, c); err != nil {
+				c.Close(context.Background())
+				return err
+			}
+			return nil
+		})
 	}
-	defer closeAll(conns)
+	err := g.Wait()
+	var out []pgx.Tx
+	for _, tx := range txs {
+		if tx == nil {
+			continue
+		}
+		if err != nil {
+			tx.Rollback(context.Background())
+			tx.Conn().Close(context.Background())
+			continue
+		}
+		out = append(out, tx)
+	}
+	return out, err
+}
+
+// build makes the copy in the new database (conns) and verifies it; it returns each table's
+// counts and digests.
+func (s *syncer) build(ctx context.Context, sc *schema, streams []pgx.Tx, conns []*pgx.Conn, tgt *target, schemaStart time.Time) (map[string]*tableState, error) {
 	if err := execAll(ctx, conns[0], sc.preData()); err != nil {
 		return nil, fmt.Errorf("creating the schema: %w", err)
 	}
 	s.timings.add("schema", schemaStart, time.Now())
 	s.setPhase("data")
-	source, err := s.runPipeline(ctx, snap, sc, conns)
+	states, err := s.runPipeline(ctx, sc, streams, conns)
 	if err != nil {
 		return nil, err
 	}
@@ -347,25 +464,34 @@ func (s *syncer) build(ctx context.Context, snap *snapshot, sc *schema, tmp stri
 		return nil, err
 	}
 	s.timings.add("constraints", start, time.Now())
-	return source, nil
+	return states, nil
 }
 
 func (s *syncer) targetConns(ctx context.Context, db string) ([]*pgx.Conn, error) {
-	conns := make([]*pgx.Conn, 0, s.opts.Jobs)
-	for range s.opts.Jobs {
-		c, err := connect(ctx, s.dst, db)
-		if err != nil {
-			closeAll(conns)
-			return nil, fmt.Errorf("connecting to the new database: %w", err)
+	conns := make([]*pgx.Conn, s.opts.Jobs)
+	g, ctx := errgroup.WithContext(ctx)
+	for i := range conns {
+		g.Go(func() error {
+			c, err := connect(ctx, s.dst, db)
+			if err != nil {
+				return fmt.Errorf("connecting to the new database: %w", err)
+			}
+			conns[i] = c
+			// Durable enough: the rename that publishes the copy commits synchronously, which
+			// flushes the WAL of everything before it. Function bodies may name tables made later.
+			if _, err := c.Exec(ctx, "SET synchronous_commit = off; SET maintenance_work_mem = '256MB'; SET check_function_bodies = off"); err != nil {
+				return fmt.Errorf("setting up a target session: %w", err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		for _, c := range conns {
+			if c != nil {
+				c.Close(context.Background())
+			}
 		}
-		// Durable enough: the rename that publishes the copy commits synchronously, which
-		// flushes the WAL of everything before it. Function bodies may name tables made later.
-		if _, err := c.Exec(ctx, "SET synchronous_commit = off; SET maintenance_work_mem = '256MB'; SET check_function_bodies = off"); err != nil {
-			c.Close(context.Background())
-			closeAll(conns)
-			return nil, fmt.Errorf("setting up a target session: %w", err)
-		}
-		conns = append(conns, c)
+		return nil, err
 	}
 	return conns, nil
 }
@@ -459,14 +585,14 @@ func (s *syncer) report(ctx context.Context) (stop func()) {
 	return func() { cancel(); <-done }
 }
 
-func (s *syncer) result(sc *schema, digests map[string]Digest, origin Origin) *Result {
-	r := &Result{Database: s.opts.Database, Source: origin, At: s.opts.Now().UTC(), Duration: time.Since(s.start), Warnings: s.warnings,
-		Phases: s.timings.phases()}
+func (s *syncer) result(sc *schema, states map[string]*tableState, origin Origin, published time.Time) *Result {
+	r := &Result{Database: s.opts.Database, Source: origin, At: s.opts.Now().UTC(), Duration: published.Sub(s.start),
+		Total: time.Since(s.start), Warnings: s.warnings, Phases: s.timings.phases()}
 	for _, t := range sc.Tables {
-		d := digests[t.Name]
-		r.Tables = append(r.Tables, TableResult{Name: t.Name, Rows: d.Rows, Bytes: d.Bytes, Checksum: d.String()})
-		r.Rows += d.Rows
-		r.Bytes += d.Bytes
+		st := states[t.Name]
+		r.Tables = append(r.Tables, TableResult{Name: t.Name, Rows: st.loaded, Bytes: st.bytes, Checksum: st.source.String()})
+		r.Rows += st.loaded
+		r.Bytes += st.bytes
 	}
 	return r
 }

@@ -127,7 +127,7 @@ func TestSyncCopiesTheDatabase(t *testing.T) {
 	}
 	// Tables index and verify while others still copy: the phases after data depend on which
 	// work ends last, but they come in this order.
-	if got := strings.Join(phases, ","); !regexp.MustCompile(`^schema,data,(indexes,)?(verify,)?constraints,swap,done$`).MatchString(got) {
+	if got := strings.Join(phases, ","); !regexp.MustCompile(`^schema,data,(indexes,)?(verify,)?constraints,swap,cleanup,done$`).MatchString(got) {
 		t.Errorf("progress phases = %s", got)
 	}
 	var names []string
@@ -137,7 +137,8 @@ func TestSyncCopiesTheDatabase(t *testing.T) {
 			t.Errorf("phase %+v: want positive wall and busy times", p)
 		}
 	}
-	if got := strings.Join(names, ","); got != "schema,copy,indexes,verify,constraints,publish" {
+	// The target held data: the database it was is dropped after the copy took its place.
+	if got := strings.Join(names, ","); got != "schema,copy,indexes,verify,constraints,publish,cleanup" {
 		t.Errorf("result phases = %s", got)
 	}
 	if len(res.Tables) != 13+pgcopytest.ConfigTables || res.Rows < 20000 {
@@ -374,6 +375,15 @@ func TestSyncDropsItsLeftovers(t *testing.T) {
 func TestSyncVerifiesWhatTheTargetHolds(t *testing.T) {
 	integration(t)
 	t.Parallel()
+	for _, readBack := range []bool{false, true} {
+		t.Run(fmt.Sprintf("readBack=%v", readBack), func(t *testing.T) {
+			t.Parallel()
+			verifiesWhatTheTargetHolds(t, readBack)
+		})
+	}
+}
+
+func verifiesWhatTheTargetHolds(t *testing.T, readBack bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	src, dst := server(ctx, t), server(ctx, t)
@@ -383,7 +393,7 @@ func TestSyncVerifiesWhatTheTargetHolds(t *testing.T) {
 	before := fingerprint(ctx, t, dst.DSN("tsb"))
 	noSessions(ctx, t, dst, "tsb")
 	var tampered bool
-	_, err := pgcopy.Sync(ctx, src.DSN("tsb"), dst.DSN("tsb"), pgcopy.Options{Jobs: 1, ProgressInterval: time.Hour,
+	_, err := pgcopy.Sync(ctx, src.DSN("tsb"), dst.DSN("tsb"), pgcopy.Options{Jobs: 1, ProgressInterval: time.Hour, ReadBack: readBack,
 		Progress: func(p pgcopy.Progress) {
 			if p.Phase != "indexes" || tampered {
 				return
@@ -487,4 +497,101 @@ func TestSyncChecksTheSourceFirst(t *testing.T) {
 			t.Errorf("the leftover is still there: %v", dbs)
 		}
 	})
+}
+
+// Every column type digests alike on both servers, whether hashed as a value or, where its hash
+// would differ between databases (an enum's is of its OID) or it has none (json, point, xml), as
+// text: a faithful copy of each passes the verification, on one stream and on several.
+func TestSyncDigestsEveryColumnType(t *testing.T) {
+	integration(t)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	src, dst := server(ctx, t), server(ctx, t)
+	exec(ctx, t, src.DSN("tsb"),
+		"CREATE TYPE public.mood AS ENUM ('sad', 'ok', 'happy')",
+		`CREATE TABLE public.kinds (id bigint, n numeric(20,6), f float8, r real, i interval, ts timestamptz, d date, tm time,
+			txt text, vc varchar(20), ch char(3), b bytea, j json, jb jsonb, u uuid, ip inet, net cidr, mac macaddr, bits bit varying(8),
+			m money, pt point, x xml, mood public.mood, moods public.mood[], tags text[], nums int[], tsv tsvector, ok boolean)`,
+		`INSERT INTO public.kinds SELECT g, g * 1.5, g / 3.0, g / 7.0, g * interval '1 minute', '2026-01-01'::timestamptz + g * interval '1 hour',
+			'2026-01-01'::date + g, '12:00'::time, 'row ' || g, 'v' || g, 'c', decode(md5(g::text), 'hex'), json_build_object('g', g, 'z', 1),
+			jsonb_build_object('g', g), md5(g::text)::uuid, ('10.0.0.' || g % 250)::inet, '10.1.0.0/16', '08:00:2b:01:02:03', B'1010',
+			g, point(g, -g), xmlparse(content '<a>' || g || '</a>'), (ARRAY['sad', 'ok', 'happy']::public.mood[])[g % 3 + 1],
+			ARRAY['sad', 'happy']::public.mood[], ARRAY['a', NULL, 'c'], ARRAY[g, g + 1], to_tsvector('simple', 'row ' || g), g % 2 = 0
+		  FROM generate_series(1, 3000) g`,
+		"INSERT INTO public.kinds (id) VALUES (NULL)",
+		"CREATE TABLE public.nothing ()", "INSERT INTO public.nothing DEFAULT VALUES")
+	for _, jobs := range []int{1, 4} {
+		res, err := pgcopy.Sync(ctx, src.DSN("tsb"), dst.DSN("tsb"), pgcopy.Options{Jobs: jobs, ChunkSize: 64 << 10, Force: true})
+		if err != nil {
+			t.Fatalf("%d streams: %v", jobs, err)
+		}
+		if res.Rows != 3002 {
+			t.Errorf("%d streams: %d rows, want 3002", jobs, res.Rows)
+		}
+	}
+}
+
+// An existing but empty target (a database made for the MP that never ran) is dropped before the
+// load, not after it: no cleanup phase. When the sync then fails, the empty target is made again
+// with its owner and grants, as it was found.
+func TestSyncDropsAnEmptyTargetFirst(t *testing.T) {
+	integration(t)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	src, dst := server(ctx, t), server(ctx, t)
+	exec(ctx, t, src.DSN("tsb"), "CREATE TABLE public.certs (id int PRIMARY KEY, pem bytea)",
+		"INSERT INTO public.certs SELECT i, decode(md5(i::text), 'hex') FROM generate_series(1, 1000) i")
+	exec(ctx, t, dst.DSN("postgres"), "REVOKE ALL ON DATABASE tsb FROM PUBLIC", "GRANT CONNECT ON DATABASE tsb TO reader")
+	grants := func() string {
+		c, err := pgx.Connect(ctx, dst.DSN("postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(context.Background())
+		var owner, acl string
+		if err := c.QueryRow(ctx, "SELECT pg_get_userbyid(datdba), datacl::text FROM pg_database WHERE datname = 'tsb'").Scan(&owner, &acl); err != nil {
+			t.Fatal(err)
+		}
+		return owner + " " + acl
+	}
+	before := grants()
+
+	// A failed sync (a row changed in the copy before its verification) leaves the empty target.
+	tampered := false
+	_, err := pgcopy.Sync(ctx, src.DSN("tsb"), dst.DSN("tsb"), pgcopy.Options{Jobs: 1, ProgressInterval: time.Hour,
+		Progress: func(p pgcopy.Progress) {
+			if p.Phase != "indexes" || tampered {
+				return
+			}
+			tampered = true
+			for _, db := range databases(ctx, t, dst.DSN("postgres")) {
+				if strings.HasPrefix(db, "tsb_mpha_") {
+					exec(ctx, t, dst.DSN(db), "UPDATE public.certs SET pem = '\\x00' WHERE id = 7")
+				}
+			}
+		}})
+	if !errors.Is(err, pgcopy.ErrMismatch) {
+		t.Fatalf("err = %v, want ErrMismatch", err)
+	}
+	if got := grants(); got != before {
+		t.Errorf("the empty target after a failed sync: %s, want %s", got, before)
+	}
+	if dbs := strings.Join(databases(ctx, t, dst.DSN("postgres")), ","); strings.Contains(dbs, "_mpha_") || !strings.Contains(dbs, "tsb") {
+		t.Errorf("databases after a failed sync: %s", dbs)
+	}
+
+	res, err := pgcopy.Sync(ctx, src.DSN("tsb"), dst.DSN("tsb"), pgcopy.Options{Jobs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range res.Phases {
+		if p.Name == "cleanup" {
+			t.Errorf("a cleanup phase (%s) after replacing an empty target: it was dropped before the load", p)
+		}
+	}
+	if res.Rows != 1000 || grants() != before {
+		t.Errorf("copied %d rows; owner and grants %s, want %s", res.Rows, grants(), before)
+	}
 }

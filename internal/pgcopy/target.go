@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/mpha-dev/mpha/internal/redact"
 )
 
 // target is the target server and database as found before the copy.
@@ -21,6 +23,8 @@ type target struct {
 	sessions   []string
 	acl        []grant // the database's grants to others than its owner
 	aclSet     bool    // the database has explicit grants (PUBLIC's defaults may be revoked)
+	// droppedEmpty: the target existed, empty, and was dropped before the load.
+	droppedEmpty bool
 }
 
 // sameServer refuses a target server that is the source's: it asks the target whether it
@@ -82,7 +86,7 @@ func inspectTarget(ctx context.Context, c *pgx.Conn, db string) (*target, error)
 // adoptOwner makes a new target database the source's owner's when that role exists on the
 // target (the MP's role, tsb); an existing database keeps its owner.
 func (t *target) adoptOwner(ctx context.Context, c *pgx.Conn, owner string) error {
-	if t.exists {
+	if t.exists || t.droppedEmpty {
 		return nil
 	}
 	var ok bool
@@ -173,21 +177,7 @@ func ReadRecord(ctx context.Context, c *pgx.Conn, db string) (*Record, error) {
 // record gives the new database the old one's grants and the import record.
 func (s *syncer) record(ctx context.Context, admin *pgx.Conn, tmp string, snap *snapshot, tgt *target) error {
 	db := pgx.Identifier{tmp}.Sanitize()
-	var stmts []string
-	if tgt.aclSet {
-		stmts = append(stmts, "REVOKE ALL ON DATABASE "+db+" FROM PUBLIC")
-	}
-	for _, g := range tgt.acl {
-		to := "PUBLIC"
-		if g.Grantee != "" {
-			to = pgx.Identifier{g.Grantee}.Sanitize()
-		}
-		q := fmt.Sprintf("GRANT %s ON DATABASE %s TO %s", g.Privilege, db, to)
-		if g.Grantable {
-			q += " WITH GRANT OPTION"
-		}
-		stmts = append(stmts, q)
-	}
+	stmts := tgt.grants(tmp)
 	rec := Record{At: s.opts.Now().UTC(), Source: snap.origin, Tables: s.tables, Rows: s.rows.Load(), Verified: true}
 	b, err := json.Marshal(rec)
 	if err != nil {
@@ -201,14 +191,15 @@ func (s *syncer) record(ctx context.Context, admin *pgx.Conn, tmp string, snap *
 }
 
 // swap puts the verified copy tmp in the place of db: db is renamed aside, tmp renamed to db (or
-// db renamed back if that fails), then the old one is dropped.
-func swap(ctx context.Context, admin *pgx.Conn, db, tmp string, exists, force bool, log *slog.Logger) error {
+// db renamed back if that fails). It returns the name db was renamed to, for the caller to drop
+// once the copy is in place ("" when there was none).
+func swap(ctx context.Context, admin *pgx.Conn, db, tmp string, exists, force bool) (string, error) {
 	name, tmpName := pgx.Identifier{db}.Sanitize(), pgx.Identifier{tmp}.Sanitize()
 	if !exists {
 		if _, err := admin.Exec(ctx, "ALTER DATABASE "+tmpName+" RENAME TO "+name); err != nil {
-			return fmt.Errorf("renaming the copy to %s: %w", db, err)
+			return "", fmt.Errorf("renaming the copy to %s: %w", db, err)
 		}
-		return nil
+		return "", nil
 	}
 	old := db + "_mpha_old_" + randomSuffix()
 	oldName := pgx.Identifier{old}.Sanitize()
@@ -216,7 +207,7 @@ func swap(ctx context.Context, admin *pgx.Conn, db, tmp string, exists, force bo
 	for attempt := 0; attempt < 5; attempt++ {
 		if force {
 			if _, err := admin.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", db); err != nil {
-				return fmt.Errorf("terminating the sessions of %s: %w", db, err)
+				return "", fmt.Errorf("terminating the sessions of %s: %w", db, err)
 			}
 		}
 		if _, err = admin.Exec(ctx, "ALTER DATABASE "+name+" RENAME TO "+oldName); err == nil {
@@ -224,26 +215,88 @@ func swap(ctx context.Context, admin *pgx.Conn, db, tmp string, exists, force bo
 		}
 		var pgErr *pgconn.PgError
 		if !errors.As(err, &pgErr) || pgErr.Code != "55006" { // object_in_use
-			return fmt.Errorf("renaming %s aside: %w", db, err)
+			return "", fmt.Errorf("renaming %s aside: %w", db, err)
 		}
 		if !force {
-			return fmt.Errorf("%w: a session connected to %s while copying; pass --force to terminate it", ErrBusy, db)
+			return "", fmt.Errorf("%w: a session connected to %s while copying; pass --force to terminate it", ErrBusy, db)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	if err != nil {
-		return fmt.Errorf("renaming %s aside: %w", db, err)
+		return "", fmt.Errorf("renaming %s aside: %w", db, err)
 	}
 	if _, err := admin.Exec(ctx, "ALTER DATABASE "+tmpName+" RENAME TO "+name); err != nil {
 		if _, back := admin.Exec(context.Background(), "ALTER DATABASE "+oldName+" RENAME TO "+name); back != nil {
-			return fmt.Errorf("renaming the copy to %s: %w; and renaming %s back to %s: %v", db, err, old, db, back)
+			return "", fmt.Errorf("renaming the copy to %s: %w; and renaming %s back to %s: %v", db, err, old, db, back)
 		}
-		return fmt.Errorf("renaming the copy to %s: %w", db, err)
+		return "", fmt.Errorf("renaming the copy to %s: %w", db, err)
 	}
-	if _, err := admin.Exec(ctx, "DROP DATABASE "+oldName+" WITH (FORCE)"); err != nil {
-		log.Warn("the replaced database could not be dropped; drop it by hand", "database", old, "error", err)
+	return old, nil
+}
+
+// dropIfEmpty drops an existing target that holds no relations, functions or types of its own
+// (a database created for the MP that never ran): dropped now, its drop's checkpoint has little to
+// write; after the load, it would write out the new copy. restore makes it again if the sync fails.
+func (t *target) dropIfEmpty(ctx context.Context, admin *pgx.Conn, db string, force bool) error {
+	if !t.exists || (len(t.sessions) > 0 && !force) {
+		return nil
 	}
+	cfg := admin.Config().Copy()
+	cfg.Database = db
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil // not ours to judge: the swap replaces it as any other
+	}
+	var empty bool
+	err = c.QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE `+userNamespace+`)
+   AND NOT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE `+userNamespace+`)
+   AND NOT EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE `+userNamespace+`)`).Scan(&empty)
+	c.Close(context.Background())
+	if err != nil || !empty {
+		return nil
+	}
+	if _, err := admin.Exec(ctx, "DROP DATABASE "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("dropping the empty target %s before the load: %w", db, err)
+	}
+	t.exists, t.droppedEmpty = false, true
 	return nil
+}
+
+// restore makes an empty target dropped before the load again, with its owner and grants, after a
+// failed sync: the target is left as it was found.
+func (t *target) restore(admin *pgx.Conn, db string, l locale, log *slog.Logger) {
+	if !t.droppedEmpty {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stmts := []string{fmt.Sprintf("CREATE DATABASE %s OWNER %s TEMPLATE template0 ENCODING %s LC_COLLATE %s LC_CTYPE %s",
+		pgx.Identifier{db}.Sanitize(), pgx.Identifier{t.owner}.Sanitize(), literal(l.Encoding), literal(l.Collate), literal(l.Ctype))}
+	stmts = append(stmts, t.grants(db)...)
+	if err := execAll(ctx, admin, stmts); err != nil {
+		log.Warn("the empty target dropped before the load could not be made again; create it by hand", "database", db, "error", redact.Error(err))
+	}
+}
+
+// grants are the target database's grants to others than its owner, for the database name.
+func (t *target) grants(name string) []string {
+	db := pgx.Identifier{name}.Sanitize()
+	var stmts []string
+	if t.aclSet {
+		stmts = append(stmts, "REVOKE ALL ON DATABASE "+db+" FROM PUBLIC")
+	}
+	for _, g := range t.acl {
+		to := "PUBLIC"
+		if g.Grantee != "" {
+			to = pgx.Identifier{g.Grantee}.Sanitize()
+		}
+		q := fmt.Sprintf("GRANT %s ON DATABASE %s TO %s", g.Privilege, db, to)
+		if g.Grantable {
+			q += " WITH GRANT OPTION"
+		}
+		stmts = append(stmts, q)
+	}
+	return stmts
 }
 
 // ErrConcurrent: another Sync of the same database into the same server is running.

@@ -83,8 +83,12 @@ bench: tools deps-check ## benchmarks: Go benchmarks, then bench/*.sh (dbsync on
 	@echo '```' >> $(BENCH_RESULTS); echo "results: $(BENCH_RESULTS)"
 
 .PHONY: bench-db
-bench-db: tools deps-check ## the slow database benchmark alone (bench/dbsync.sh, ~10 min)
+bench-db: tools deps-bench ## the slow database benchmark alone (bench/dbsync.sh: 200 MiB, 1 GiB and 5 GiB against pg_dump and pgcopydb; ~30 min, ~25 GiB of disk)
 	bash bench/dbsync.sh
+
+.PHONY: deps-bench
+deps-bench: ## the Debian packages the tests and the benchmarks' peers use (pgcopydb), if missing
+	tools/deps.sh bench
 
 .PHONY: clean
 clean: ## remove bin/ (the tools cache in ~/.cache/mpha-tools stays)

@@ -7,6 +7,7 @@
 # named on port 53, which the rig does not use: `systemctl disable --now named` if unwanted).
 #   tools/deps.sh check     say what is missing, exit 1 if anything is
 #   tools/deps.sh install   apt-get install what is missing (idempotent)
+#   tools/deps.sh bench     the same for the benchmarks' peers too (pgcopydb: make bench-db)
 set -euo pipefail
 
 missing=()
@@ -17,6 +18,11 @@ command -v gcc >/dev/null || missing+=(gcc libc6-dev)
 command -v make >/dev/null || missing+=(make)
 [ -x /usr/sbin/named ] || command -v named >/dev/null || missing+=(bind9)
 [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates) # the image's CA bundle (make image)
+
+if [ "${1:-check}" = bench ]; then
+	command -v pgcopydb >/dev/null || missing+=(pgcopydb)
+	set -- install
+fi
 
 case ${1:-check} in
 check)

@@ -16,7 +16,7 @@ import (
 
 type dbSyncOptions struct {
 	from, to, database, output string
-	jobs                       int
+	jobs, splitMiB             int
 	force, progress, readBack  bool
 }
 
@@ -85,6 +85,7 @@ the target database; on the source, read access to every table.`,
 	f.StringVar(&so.database, "database", pgcopy.DefaultDatabase, "the database to copy, on both servers")
 	f.IntVar(&so.jobs, "jobs", 4, "parallel COPY streams")
 	f.BoolVar(&so.force, "force", false, "terminate the sessions connected to the target database")
+	f.IntVar(&so.splitMiB, "split-larger-than", 0, "split a table larger than this many MiB (and far larger than the rest) over the streams; 0: never (a split pays only where both servers have cores to spare)")
 	f.BoolVar(&so.readBack, "read-back", false, "also read every table of the copy back and compare it with what the source sent")
 	f.BoolVar(&so.progress, "progress", false, "print progress to stderr (default: when stderr is a terminal)")
 	f.StringVarP(&so.output, "output", "o", "table", "table|json")
@@ -97,6 +98,8 @@ func (so *dbSyncOptions) validate() error {
 		return errors.New("--from and --to are required (or MPHA_FROM and MPHA_TO)")
 	case so.jobs < 1 || so.jobs > 64:
 		return fmt.Errorf("--jobs %d: want 1 to 64", so.jobs)
+	case so.splitMiB < 0:
+		return fmt.Errorf("--split-larger-than %d: want 0 (never) or a size in MiB", so.splitMiB)
 	case so.output != "table" && so.output != "json":
 		return fmt.Errorf("--output %q: want table or json", so.output)
 	case so.database == "" || len(so.database) > 63:
@@ -106,7 +109,8 @@ func (so *dbSyncOptions) validate() error {
 }
 
 func runDBSync(cmd *cobra.Command, o *globalOptions, so *dbSyncOptions) error {
-	opts := pgcopy.Options{Database: so.database, Jobs: so.jobs, Force: so.force, ReadBack: so.readBack, Logger: o.logger}
+	opts := pgcopy.Options{Database: so.database, Jobs: so.jobs, Force: so.force, ReadBack: so.readBack,
+		ChunkSize: int64(so.splitMiB) << 20, Logger: o.logger}
 	// Not the flag's default: help would print this terminal's answer next to the rule.
 	if !cmd.Flags().Changed("progress") {
 		so.progress = isTerminal(o.stderr)

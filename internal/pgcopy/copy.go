@@ -34,7 +34,7 @@ func (sc *schema) chunks(size int64, streams int) []chunk {
 	var out []chunk
 	for _, t := range sc.Tables {
 		n := int64(1)
-		if t.Size > size && t.Pages > 1 && streams > 1 && t.Size > 2*total/int64(streams) {
+		if size > 0 && t.Size > size && t.Pages > 1 && streams > 1 && t.Size > 2*total/int64(streams) {
 			n = min((t.Size+size-1)/size, t.Pages, int64(streams))
 		}
 		if n == 1 {

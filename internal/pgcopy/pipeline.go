@@ -1,7 +1,6 @@
 package pgcopy
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -76,9 +75,9 @@ func (s *syncer) runPipeline(ctx context.Context, sc *schema, streams []pgx.Tx, 
 	p.cond = sync.NewCond(&p.mu)
 	for _, t := range sc.Tables {
 		p.state[t] = &tableState{verifyLeft: 1}
-		// Off the critical path (the target's copy, indexes and digest are on it): after the
-		// copies of its size.
-		p.push(work{kind: kindDigest, t: t, size: t.Size / 2})
+		// Off the critical path (the target's copy, indexes and digest are on it): after every
+		// copy, beside the index builds, where it slows no copy down.
+		p.push(work{kind: kindDigest, t: t, size: t.Size})
 	}
 	for _, c := range sc.chunks(s.opts.ChunkSize, len(conns)) {
 		p.state[c.t].copyLeft++
@@ -125,7 +124,7 @@ func (p *pipeline) fail(err error) {
 	p.mu.Unlock()
 }
 
-// next takes the largest ready work (a copy before other work of the same size); false when all
+// next takes the best ready work (better); false when all
 // is done or the pipeline failed.
 func (p *pipeline) next() (work, bool) {
 	p.mu.Lock()
@@ -147,11 +146,12 @@ func (p *pipeline) next() (work, bool) {
 	return w, true
 }
 
+// better: copies first, largest first; then the other work, largest first.
 func better(a, b work) bool {
-	if c := cmp.Compare(a.size, b.size); c != 0 {
-		return c > 0
+	if (a.kind == kindCopy) != (b.kind == kindCopy) {
+		return a.kind == kindCopy
 	}
-	return a.kind == kindCopy && b.kind != kindCopy
+	return a.size > b.size
 }
 
 func (p *pipeline) busy() bool {
@@ -268,7 +268,11 @@ func (p *pipeline) copied(ctx context.Context, c *pgx.Conn, job work, cr copied)
 	// table in one stream is loaded frozen): the ranges are of its own pages, which need not be
 	// where the source had the rows.
 	ranges := []string{""}
-	if n := min(int64(p.s.opts.Jobs), job.t.Size/min(verifyRange, p.s.opts.ChunkSize)); n > 1 {
+	rangeSize := int64(verifyRange)
+	if c := p.s.opts.ChunkSize; c > 0 {
+		rangeSize = min(rangeSize, c)
+	}
+	if n := min(int64(p.s.opts.Jobs), job.t.Size/rangeSize); n > 1 {
 		var pages int64
 		if err := c.QueryRow(ctx, "SELECT pg_relation_size($1::regclass) / current_setting('block_size')::int8", job.t.Name).Scan(&pages); err != nil {
 			return nil, fmt.Errorf("sizing %s: %w", job.t.Name, err)

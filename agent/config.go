@@ -145,7 +145,8 @@ type Postgres struct {
 	// last tsb-restore run (embedded) (default 25h: a daily import and some slack).
 	MaxImportAge metav1.Duration `json:"maxImportAge"`
 	// SyncOnFailover copies the active's database into this site's (`mpha db sync`: a consistent
-	// snapshot, verified by checksums, the target replaced only once verified) when this agent
+	// snapshot, verified by row counts and both servers' digests, the target replaced only once
+	// verified) when this agent
 	// handles a failover to its site and the topology is independent (or auto and detected so),
 	// before the checks and the failover commit. The failover's target agent runs it, so it needs
 	// postgres.dsnSecret (this site's database, the target: its role needs CREATEDB and to own the

@@ -24,7 +24,9 @@ import (
 	"github.com/go-git/go-git/v5/storage/memory"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/mpha-dev/mpha/agent"
 	"github.com/mpha-dev/mpha/agent/export"
@@ -348,13 +350,15 @@ func TestExporter(t *testing.T) {
 		t.Errorf("unchanged data: report %+v, want no commit, 11 unchanged, azure-credentials absent", rep)
 	}
 
-	// 5. A new peer certificate: one commit re-sealing all 11 files.
+	// 5. West's controller renews its sealing key, as its periodic renewal does, and publishes
+	// the new certificate: one commit re-sealing all 11 files, which the controller unseals to
+	// identical data with its old key gone.
 	stopRun() // the loop would race RunOnce; the rest is driven directly
 	if err := <-runErr; err != nil {
 		t.Errorf("Run returned %v", err)
 	}
-	certPEM, _ := testrig.SealingKeyPair(t, "west-renewed")
-	publishCert(ctx, t, r, certPEM)
+	ctl.RenewKey(t)
+	publishCert(ctx, t, r, ctl.Cert(t))
 	base = r.head(t).Hash
 	rep, err = exp.RunOnce(ctx)
 	if err != nil {
@@ -364,6 +368,8 @@ func TestExporter(t *testing.T) {
 	if rep.Count(export.Resealed) != 11 || len(cs5) != 1 || len(changedFiles(t, cs5[0])) != 11 {
 		t.Errorf("new certificate: %d re-sealed, %d commits; want 11 re-sealed in 1 commit changing 11 files", rep.Count(export.Resealed), len(cs5))
 	}
+	secrets["iam-signing-key"] = rotated
+	unsealedWithRenewedKeyOnly(ctx, t, r, ctl, names, secrets)
 
 	// 6. A secret deleted in the cluster: reported, its file stays.
 	if err := r.east.Clientset.CoreV1().Secrets("tsb").Delete(ctx, "tsb-certs", metav1.DeleteOptions{}); err != nil {
@@ -393,6 +399,63 @@ func TestExporter(t *testing.T) {
 
 	// 7. No plaintext, base64 of it, or unkeyed hash of it, anywhere in Git's history or the logs.
 	scanForLeaks(t, r, logs.String(), 20)
+}
+
+// unsealedWithRenewedKeyOnly deletes every sealing key of west's controller but the newest and
+// restarts it, removes what it unsealed before, applies the files at the head of Git, and waits
+// for each Secret to come back with want's data: only the renewed key can have unsealed them.
+func unsealedWithRenewedKeyOnly(ctx context.Context, t *testing.T, r *rig, ctl *testrig.SealedSecrets, names []string, want map[string]*corev1.Secret) {
+	t.Helper()
+	keys, err := r.west.Clientset.CoreV1().Secrets(testrig.SealedSecretsNamespace).List(ctx, metav1.ListOptions{LabelSelector: "sealedsecrets.bitnami.com/sealed-secrets-key"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys.Items) < 2 {
+		t.Fatalf("the controller holds %d sealing keys after the renewal, want 2 or more", len(keys.Items))
+	}
+	slices.SortFunc(keys.Items, func(a, b corev1.Secret) int { return a.CreationTimestamp.Compare(b.CreationTimestamp.Time) })
+	for _, k := range keys.Items[:len(keys.Items)-1] {
+		if err := r.west.Clientset.CoreV1().Secrets(testrig.SealedSecretsNamespace).Delete(ctx, k.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ctl.Process().Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ctl.Process().Restart(); err != nil {
+		t.Fatal(err)
+	}
+	testrig.Eventually(t, "the controller back", time.Minute, func(ctx context.Context) error { return testrig.HTTPOK(ctx, ctl.CertURL) })
+	ss := schema.GroupVersionResource{Group: "bitnami.com", Version: "v1alpha1", Resource: "sealedsecrets"}
+	for _, n := range names {
+		if err := r.west.Dynamic(t).Resource(ss).Namespace("tsb").Delete(ctx, n, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.west.Clientset.CoreV1().Secrets("tsb").Delete(ctx, n, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
+		}
+	}
+	files := r.secretFiles(t, r.head(t))
+	for _, n := range names {
+		r.west.Apply(t, []byte(files[n]))
+	}
+	for _, n := range names {
+		testrig.Eventually(t, "west to unseal the re-sealed "+n, time.Minute, func(ctx context.Context) error {
+			got, err := r.west.Clientset.CoreV1().Secrets("tsb").Get(ctx, n, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if len(got.Data) != len(want[n].Data) {
+				return fmt.Errorf("%d keys, want %d", len(got.Data), len(want[n].Data))
+			}
+			for k, v := range want[n].Data {
+				if !bytes.Equal(got.Data[k], v) {
+					return fmt.Errorf("key %s differs", k)
+				}
+			}
+			return nil
+		})
+	}
 }
 
 // readFacts reads cluster's facts file from the head of the repository.

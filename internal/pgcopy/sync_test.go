@@ -392,20 +392,10 @@ func verifiesWhatTheTargetHolds(t *testing.T, readBack bool) {
 	exec(ctx, t, dst.DSN("tsb"), "CREATE TABLE kept (x int)", "INSERT INTO kept VALUES (1)")
 	before := fingerprint(ctx, t, dst.DSN("tsb"))
 	noSessions(ctx, t, dst, "tsb")
-	var tampered bool
+	progress, tampered := tamper(ctx, t, dst, "UPDATE public.certs SET pem = '\\x00' WHERE id = 500")
 	_, err := pgcopy.Sync(ctx, src.DSN("tsb"), dst.DSN("tsb"), pgcopy.Options{Jobs: 1, ProgressInterval: time.Hour, ReadBack: readBack,
-		Progress: func(p pgcopy.Progress) {
-			if p.Phase != "indexes" || tampered {
-				return
-			}
-			tampered = true
-			for _, db := range databases(ctx, t, dst.DSN("postgres")) {
-				if strings.HasPrefix(db, "tsb_mpha_") {
-					exec(ctx, t, dst.DSN(db), "UPDATE public.certs SET pem = '\\x00' WHERE id = 500")
-				}
-			}
-		}})
-	if !tampered {
+		Progress: progress})
+	if !*tampered {
 		t.Fatal("the copy never reached its index builds")
 	}
 	if !errors.Is(err, pgcopy.ErrMismatch) || !strings.Contains(err.Error(), "public.certs: source 1000 rows") {
@@ -417,6 +407,24 @@ func verifiesWhatTheTargetHolds(t *testing.T, readBack bool) {
 	if dbs := databases(ctx, t, dst.DSN("postgres")); strings.Contains(strings.Join(dbs, ","), "_mpha_") {
 		t.Errorf("left over databases: %v", dbs)
 	}
+}
+
+// tamper is a Progress hook that runs stmt in the unfinished copy on dst once the sync reaches
+// its index builds (with one stream: after the rows are in, before they are verified); tampered
+// says whether it did.
+func tamper(ctx context.Context, t *testing.T, dst *testrig.Postgres, stmt string) (func(pgcopy.Progress), *bool) {
+	tampered := new(bool)
+	return func(p pgcopy.Progress) {
+		if p.Phase != "indexes" || *tampered {
+			return
+		}
+		*tampered = true
+		for _, db := range databases(ctx, t, dst.DSN("postgres")) {
+			if strings.HasPrefix(db, "tsb_mpha_") {
+				exec(ctx, t, dst.DSN(db), stmt)
+			}
+		}
+	}, tampered
 }
 
 // socketDSN reaches p's database db over its Unix socket as role, a route and a string unlike
@@ -559,20 +567,9 @@ func TestSyncDropsAnEmptyTargetFirst(t *testing.T) {
 	before := grants()
 
 	// A failed sync (a row changed in the copy before its verification) leaves the empty target.
-	tampered := false
-	_, err := pgcopy.Sync(ctx, src.DSN("tsb"), dst.DSN("tsb"), pgcopy.Options{Jobs: 1, ProgressInterval: time.Hour,
-		Progress: func(p pgcopy.Progress) {
-			if p.Phase != "indexes" || tampered {
-				return
-			}
-			tampered = true
-			for _, db := range databases(ctx, t, dst.DSN("postgres")) {
-				if strings.HasPrefix(db, "tsb_mpha_") {
-					exec(ctx, t, dst.DSN(db), "UPDATE public.certs SET pem = '\\x00' WHERE id = 7")
-				}
-			}
-		}})
-	if !errors.Is(err, pgcopy.ErrMismatch) {
+	progress, tampered := tamper(ctx, t, dst, "UPDATE public.certs SET pem = '\\x00' WHERE id = 7")
+	_, err := pgcopy.Sync(ctx, src.DSN("tsb"), dst.DSN("tsb"), pgcopy.Options{Jobs: 1, ProgressInterval: time.Hour, Progress: progress})
+	if !*tampered || !errors.Is(err, pgcopy.ErrMismatch) {
 		t.Fatalf("err = %v, want ErrMismatch", err)
 	}
 	if got := grants(); got != before {

@@ -1,14 +1,18 @@
 package testrig
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,6 +90,44 @@ func (s *SealedSecrets) Cert(t testing.TB) []byte {
 		t.Fatalf("fetching sealing certificate: %s %v", resp.Status, err)
 	}
 	return b
+}
+
+// RenewKey makes the controller renew its sealing key as its periodic renewal does: it restarts
+// it with --key-cutoff-time now, so it makes a new key at start and serves its certificate (it
+// keeps the older keys to unseal what was sealed for them). It returns once the new certificate
+// is served.
+func (s *SealedSecrets) RenewKey(t testing.TB) {
+	t.Helper()
+	old := s.Cert(t)
+	if err := s.proc.Stop(); err != nil {
+		t.Fatalf("stopping sealed-secrets: %v", err)
+	}
+	// The cutoff is compared with the key's creation time, to the second.
+	time.Sleep(1100 * time.Millisecond)
+	s.proc.spec.args = append(slices.DeleteFunc(s.proc.spec.args, func(a string) bool { return strings.HasPrefix(a, "--key-cutoff-time=") }),
+		"--key-cutoff-time="+time.Now().Format(time.RFC1123Z))
+	if err := s.proc.Restart(); err != nil {
+		t.Fatalf("restarting sealed-secrets: %v", err)
+	}
+	waitFor(t, "sealed-secrets to serve a renewed certificate", 60*time.Second, s.proc, func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.CertURL, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s %v", resp.Status, err)
+		}
+		if bytes.Equal(b, old) {
+			return errors.New("still the old certificate")
+		}
+		return nil
+	})
 }
 
 // Process is the controller's process (the unshare wrapper execs into it), for fault tests.

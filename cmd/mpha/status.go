@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/mpha-dev/mpha/agent/event"
+	"github.com/mpha-dev/mpha/agent/health"
 	"github.com/mpha-dev/mpha/agent/heartbeat"
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/internal/natsconn"
@@ -43,7 +44,9 @@ func newStatusCommand(o *globalOptions) *cobra.Command {
 		Long: `Reads pair.yaml from the GitOps repository (name, active cluster, epoch, floating FQDN, clusters,
 last failover) and, from the pair's JetStream stream MPHA_<PAIR>, the last heartbeat of each
 cluster with its age, the role and epoch it reported and its agent's version. A cluster that never
-sent one shows "never"; a heartbeat whose role or epoch disagrees with Git gets a note.
+sent one shows "never"; a heartbeat whose role or epoch disagrees with Git gets a note. Then the
+failover suggestions still open (the health monitor's or the alert bridge's, made since the last
+failover at the current epoch) with their evidence and the request each published, if any.
 
 --repo is a clone URL or a local checkout (default: the current directory). Git credentials come
 from MPHA_GIT_USERNAME and MPHA_GIT_PASSWORD (a token goes in the password; the user defaults to
@@ -93,6 +96,8 @@ type statusReport struct {
 	NATS   natsStatus   `json:"nats"`
 	// Clusters follow pair.yaml's order.
 	Clusters []clusterStatus `json:"clusters"`
+	// Suggestions are the failover suggestions still open (health.Open), oldest first.
+	Suggestions []health.Published `json:"suggestions"`
 }
 
 // natsStatus says whether NATS answered (Reachable) and what went wrong if anything did.
@@ -142,7 +147,8 @@ func runStatus(ctx context.Context, o *globalOptions, so *statusOptions, now tim
 		return err
 	}
 	rep.NATS = natsStatus{URL: redact.String(so.nats.URL), Stream: subjects.Stream()}
-	heartbeats, err := readHeartbeats(ctx, so.nats, subjects, pair)
+	heartbeats, suggestions, err := readNATS(ctx, so.nats, subjects, pair)
+	rep.Suggestions = suggestions
 	// A missing stream is an answer: no agent ever sent anything, every cluster is "never".
 	rep.NATS.Reachable = heartbeats != nil || errors.Is(err, jetstream.ErrStreamNotFound)
 	if err != nil {
@@ -201,28 +207,29 @@ type lastHeartbeat struct {
 	err  error
 }
 
-// readHeartbeats returns the last heartbeat message of each cluster that sent one (an empty,
-// non-nil map when none did), or an error when NATS could not be asked or has no stream for the
-// pair (jetstream.ErrStreamNotFound).
-func readHeartbeats(ctx context.Context, opts natsconn.Options, s event.Subjects, p *gitops.Pair) (map[string]lastHeartbeat, error) {
+// readNATS returns the last heartbeat message of each cluster that sent one (an empty, non-nil
+// map when none did) and the failover suggestions still open (since the last failover, at the
+// pair's epoch), or an error when NATS could not be asked or has no stream for the pair
+// (jetstream.ErrStreamNotFound).
+func readNATS(ctx context.Context, opts natsconn.Options, s event.Subjects, p *gitops.Pair) (map[string]lastHeartbeat, []health.Published, error) {
 	if opts.URL == "" {
-		return nil, errors.New("no NATS URL (--nats-url or MPHA_NATS_URL)")
+		return nil, nil, errors.New("no NATS URL (--nats-url or MPHA_NATS_URL)")
 	}
 	ctx, cancel := context.WithTimeout(ctx, natsStatusTimeout)
 	defer cancel()
 	opts.Name = "mpha status"
 	nc, err := natsconn.Connect(ctx, opts, nil)
 	if err != nil {
-		return nil, fmt.Errorf("NATS unreachable: %w", err)
+		return nil, nil, fmt.Errorf("NATS unreachable: %w", err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return nil, fmt.Errorf("JetStream: %w", err)
+		return nil, nil, fmt.Errorf("JetStream: %w", err)
 	}
 	beats, err := heartbeat.NewReader(js, s.Pair(), heartbeat.ReaderOptions{})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	last := map[string]lastHeartbeat{}
 	for _, c := range p.Clusters {
@@ -232,12 +239,17 @@ func readHeartbeats(ctx context.Context, opts natsconn.Options, s event.Subjects
 		case err == nil || errors.Is(err, heartbeat.ErrMalformed):
 			last[c.Name] = lastHeartbeat{beat: b, err: err}
 		case errors.Is(err, jetstream.ErrStreamNotFound):
-			return nil, fmt.Errorf("no agent of pair %s has created its stream yet: %w", s.Pair(), err)
+			return nil, nil, fmt.Errorf("no agent of pair %s has created its stream yet: %w", s.Pair(), err)
 		default:
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return last, nil
+	var since time.Time
+	if p.LastFailover != nil {
+		since = p.LastFailover.At
+	}
+	open, err := health.Open(ctx, js, s, p.Epoch, since)
+	return last, open, err
 }
 
 // clusterRow is one cluster's line: its role in Git and its last heartbeat (ok false if none).
@@ -292,7 +304,39 @@ func printPairStatus(w io.Writer, rep statusReport) error {
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("printing the status: %w", err)
 	}
+	printSuggestions(w, rep)
 	return nil
+}
+
+// printSuggestions lists the open failover suggestions with their evidence, and the request
+// each one published, if any.
+func printSuggestions(w io.Writer, rep statusReport) {
+	fmt.Fprintln(w)
+	switch {
+	case !rep.NATS.Reachable:
+		fmt.Fprintln(w, "Open failover suggestions: unknown")
+		return
+	case len(rep.Suggestions) == 0:
+		fmt.Fprintln(w, "Open failover suggestions: none")
+		return
+	}
+	fmt.Fprintf(w, "Open failover suggestions (since the last failover, at epoch %d):\n", rep.Pair.Epoch)
+	for _, sg := range rep.Suggestions {
+		from := sg.From
+		if from == "" {
+			from = "?"
+		}
+		fmt.Fprintf(w, "  %s  %s → %s  by %s (outage since %s): %s\n", sg.At.Format(time.RFC3339), from, sg.Target, sg.SuggestedBy,
+			sg.Since.UTC().Format(time.RFC3339), sg.Reason)
+		for _, e := range sg.Evidence {
+			fmt.Fprintf(w, "      evidence: %s\n", e)
+		}
+		if sg.Request != "" {
+			fmt.Fprintf(w, "      request: %s (mpha audit shows what became of it)\n", sg.Request)
+		} else {
+			fmt.Fprintf(w, "      to act on it: mpha failover request --to %s --mode emergency --reason '...'\n", sg.Target)
+		}
+	}
 }
 
 // heartbeatColumns are a cluster's LAST HEARTBEAT to NOTES columns.

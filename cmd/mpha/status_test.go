@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mpha-dev/mpha/agent/event"
+	"github.com/mpha-dev/mpha/agent/health"
 	"github.com/mpha-dev/mpha/agent/heartbeat"
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/internal/natsconn"
@@ -37,9 +38,10 @@ func (s statusPair) Pair(context.Context) (*gitops.Pair, error) { return s.p, ni
 
 // statusJSON is the part of `status -o json` the tests read.
 type statusJSON struct {
-	Commit string      `json:"commit"`
-	Pair   gitops.Pair `json:"pair"`
-	NATS   struct {
+	Suggestions []health.Published `json:"suggestions"`
+	Commit      string             `json:"commit"`
+	Pair        gitops.Pair        `json:"pair"`
+	NATS        struct {
 		Stream    string `json:"stream"`
 		Reachable bool   `json:"reachable"`
 		Error     string `json:"error"`
@@ -108,6 +110,7 @@ func TestStatus(t *testing.T) {
 		`(?m)^CLUSTER\s+ROLE\s+MP FQDN\s+LAST HEARTBEAT\s+AGE\s+REPORTED\s+EPOCH\s+VERSION\s+NOTES$`,
 		`(?m)^east\s+active\s+mp1\.tsb\.example\.com\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+\d+(m\d+)?s\s+active\s+4\s+\S+\s*$`,
 		`(?m)^west\s+standby\s+mp2\.tsb\.example\.com\s+never\s*$`,
+		`(?m)^Open failover suggestions: none$`,
 	} {
 		if !regexp.MustCompile(re).MatchString(out) {
 			t.Errorf("table output does not match %s:\n%s", re, out)
@@ -174,6 +177,57 @@ func TestStatus(t *testing.T) {
 		}
 	}
 
+	// Failover suggestions: one made at an older epoch (a failover closed it), one that is not a
+	// suggestion, and two open ones, listed oldest first with their evidence and request.
+	suggest := func(id string, epoch int64, sg health.Suggestion) {
+		sg.Epoch = &epoch
+		e, err := health.NewSuggestion("mpha/east/health", id, sg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := event.Publish(ctx, js, health.SuggestedSubject(subjects), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	since := time.Now().Add(-time.Minute).UTC()
+	suggest("sg-old", 3, health.Suggestion{Target: "east", From: "west", Reason: "west's MP failed", SuggestedBy: "health/east", Since: since})
+	if _, err := js.Publish(ctx, health.SuggestedSubject(subjects), []byte("not a suggestion")); err != nil {
+		t.Fatal(err)
+	}
+	suggest("sg-1", 4, health.Suggestion{Target: "west", From: "east", Reason: "east's MP failed 3 rounds", SuggestedBy: "health/west",
+		Since: since, Evidence: []string{"https://mp1.tsb.example.com/healthz: connection refused"}})
+	suggest("sg-2", 4, health.Suggestion{Target: "west", From: "east", Reason: "alert TSBManagementPlaneDown", SuggestedBy: "alertmanager",
+		Since: since, Request: "req-9"})
+	out, errOut, err = run(t, args...)
+	if err != nil {
+		t.Fatalf("status with suggestions: %v\n%s", err, errOut)
+	}
+	for _, re := range []string{
+		`(?m)^Open failover suggestions \(since the last failover, at epoch 4\):$`,
+		`(?m)^  \S+Z  east → west  by health/west \(outage since \S+Z\): east's MP failed 3 rounds$`,
+		`(?m)^      evidence: https://mp1\.tsb\.example\.com/healthz: connection refused$`,
+		`(?m)^      to act on it: mpha failover request --to west --mode emergency`,
+		`(?m)^  \S+Z  east → west  by alertmanager .*: alert TSBManagementPlaneDown\n      request: req-9 `,
+	} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("output with suggestions does not match %s:\n%s", re, out)
+		}
+	}
+	if strings.Contains(out, "west's MP failed") || strings.Index(out, "3 rounds") > strings.Index(out, "TSBManagementPlaneDown") {
+		t.Errorf("the closed suggestion is listed, or the open ones are out of order:\n%s", out)
+	}
+	out, _, err = run(t, append(args, "-o", "json")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep = statusJSON{}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Suggestions) != 2 || rep.Suggestions[0].ID != "sg-1" || rep.Suggestions[1].Request != "req-9" || len(rep.Suggestions[0].Evidence) != 1 {
+		t.Errorf("json suggestions: %+v", rep.Suggestions)
+	}
+
 	// NATS down: the Git state still prints; the heartbeats are unknown; exit status 0.
 	n.Stop()
 	out, errOut, err = run(t, args...)
@@ -183,7 +237,8 @@ func TestStatus(t *testing.T) {
 	if !strings.Contains(errOut, "warning: heartbeats unknown: NATS unreachable") || strings.Contains(errOut, natsPassword) {
 		t.Errorf("stderr: %q", errOut)
 	}
-	for _, re := range []string{`(?m)^Active:\s+east$`, `(?m)^east\s+active\s+mp1\.tsb\.example\.com\s+unknown\s*$`, `(?m)^west\s+standby\s+\S+\s+unknown\s*$`} {
+	for _, re := range []string{`(?m)^Active:\s+east$`, `(?m)^east\s+active\s+mp1\.tsb\.example\.com\s+unknown\s*$`, `(?m)^west\s+standby\s+\S+\s+unknown\s*$`,
+		`(?m)^Open failover suggestions: unknown$`} {
 		if !regexp.MustCompile(re).MatchString(out) {
 			t.Errorf("output with NATS down does not match %s:\n%s", re, out)
 		}

@@ -35,9 +35,26 @@ type Postgres struct {
 }
 
 // StartPostgres initialises a fresh primary and starts it; it stops when t ends.
-func StartPostgres(t testing.TB) *Postgres {
+func StartPostgres(t testing.TB) *Postgres { return StartPostgresWith(t, PostgresOptions{}) }
+
+// PostgresOptions change a primary's server settings.
+type PostgresOptions struct {
+	// Logical sets wal_level=logical, for publications and subscriptions.
+	Logical bool
+}
+
+// StartPostgresWith is StartPostgres with o's settings.
+func StartPostgresWith(t testing.TB, o PostgresOptions) *Postgres {
 	t.Helper()
 	p := newPostgres(t, "postgres-primary")
+	if o.Logical {
+		for i, a := range p.proc.spec.args {
+			if a == "wal_level=replica" {
+				p.proc.spec.args[i] = "wal_level=logical"
+			}
+		}
+		p.proc.spec.args = append(p.proc.spec.args, "-c", "max_replication_slots=10", "-c", "max_logical_replication_workers=6")
+	}
 	p.run(t, p.bin+"/initdb", "-D", p.DataDir, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C")
 	p.launch(t)
 	return p

@@ -74,12 +74,22 @@ func (s *syncer) runPipeline(ctx context.Context, sc *schema, streams []pgx.Tx, 
 	p := &pipeline{s: s, src: streams, dst: conns, left: map[string]int{}, state: map[*table]*tableState{}}
 	p.cond = sync.NewCond(&p.mu)
 	for _, t := range sc.Tables {
+		if s.opts.SchemaOnly { // the indexes only: nothing to copy or verify
+			p.state[t] = &tableState{checked: true, source: &serverDigest{}}
+			for _, q := range t.Indexes {
+				p.push(work{kind: kindIndex, t: t, sql: q, size: t.Size})
+			}
+			continue
+		}
 		p.state[t] = &tableState{verifyLeft: 1}
 		// Off the critical path (the target's copy, indexes and digest are on it): after every
 		// copy, beside the index builds, where it slows no copy down.
 		p.push(work{kind: kindDigest, t: t, size: t.Size})
 	}
 	for _, c := range sc.chunks(s.opts.ChunkSize, len(conns)) {
+		if s.opts.SchemaOnly {
+			break
+		}
 		p.state[c.t].copyLeft++
 		p.push(work{kind: kindCopy, t: c.t, c: c, size: c.size})
 	}

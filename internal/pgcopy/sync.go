@@ -58,6 +58,10 @@ type Options struct {
 	// with the rows sent, besides the servers' own digests (slower: the target sends its whole
 	// database once more).
 	ReadBack bool
+	// SchemaOnly recreates the schema (tables, indexes, constraints, sequences with their values,
+	// views, triggers, grants) without the rows, and records no import: the target of a logical
+	// replication subscription, whose initial copy brings the rows (internal/pgrepl).
+	SchemaOnly bool
 	// Progress, when set, is called about once a second and at each phase.
 	Progress func(Progress)
 	// ProgressInterval is how often Progress is called during a phase (default 1s).

@@ -372,7 +372,7 @@ func (s *syncer) run(ctx context.Context) (*Result, error) {
 		// After the copy is in place: DROP DATABASE waits for a checkpoint, which writes out
 		// what the load left in the buffers.
 		s.setPhase("cleanup")
-		if _, err := admin.Exec(ctx, "DROP DATABASE "+pgx.Identifier{old}.Sanitize()+" WITH (FORCE)"); err != nil {
+		if _, err := admin.Exec(ctx, dropDatabaseSQL(old)); err != nil {
 			s.warn(fmt.Sprintf("the replaced database %s could not be dropped; drop it by hand: %v", old, redact.Error(err)))
 		}
 		s.timings.add("cleanup", published, time.Now())

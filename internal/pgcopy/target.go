@@ -112,12 +112,21 @@ func (t *target) refusal(force bool) error {
 }
 
 func createDatabase(ctx context.Context, c *pgx.Conn, name, owner string, l locale) error {
-	q := fmt.Sprintf("CREATE DATABASE %s OWNER %s TEMPLATE template0 ENCODING %s LC_COLLATE %s LC_CTYPE %s",
-		pgx.Identifier{name}.Sanitize(), pgx.Identifier{owner}.Sanitize(), literal(l.Encoding), literal(l.Collate), literal(l.Ctype))
-	if _, err := c.Exec(ctx, q); err != nil {
+	if _, err := c.Exec(ctx, createDatabaseSQL(name, owner, l)); err != nil {
 		return fmt.Errorf("creating the database %s on the target: %w", name, err)
 	}
 	return nil
+}
+
+// createDatabaseSQL makes an empty database owned by owner with the source's encoding and locale.
+func createDatabaseSQL(name, owner string, l locale) string {
+	return fmt.Sprintf("CREATE DATABASE %s OWNER %s TEMPLATE template0 ENCODING %s LC_COLLATE %s LC_CTYPE %s",
+		pgx.Identifier{name}.Sanitize(), pgx.Identifier{owner}.Sanitize(), literal(l.Encoding), literal(l.Collate), literal(l.Ctype))
+}
+
+// dropDatabaseSQL drops name, ending its sessions.
+func dropDatabaseSQL(name string) string {
+	return "DROP DATABASE IF EXISTS " + pgx.Identifier{name}.Sanitize() + " WITH (FORCE)"
 }
 
 func literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
@@ -131,7 +140,7 @@ func dropDatabase(admin *pgx.Conn, name string, log *slog.Logger) {
 	c, err := pgx.ConnectConfig(ctx, cfg)
 	if err == nil {
 		defer c.Close(context.Background())
-		_, err = c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+		_, err = c.Exec(ctx, dropDatabaseSQL(name))
 	}
 	if err != nil {
 		log.Warn("the unfinished copy could not be dropped; drop it by hand", "database", name, "error", err)
@@ -258,7 +267,7 @@ func (t *target) dropIfEmpty(ctx context.Context, admin *pgx.Conn, db string, fo
 	if err != nil || !empty {
 		return nil
 	}
-	if _, err := admin.Exec(ctx, "DROP DATABASE "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)"); err != nil {
+	if _, err := admin.Exec(ctx, dropDatabaseSQL(db)); err != nil {
 		return fmt.Errorf("dropping the empty target %s before the load: %w", db, err)
 	}
 	t.exists, t.droppedEmpty = false, true
@@ -273,9 +282,7 @@ func (t *target) restore(admin *pgx.Conn, db string, l locale, log *slog.Logger)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	stmts := []string{fmt.Sprintf("CREATE DATABASE %s OWNER %s TEMPLATE template0 ENCODING %s LC_COLLATE %s LC_CTYPE %s",
-		pgx.Identifier{db}.Sanitize(), pgx.Identifier{t.owner}.Sanitize(), literal(l.Encoding), literal(l.Collate), literal(l.Ctype))}
-	stmts = append(stmts, t.grants(db)...)
+	stmts := append([]string{createDatabaseSQL(db, t.owner, l)}, t.grants(db)...)
 	if err := execAll(ctx, admin, stmts); err != nil {
 		log.Warn("the empty target dropped before the load could not be made again; create it by hand", "database", db, "error", redact.Error(err))
 	}

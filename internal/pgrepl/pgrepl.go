@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -289,24 +290,7 @@ func column(ctx context.Context, c *pgx.Conn, q string, args ...any) ([]string, 
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
-func join(tables []string) string {
-	out := ""
-	for i, t := range tables {
-		if i > 0 {
-			out += ", "
-		}
-		out += t
-	}
-	return out
-}
+func join(tables []string) string { return strings.Join(tables, ", ") }
 
-func literal(s string) string {
-	b := []byte{'\''}
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\'' {
-			b = append(b, '\'')
-		}
-		b = append(b, s[i])
-	}
-	return string(append(b, '\''))
-}
+// literal quotes s as an SQL string literal (CREATE SUBSCRIPTION takes no parameters).
+func literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

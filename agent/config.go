@@ -155,6 +155,27 @@ type Postgres struct {
 	// database unreachable goes on without it and reports the last import's age. Dry runs and
 	// drills never sync.
 	SyncOnFailover bool `json:"syncOnFailover"`
+	// Replication "logical" keeps the standby's database current by PostgreSQL logical
+	// replication, set up and reversed by mpha (independent servers only, wal_level=logical on
+	// both): the active's agent publishes the MP's tables (publication mpha); the standby's copies
+	// the schema (mpha's own copy, the database replaced) and subscribes to it (subscription
+	// mpha_<cluster>), and re-seeds when the active's schema changes (a TSB upgrade). Its lag is
+	// the database check's RPO (maxLag, maxLagBytes). Once a failover to it is merged, it fences
+	// the old active's database (read-only, its sessions ended), waits until it received all of
+	// it (RPO 0 when the old active answers), stops the subscription and advances every
+	// sequence; the old active, once it is the standby, is re-subscribed the other way. Needs
+	// postgres.dsnSecret and postgres.peerDSNSecret (roles owning the MP's database, with
+	// REPLICATION); not with syncOnFailover or promoteOnFailover. "none" (default): the
+	// topology's own means (streaming, shared, `mpha db sync`).
+	Replication string `json:"replication"`
+	// SubscriptionDSNSecret is this site's MP database as a role that may create subscriptions
+	// (a superuser in PostgreSQL 15, pg_create_subscription in 16 and later) for replication
+	// logical; default postgres.dsnSecret.
+	SubscriptionDSNSecret string `json:"subscriptionDSNSecret"`
+	// MaxSlotAge: a replication slot of mpha's (mpha_*) on this site's server that no subscriber
+	// has streamed from for this long is dropped, so that it cannot keep WAL until the disk
+	// fills; before that it is reported (mpha_postgres_replication_slot_inactive_seconds). Default 1h.
+	MaxSlotAge metav1.Duration `json:"maxSlotAge"`
 }
 
 // Health is how the standby's agent watches the active MP (tsb-mp-ha.md §6), and how the
@@ -278,6 +299,7 @@ var (
 	forgeKinds    = []string{"github", "gitlab", "gitea", "none"}
 	forgeModes    = []string{"pr", "branch", "direct"}
 	topologies    = []string{"auto", "shared", "streaming", "independent", "embedded"}
+	replications  = []string{"none", "logical"}
 	roleModes     = []string{"manifest", "values"}
 )
 
@@ -289,6 +311,7 @@ func Enumerations() map[string][]string {
 		"forge.kind":              slices.Clone(forgeKinds),
 		"forge.mode":              slices.Clone(forgeModes),
 		"postgres.topology":       slices.Clone(topologies),
+		"postgres.replication":    slices.Clone(replications),
 		"standby.roleMode":        slices.Clone(roleModes),
 		"standby.secretValues":    values.SecretPolicies(),
 		"alerts.rules[].action":   {"suggest", "request"},
@@ -411,6 +434,8 @@ func (c *Config) Default() {
 		c.Postgres.MaxLagBytes = 16 << 20
 	}
 	setDuration(&c.Postgres.MaxImportAge, 25*time.Hour)
+	setString(&c.Postgres.Replication, "none")
+	setDuration(&c.Postgres.MaxSlotAge, time.Hour)
 	setDuration(&c.Health.Interval, 10*time.Second)
 	setDuration(&c.Health.Timeout, 5*time.Second)
 	if c.Health.Port == 0 {
@@ -529,6 +554,20 @@ func (c *Config) Validate() error {
 	}
 	if c.Postgres.SyncOnFailover && (c.Postgres.DSNSecret == "" || c.Postgres.PeerDSNSecret == "") {
 		bad("postgres.syncOnFailover", "needs postgres.dsnSecret (the copy's target) and postgres.peerDSNSecret (its source)")
+	}
+	oneOf("postgres.replication", c.Postgres.Replication, replications)
+	positive("postgres.maxSlotAge", c.Postgres.MaxSlotAge)
+	if c.Postgres.Replication == "logical" {
+		switch {
+		case c.Postgres.Topology != "independent" && c.Postgres.Topology != "auto":
+			bad("postgres.replication", "logical replicates between independent servers: not for topology %q", c.Postgres.Topology)
+		case c.Postgres.DSNSecret == "" || c.Postgres.PeerDSNSecret == "":
+			bad("postgres.replication", "logical needs postgres.dsnSecret (this site's database) and postgres.peerDSNSecret (the peer's, which the subscription connects to)")
+		case c.Postgres.SyncOnFailover:
+			bad("postgres.syncOnFailover", "copies the whole database before a failover; with replication logical the standby follows continually: choose one")
+		case c.Postgres.PromoteOnFailover:
+			bad("postgres.promoteOnFailover", "promotes a streaming replica; with replication logical the subscription is promoted: choose one")
+		}
 	}
 	positive("health.interval", c.Health.Interval)
 	if c.Health.Failures < 1 {

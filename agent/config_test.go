@@ -72,6 +72,7 @@ func TestDefaults(t *testing.T) {
 	want.HeartbeatInterval.Duration = 10 * time.Second
 	want.Postgres.MaxLag.Duration = 30 * time.Second
 	want.Postgres.MaxImportAge.Duration = 25 * time.Hour
+	want.Postgres.Replication, want.Postgres.MaxSlotAge.Duration = "none", time.Hour
 	want.Health.Interval.Duration = 10 * time.Second
 	want.Health.Timeout.Duration = 5 * time.Second
 	want.Alerts.Remember.Duration = 24 * time.Hour
@@ -123,6 +124,15 @@ func TestValidationNamesTheKey(t *testing.T) {
 		{"postgres sync before a failover", minimal + "postgres: {topology: streaming, syncOnFailover: true, dsnSecret: mpha-postgres}\n",
 			[]string{`postgres.syncOnFailover: copies between independent databases: not for topology "streaming"`,
 				"postgres.syncOnFailover: needs postgres.dsnSecret (the copy's target) and postgres.peerDSNSecret"}},
+		{"logical replication's needs", minimal + "postgres: {topology: streaming, replication: logical, maxSlotAge: -1s}\n",
+			[]string{`postgres.replication: logical replicates between independent servers: not for topology "streaming"`, "postgres.maxSlotAge: must be a positive"}},
+		{"logical replication without DSNs", minimal + "postgres: {replication: logical, dsnSecret: mpha-postgres}\n",
+			[]string{"postgres.replication: logical needs postgres.dsnSecret (this site's database) and postgres.peerDSNSecret"}},
+		{"logical replication or a sync", minimal + "postgres: {replication: logical, dsnSecret: a, peerDSNSecret: b, syncOnFailover: true}\n",
+			[]string{"postgres.syncOnFailover: copies the whole database before a failover; with replication logical the standby follows continually: choose one"}},
+		{"logical replication or a promotion", minimal + "postgres: {replication: logical, dsnSecret: a, peerDSNSecret: b, promoteOnFailover: true}\n",
+			[]string{"postgres.promoteOnFailover: promotes a streaming replica; with replication logical the subscription is promoted: choose one"}},
+		{"unknown replication", minimal + "postgres: {replication: physical}\n", []string{`postgres.replication: "physical"`}},
 		{"wrong scheme", with("git", "git: {url: ftp://g/x.git}"), []string{`git.url: want a [https http ssh] URL`}},
 	}
 	for _, tc := range tests {

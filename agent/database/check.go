@@ -8,6 +8,8 @@ import (
 
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/internal/pgcopy"
+	"github.com/mpha-dev/mpha/internal/pgrepl"
+	"github.com/mpha-dev/mpha/internal/redact"
 )
 
 // CheckName is the preflight check's name (docs/design.md §7).
@@ -36,6 +38,9 @@ type CheckOptions struct {
 	MaxLag       time.Duration
 	MaxLagBytes  int64
 	MaxImportAge time.Duration
+	// Subscription, with replication logical, is this site's subscription to the active's
+	// database (SubscriptionName), read as Subscriber (default Self): its lag is the RPO.
+	Subscription, Subscriber string
 	// LastRestore reports the embedded topology's last successful tsb-restore run (RestoreJob).
 	LastRestore func(ctx context.Context) (time.Time, error)
 	// Now is the clock (default time.Now).
@@ -94,6 +99,9 @@ func (o *CheckOptions) judge(ctx context.Context) (string, string) {
 	case Streaming:
 		return o.streaming(ctx, self, peer, peerNote)
 	case Independent:
+		if o.Subscription != "" {
+			return o.logical(ctx, self, peer, peerNote)
+		}
 		return o.independent(ctx, self, peer)
 	}
 	return fail, fmt.Sprintf("unknown topology %q", topology)
@@ -179,6 +187,75 @@ func (o *CheckOptions) independent(ctx context.Context, self, peer *Server) (str
 		return fail, "import older than the RPO: " + evidence
 	}
 	return pass, evidence
+}
+
+// logical judges a logical subscriber's lag: measured on the active's slot when its server
+// answers, else from its last heartbeat's WAL position against what the subscription received.
+func (o *CheckOptions) logical(ctx context.Context, self, peer *Server, peerNote string) (string, string) {
+	subscriber := o.Subscriber
+	if subscriber == "" {
+		subscriber = o.Self
+	}
+	sub, err := pgrepl.ReadSubscription(ctx, subscriber, o.Subscription)
+	switch {
+	case err != nil:
+		return fail, "this site's subscription: " + redact.String(err.Error())
+	case !sub.Exists:
+		return fail, fmt.Sprintf("logical replication: %s has no subscription %s yet (the standby's agent subscribes once the active publishes)", self.Name, o.Subscription)
+	case !sub.Synced:
+		return fail, fmt.Sprintf("logical replication: subscription %s on %s has not finished its initial copy (%d tables)", o.Subscription, self.Name, len(sub.Tables))
+	}
+	var lag Lag
+	var from string
+	if peer != nil {
+		l, err := pgrepl.MeasureLag(ctx, o.Peer, subscriber, o.Subscription)
+		if err != nil {
+			return fail, fmt.Sprintf("logical replication: the active's server %s: %s", peer.Name, redact.String(err.Error()))
+		}
+		lag, from = Lag{Bytes: l.Bytes, Seconds: l.Seconds}, "its slot on the active's server "+peer.Name
+	} else {
+		st, at, err := o.heartbeatStatus(ctx)
+		if err != nil {
+			return fail, fmt.Sprintf("logical replication: the active's WAL position is unknown: %s", joinNote(peerNote, err.Error()))
+		}
+		received := sub.ReceivedLSN
+		if received == "" {
+			received = "0/0"
+		}
+		fake := &Server{LSN: received, Now: o.Now(), ReplayedAt: sub.LastMessage}
+		if lag, err = MeasureLag(fake, st.LSN); err != nil {
+			return fail, err.Error()
+		}
+		from = "what it received against the active's heartbeat of " + ago(o.Now().Sub(at))
+	}
+	worker := "its apply worker is streaming"
+	if !sub.Streaming {
+		worker = "its apply worker is NOT running"
+	}
+	evidence := fmt.Sprintf("logical subscription %s on %s is %s behind (%.1f s), per %s; %d tables; %s; limits %s and %s",
+		o.Subscription, self.Name, bytesString(lag.Bytes), max(lag.Seconds, 0), from, len(sub.Tables), worker, bytesString(o.MaxLagBytes), o.MaxLag)
+	switch {
+	case lag.Bytes > o.MaxLagBytes || lag.Seconds > o.MaxLag.Seconds():
+		return fail, "lag over the RPO: " + evidence
+	case !sub.Streaming:
+		return warn, evidence
+	}
+	return pass, evidence
+}
+
+// heartbeatStatus is the active's Postgres facts from its last heartbeat, with a WAL position.
+func (o *CheckOptions) heartbeatStatus(ctx context.Context) (*event.PostgresStatus, time.Time, error) {
+	if o.PeerStatus == nil {
+		return nil, time.Time{}, errors.New("no heartbeat reader")
+	}
+	st, at, err := o.PeerStatus(ctx, o.Active)
+	switch {
+	case err != nil:
+		return nil, at, fmt.Errorf("its heartbeat: %w", err)
+	case st.LSN == "":
+		return nil, at, errors.New("its heartbeat reports no LSN")
+	}
+	return st, at, nil
 }
 
 func (o *CheckOptions) embedded(ctx context.Context) (string, string) {

@@ -153,6 +153,9 @@ type PostgresStatus struct {
 	LagBytes *int64 `json:"lagBytes,omitempty"`
 	// ImportedAt is when the database was last replaced by a verified `mpha db sync`.
 	ImportedAt *time.Time `json:"importedAt,omitempty"`
+	// Replication is the site's part in mpha's logical replication (publisher or subscriber);
+	// a subscriber's LagBytes and LagSeconds are its subscription's.
+	Replication string `json:"replication,omitempty"`
 }
 
 // Rejected is the data of a rejected event on the dead-letter subject: which message an agent

@@ -90,6 +90,14 @@ func (d *deps) committedOrganization(ctx context.Context) (org, file string) {
 // its own MP's health while it is the active one, and the public facts of its TSB secrets (the
 // signing keys' kids, the root CAs' fingerprints). A fact that cannot be read is left out; the
 // heartbeat still goes.
+// replication is the logical replication's last pass; nil without it.
+func (d *deps) replication() *database.ReplicationState {
+	if d.repl == nil {
+		return nil
+	}
+	return d.repl.State()
+}
+
 func (d *deps) facts(cs kubernetes.Interface) func(ctx context.Context) (event.Heartbeat, error) {
 	cfg := d.o.Config
 	rev := d.flux.Revision
@@ -107,6 +115,13 @@ func (d *deps) facts(cs kubernetes.Interface) func(ctx context.Context) (event.H
 		if d.selfDSN != "" {
 			if hb.Postgres, err = database.Status(ctx, d.selfDSN, database.Topology(cfg.Postgres.Topology)); err != nil {
 				log.Debug("heartbeat without the database's status", "error", redact.String(err.Error()))
+			}
+			if st := d.replication(); hb.Postgres != nil && st != nil && st.Role != database.RoleReplica {
+				hb.Postgres.Replication = st.Role
+				if st.Lag != nil {
+					b, s := st.Lag.Bytes, st.Lag.Seconds
+					hb.Postgres.LagBytes, hb.Postgres.LagSeconds = &b, &s
+				}
 			}
 		}
 		facts, err := readiness.Gather(ctx, cs, cfg.Kubernetes.Namespace, readiness.CheckedSecrets(), d.key)

@@ -35,7 +35,8 @@ func (d *deps) watchSecrets(ctx context.Context, o Options, cs kubernetes.Interf
 	for _, ref := range []struct {
 		key, name string
 		dsn       *string
-	}{{"postgres.dsnSecret", pg.DSNSecret, &d.selfDSN}, {"postgres.peerDSNSecret", pg.PeerDSNSecret, &d.peerDSN}} {
+	}{{"postgres.dsnSecret", pg.DSNSecret, &d.selfDSN}, {"postgres.peerDSNSecret", pg.PeerDSNSecret, &d.peerDSN},
+		{"postgres.subscriptionDSNSecret", pg.SubscriptionDSNSecret, &d.adminDSN}} {
 		if ref.name == "" {
 			continue
 		}

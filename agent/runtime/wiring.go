@@ -113,8 +113,11 @@ type deps struct {
 	probeCreds health.Credentials
 	probeCA    []byte
 	alertAuth  alerts.Auth
-	// selfDSN and peerDSN are this site's and the active's MP database (postgres.*); "" unset.
-	selfDSN, peerDSN string
+	// selfDSN and peerDSN are this site's and the active's MP database (postgres.*), adminDSN
+	// this site's as the role that manages its subscription; "" unset.
+	selfDSN, peerDSN, adminDSN string
+	// repl keeps the logical replication (postgres.replication: logical); nil otherwise.
+	repl *database.Replicator
 	// exportMetrics outlive each exporter (one per term as the active).
 	exportMetrics *export.Metrics
 }
@@ -221,6 +224,13 @@ func (d *deps) loops(ctx context.Context, o Options, cs kubernetes.Interface, dy
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Postgres.Replication == "logical" {
+		if d.repl, err = database.NewReplicator(database.ReplicationOptions{Cluster: cfg.Cluster, Self: d.selfDSN, Admin: d.adminDSN,
+			Peer: d.peerDSN, Database: cfg.Postgres.Database, Active: d.isActive, Interval: cfg.HeartbeatInterval.Duration,
+			MaxSlotAge: cfg.Postgres.MaxSlotAge.Duration, Registerer: o.Registry, Logger: log.With("loop", "replication")}); err != nil {
+			return nil, err
+		}
+	}
 	fo, err := d.failoverHandler(o, cs, dyn, mon)
 	if err != nil {
 		return nil, err
@@ -247,6 +257,9 @@ func (d *deps) loops(ctx context.Context, o Options, cs kubernetes.Interface, dy
 	}
 	if d.watch != nil {
 		loops = append(loops, loop{"health", d.watch.Run})
+	}
+	if d.repl != nil {
+		loops = append(loops, loop{"replication", d.repl.Run})
 	}
 	return loops, nil
 }
@@ -276,6 +289,10 @@ func (d *deps) failoverHandler(o Options, cs kubernetes.Interface, dyn dynamic.I
 	if cfg.Postgres.PromoteOnFailover && d.selfDSN != "" {
 		opts.Follow.OnMerged = database.OnMerged(database.PromoteOptions{DSN: d.selfDSN, Logger: o.Logger.With("loop", "failover")})
 	}
+	if d.repl != nil {
+		// The subscriber becomes the database that takes writes once the merge is seen.
+		opts.Follow.OnMerged = d.repl.OnMerged
+	}
 	if cfg.Postgres.SyncOnFailover && d.selfDSN != "" && d.peerDSN != "" {
 		// This agent handles failovers to its site, so it copies the active's database into its own.
 		opts.Prepare = database.BeforeFailover(database.SyncOptions{Topology: database.Topology(cfg.Postgres.Topology),
@@ -293,12 +310,25 @@ func (d *deps) preflights(cs kubernetes.Interface, dyn dynamic.Interface, mon *r
 	if d.selfDSN == "" && pg.Topology != string(database.Embedded) {
 		return out
 	}
-	return append(out, database.Preflight(database.CheckOptions{
+	co := database.CheckOptions{
 		Topology: database.Topology(pg.Topology), Self: d.selfDSN, Peer: d.peerDSN,
 		PeerStatus: database.HeartbeatStatus(d.beats, 3*cfg.HeartbeatInterval.Duration),
 		MaxLag:     pg.MaxLag.Duration, MaxLagBytes: pg.MaxLagBytes, MaxImportAge: pg.MaxImportAge.Duration,
 		LastRestore: database.RestoreJob(cs, cfg.Kubernetes.Namespace, cfg.Standby.RestoreCronJob),
-	}))
+	}
+	if d.repl != nil {
+		co.Subscription, co.Subscriber = d.repl.Subscription(), d.adminDSN
+	}
+	return append(out, database.Preflight(co))
+}
+
+// isActive says whether pair.yaml names this cluster the active one.
+func (d *deps) isActive(ctx context.Context) (bool, error) {
+	p, err := d.pairs.Pair(ctx)
+	if err != nil {
+		return false, fmt.Errorf("reading pair.yaml: %w", err)
+	}
+	return p.Active == d.o.Config.Cluster, nil
 }
 
 // export runs the secret exporter on both sides, sealing for the peer. Each run reads pair.yaml

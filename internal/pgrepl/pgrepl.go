@@ -150,37 +150,23 @@ func MeasureLag(ctx context.Context, publisherDSN, subscriberDSN, name string) (
 // slot is left for DropSlot once it is back), then sets every sequence past both its own value
 // and the publisher's (read from publisherDSN when it answers) and past the largest value in any
 // column it feeds, so that no insert on the new active collides with a replicated row.
-func Promote(ctx context.Context, subscriberDSN, publisherDSN, name string) error {
+//
+// It returns how many sequences it set.
+func Promote(ctx context.Context, subscriberDSN, publisherDSN, name string) (int, error) {
 	c, err := connect(ctx, subscriberDSN)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer c.Close(context.Background())
-	id := pgx.Identifier{name}.Sanitize()
-	var exists bool
-	if err := c.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_subscription WHERE subname = $1)", name).Scan(&exists); err != nil {
-		return fmt.Errorf("reading subscription %s: %w", name, err)
-	}
-	if exists {
-		if _, err := c.Exec(ctx, "ALTER SUBSCRIPTION "+id+" DISABLE"); err != nil {
-			return fmt.Errorf("stopping subscription %s: %w", name, redact.Error(err))
-		}
-		if _, err := c.Exec(ctx, "DROP SUBSCRIPTION "+id); err != nil {
-			// The publisher is gone: keep its slot's name out of the drop and drop locally.
-			if _, err2 := c.Exec(ctx, "ALTER SUBSCRIPTION "+id+" SET (slot_name = NONE)"); err2 != nil {
-				return fmt.Errorf("dropping subscription %s: %w; detaching its slot: %w", name, redact.Error(err), redact.Error(err2))
-			}
-			if _, err := c.Exec(ctx, "DROP SUBSCRIPTION "+id); err != nil {
-				return fmt.Errorf("dropping subscription %s: %w", name, redact.Error(err))
-			}
-		}
+	if err := unsubscribe(ctx, c, name); err != nil {
+		return 0, err
 	}
 	peer := map[string]int64{}
 	if pc, err := connect(ctx, publisherDSN); err == nil {
 		peer, err = sequenceValues(ctx, pc)
 		pc.Close(context.Background())
 		if err != nil {
-			return fmt.Errorf("reading the publisher's sequences: %w", err)
+			return 0, fmt.Errorf("reading the publisher's sequences: %w", err)
 		}
 	}
 	return advanceSequences(ctx, c, peer)
@@ -223,10 +209,10 @@ func sequenceValues(ctx context.Context, c *pgx.Conn) (map[string]int64, error) 
 
 // advanceSequences sets each sequence of c's database past its own value, peer's value for it,
 // and the largest value in the columns whose default it feeds.
-func advanceSequences(ctx context.Context, c *pgx.Conn, peer map[string]int64) error {
+func advanceSequences(ctx context.Context, c *pgx.Conn, peer map[string]int64) (int, error) {
 	own, err := sequenceValues(ctx, c)
 	if err != nil {
-		return fmt.Errorf("reading the sequences: %w", err)
+		return 0, fmt.Errorf("reading the sequences: %w", err)
 	}
 	// The columns a sequence feeds: owned-by (serial, identity) and defaults calling nextval.
 	rows, err := c.Query(ctx, `SELECT DISTINCT quote_ident(sn.nspname) || '.' || quote_ident(s.relname),
@@ -243,7 +229,7 @@ SELECT DISTINCT quote_ident(sn.nspname) || '.' || quote_ident(s.relname),
   JOIN pg_class t ON t.oid = ad.adrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
   JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = ad.adnum`)
 	if err != nil {
-		return fmt.Errorf("reading what the sequences feed: %w", err)
+		return 0, fmt.Errorf("reading what the sequences feed: %w", err)
 	}
 	type feed struct{ seq, table, col string }
 	feeds, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (feed, error) {
@@ -251,7 +237,7 @@ SELECT DISTINCT quote_ident(sn.nspname) || '.' || quote_ident(s.relname),
 		return f, r.Scan(&f.seq, &f.table, &f.col)
 	})
 	if err != nil {
-		return fmt.Errorf("reading what the sequences feed: %w", err)
+		return 0, fmt.Errorf("reading what the sequences feed: %w", err)
 	}
 	next := map[string]int64{}
 	for name, v := range own {
@@ -260,7 +246,7 @@ SELECT DISTINCT quote_ident(sn.nspname) || '.' || quote_ident(s.relname),
 	for _, f := range feeds {
 		var m *int64
 		if err := c.QueryRow(ctx, "SELECT max("+f.col+")::int8 FROM "+f.table).Scan(&m); err != nil {
-			return fmt.Errorf("reading the largest %s of %s: %w", f.col, f.table, err)
+			return 0, fmt.Errorf("reading the largest %s of %s: %w", f.col, f.table, err)
 		}
 		if m != nil {
 			next[f.seq] = max(next[f.seq], *m)
@@ -268,10 +254,10 @@ SELECT DISTINCT quote_ident(sn.nspname) || '.' || quote_ident(s.relname),
 	}
 	for name, v := range next {
 		if _, err := c.Exec(ctx, "SELECT setval($1::regclass, $2, true)", name, v); err != nil {
-			return fmt.Errorf("advancing %s to %d: %w", name, v, err)
+			return 0, fmt.Errorf("advancing %s to %d: %w", name, v, err)
 		}
 	}
-	return nil
+	return len(next), nil
 }
 
 func connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
@@ -294,3 +280,271 @@ func join(tables []string) string { return strings.Join(tables, ", ") }
 
 // literal quotes s as an SQL string literal (CREATE SUBSCRIPTION takes no parameters).
 func literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// Published says whether the database of dsn has publication name.
+func Published(ctx context.Context, dsn, name string) (bool, error) {
+	c, err := connect(ctx, dsn)
+	if err != nil {
+		return false, err
+	}
+	defer c.Close(context.Background())
+	var ok bool
+	if err := c.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)", name).Scan(&ok); err != nil {
+		return false, fmt.Errorf("reading publication %s: %w", name, err)
+	}
+	return ok, nil
+}
+
+// Subscription is a subscription's state on its subscriber.
+type Subscription struct {
+	Exists, Enabled bool
+	// Streaming says its apply worker runs; ReceivedLSN (the publisher's WAL position it last
+	// received) and LastMessage are that worker's, "" and nil without one.
+	Streaming   bool
+	ReceivedLSN string
+	LastMessage *time.Time
+	// Tables it follows; Synced says each finished its initial copy.
+	Tables []string
+	Synced bool
+}
+
+// ReadSubscription reads subscription name on the database of dsn.
+func ReadSubscription(ctx context.Context, dsn, name string) (Subscription, error) {
+	var s Subscription
+	c, err := connect(ctx, dsn)
+	if err != nil {
+		return s, err
+	}
+	defer c.Close(context.Background())
+	var received *string
+	err = c.QueryRow(ctx, `SELECT s.subenabled, w.pid IS NOT NULL, w.received_lsn::text, w.last_msg_receipt_time
+  FROM pg_subscription s LEFT JOIN pg_stat_subscription w ON w.subid = s.oid AND w.relid IS NULL
+ WHERE s.subname = $1 AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())`, name).
+		Scan(&s.Enabled, &s.Streaming, &received, &s.LastMessage)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return s, nil
+	}
+	if err != nil {
+		return s, fmt.Errorf("reading subscription %s: %w", name, err)
+	}
+	s.Exists = true
+	if received != nil {
+		s.ReceivedLSN = *received
+	}
+	rows, err := c.Query(ctx, `SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), r.srsubstate = 'r'
+  FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid JOIN pg_class c ON c.oid = r.srrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE s.subname = $1 ORDER BY 1`, name)
+	if err != nil {
+		return s, fmt.Errorf("reading the tables of subscription %s: %w", name, err)
+	}
+	s.Synced = true
+	for rows.Next() {
+		var t string
+		var ready bool
+		if err := rows.Scan(&t, &ready); err != nil {
+			return s, fmt.Errorf("reading the tables of subscription %s: %w", name, err)
+		}
+		s.Tables = append(s.Tables, t)
+		s.Synced = s.Synced && ready
+	}
+	return s, rows.Err()
+}
+
+// Unsubscribe drops subscription name from the database of dsn, and its slot on the publisher
+// when the publisher answers (else the slot is left for DropSlot). Dropping none is no error.
+func Unsubscribe(ctx context.Context, dsn, name string) error {
+	c, err := connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.Background())
+	return unsubscribe(ctx, c, name)
+}
+
+func unsubscribe(ctx context.Context, c *pgx.Conn, name string) error {
+	var exists bool
+	if err := c.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_subscription WHERE subname = $1)", name).Scan(&exists); err != nil {
+		return fmt.Errorf("reading subscription %s: %w", name, err)
+	}
+	if !exists {
+		return nil
+	}
+	id := pgx.Identifier{name}.Sanitize()
+	if _, err := c.Exec(ctx, "ALTER SUBSCRIPTION "+id+" DISABLE"); err != nil {
+		return fmt.Errorf("stopping subscription %s: %w", name, redact.Error(err))
+	}
+	if _, err := c.Exec(ctx, "DROP SUBSCRIPTION "+id); err != nil {
+		// The publisher is gone: keep its slot's name out of the drop and drop locally.
+		if _, err2 := c.Exec(ctx, "ALTER SUBSCRIPTION "+id+" SET (slot_name = NONE)"); err2 != nil {
+			return fmt.Errorf("dropping subscription %s: %w; detaching its slot: %w", name, redact.Error(err), redact.Error(err2))
+		}
+		if _, err := c.Exec(ctx, "DROP SUBSCRIPTION "+id); err != nil {
+			return fmt.Errorf("dropping subscription %s: %w", name, redact.Error(err))
+		}
+	}
+	return nil
+}
+
+// SchemaDrift lists how the subscriber's tables differ from what publication pub publishes: a
+// table or a column (with its type) the publisher has and the subscriber lacks or types
+// otherwise. Logical replication carries rows, not DDL: a TSB upgrade's migration on the active
+// must reach the standby's schema first, or its apply worker fails on the first such row.
+// It also returns the tables pub publishes.
+func SchemaDrift(ctx context.Context, publisherDSN, subscriberDSN, pub string) (tables, drift []string, err error) {
+	const columns = `SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), a.attname, format_type(a.atttypid, a.atttypmod)
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+   AND (quote_ident(n.nspname) || '.' || quote_ident(c.relname)) = ANY($1)`
+	pc, err := connect(ctx, publisherDSN)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer pc.Close(context.Background())
+	tables, err = column(ctx, pc, `SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_publication_tables WHERE pubname = $1`, pub)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading publication %s: %w", pub, err)
+	}
+	want, err := tableColumns(ctx, pc, columns, tables)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the publisher's columns: %w", err)
+	}
+	sc, err := connect(ctx, subscriberDSN)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer sc.Close(context.Background())
+	have, err := tableColumns(ctx, sc, columns, tables)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the subscriber's columns: %w", err)
+	}
+	for _, t := range tables {
+		cols, ok := have[t]
+		if !ok {
+			drift = append(drift, t+" is missing")
+			continue
+		}
+		for col, typ := range want[t] {
+			switch got, ok := cols[col]; {
+			case !ok:
+				drift = append(drift, t+"."+col+" is missing")
+			case got != typ:
+				drift = append(drift, fmt.Sprintf("%s.%s is %s, not %s", t, col, got, typ))
+			}
+		}
+	}
+	slices.Sort(drift)
+	return tables, drift, nil
+}
+
+func tableColumns(ctx context.Context, c *pgx.Conn, q string, tables []string) (map[string]map[string]string, error) {
+	rows, err := c.Query(ctx, q, tables)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]map[string]string{}
+	for rows.Next() {
+		var t, col, typ string
+		if err := rows.Scan(&t, &col, &typ); err != nil {
+			return nil, err
+		}
+		if out[t] == nil {
+			out[t] = map[string]string{}
+		}
+		out[t][col] = typ
+	}
+	return out, rows.Err()
+}
+
+// Slot is one of the publisher's replication slots.
+type Slot struct {
+	Name string
+	// Active says a subscriber streams from it now.
+	Active bool
+	// Retained is the WAL it keeps from being recycled, in bytes.
+	Retained int64
+}
+
+// Slots lists the logical slots of the server of dsn whose names start with prefix.
+func Slots(ctx context.Context, dsn, prefix string) ([]Slot, error) {
+	c, err := connect(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close(context.Background())
+	rows, err := c.Query(ctx, `SELECT slot_name::text, active, coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::int8
+  FROM pg_replication_slots WHERE slot_type = 'logical' AND starts_with(slot_name::text, $1) ORDER BY 1`, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing replication slots: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Slot, error) {
+		var s Slot
+		return s, r.Scan(&s.Name, &s.Active, &s.Retained)
+	})
+}
+
+// Fence makes the database of dsn refuse writes from every new transaction
+// (default_transaction_read_only) and ends the sessions of the role that connects (the MP's):
+// what the old active's MP would still write after a failover can no longer land there, so the
+// subscriber that is promoted holds everything the old active ever committed. It returns how
+// many sessions it ended. A subscription's replacement of the database (pgcopy) makes a new
+// database without the setting.
+func Fence(ctx context.Context, dsn string) (int, error) {
+	c, err := connect(ctx, dsn)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close(context.Background())
+	var db string
+	if err := c.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil {
+		return 0, fmt.Errorf("reading the database's name: %w", err)
+	}
+	if _, err := c.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{db}.Sanitize()+" SET default_transaction_read_only = on"); err != nil {
+		return 0, fmt.Errorf("making %s read-only: %w", db, redact.Error(err))
+	}
+	var ended int
+	err = c.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+ WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+   AND (usename = current_user OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))`).Scan(&ended)
+	if err != nil {
+		return 0, fmt.Errorf("ending the sessions on %s: %w", db, redact.Error(err))
+	}
+	return ended, nil
+}
+
+// CatchUp waits until subscription name confirmed the publisher's WAL as it is now (its flush
+// position when CatchUp starts), polling every interval for at most timeout. It returns the bytes
+// still unconfirmed: 0 when caught up.
+func CatchUp(ctx context.Context, publisherDSN, name string, interval, timeout time.Duration) (int64, error) {
+	c, err := connect(ctx, publisherDSN)
+	if err != nil {
+		return -1, err
+	}
+	defer c.Close(context.Background())
+	var target string
+	if err := c.QueryRow(ctx, "SELECT pg_current_wal_flush_lsn()::text").Scan(&target); err != nil {
+		return -1, fmt.Errorf("reading the publisher's WAL position: %w", err)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		var behind *int64
+		err := c.QueryRow(ctx, `SELECT pg_wal_lsn_diff($2::pg_lsn, confirmed_flush_lsn)::int8 FROM pg_replication_slots WHERE slot_name = $1`, name, target).Scan(&behind)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return -1, fmt.Errorf("%w %s", ErrNoSlot, name)
+		}
+		if err != nil {
+			return -1, fmt.Errorf("reading slot %s: %w", name, err)
+		}
+		left := int64(-1)
+		if behind != nil {
+			left = max(*behind, 0)
+		}
+		if left == 0 || time.Now().After(deadline) {
+			return left, nil
+		}
+		select {
+		case <-ctx.Done():
+			return left, ctx.Err()
+		case <-time.After(interval):
+		}
+	}
+}

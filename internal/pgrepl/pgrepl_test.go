@@ -189,7 +189,7 @@ func TestLogicalReplication(t *testing.T) {
 	// Promotion: the subscription and its slot are gone, and inserts take ids past every
 	// replicated one (the standby's own sequences never moved).
 	rows := count(ctx, t, active.DSN("tsb"), "SELECT count(*) FROM public.audit_log")
-	if err := pgrepl.Promote(ctx, standby.DSN("tsb"), activeDSN, "mpha_tsb"); err != nil {
+	if _, err := pgrepl.Promote(ctx, standby.DSN("tsb"), activeDSN, "mpha_tsb"); err != nil {
 		t.Fatal(err)
 	}
 	if n := count(ctx, t, standby.DSN("tsb"), "SELECT count(*) FROM pg_subscription"); n != 0 {

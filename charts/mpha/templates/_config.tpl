@@ -32,6 +32,8 @@ postgres:
   maxImportAge: 25h0m0s
   maxLag: 30s
   maxLagBytes: 16777216
+  maxSlotAge: 1h0m0s
+  replication: none
   topology: auto
 sealedSecrets:
   controllerName: sealed-secrets-controller
@@ -88,6 +90,7 @@ agentSecrets:
 - nats.signingKeySecret
 - postgres.dsnSecret
 - postgres.peerDSNSecret
+- postgres.subscriptionDSNSecret
 - health.credentialsSecret
 - health.caSecret
 - alerts.authSecret

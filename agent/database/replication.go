@@ -76,6 +76,8 @@ type Replicator struct {
 	// mu serializes passes and promotions: the loop and the follow-through both act.
 	mu            sync.Mutex
 	inactiveSince map[string]time.Time
+	// leftoverSince is when a pass as the active first found this site's subscription.
+	leftoverSince time.Time
 	state         atomic.Pointer[ReplicationState]
 }
 
@@ -204,21 +206,38 @@ func (r *Replicator) Pass(ctx context.Context) error {
 	return nil
 }
 
+// promoteGrace is how long the active's pass leaves a subscription it finds to the failover's
+// promotion before it promotes it itself.
+const promoteGrace = time.Minute
+
 // publish keeps the publication holding every table. A subscription left here (the site was
 // the standby and its promotion did not run: the agent restarted after the merge) is promoted
-// first, as the follow-through would, fence and catch-up included.
+// after promoteGrace, as the follow-through would, fence and catch-up included.
 func (r *Replicator) publish(ctx context.Context) (ReplicationState, error) {
 	st := ReplicationState{Role: RolePublisher}
 	sub, err := pgrepl.ReadSubscription(ctx, r.o.Admin, r.sub)
 	if err != nil {
 		return st, err
 	}
-	if sub.Exists {
+	switch {
+	case !sub.Exists:
+		r.leftoverSince = time.Time{}
+	case r.leftoverSince.IsZero() || r.o.Now().Sub(r.leftoverSince) < promoteGrace:
+		// The follow-through promotes right after the merge, and reports it in the failover's
+		// statuses: leave it the time to, and publish nothing before it did.
+		if r.leftoverSince.IsZero() {
+			r.leftoverSince = r.o.Now()
+		}
+		st.Detail = fmt.Sprintf("this site is the active but %s still subscribes to the peer: waiting for the failover's promotion (at most %s)",
+			Describe(r.o.Self), promoteGrace)
+		return st, nil
+	default:
 		detail, err := r.promote(ctx)
 		if err != nil {
 			return st, fmt.Errorf("this site is the active but still subscribes to the peer: %w", err)
 		}
-		r.o.Logger.Warn("promoted this site's subscription: it is the active", "detail", detail)
+		r.leftoverSince = time.Time{}
+		r.o.Logger.Warn("promoted this site's subscription: it is the active and the failover's promotion did not run", "detail", detail)
 	}
 	added, err := pgrepl.Publish(ctx, r.o.Self, Publication)
 	if err != nil {

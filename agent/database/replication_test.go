@@ -170,11 +170,13 @@ func TestReplicatorFailsOverAndBack(t *testing.T) {
 
 	// A TSB upgrade migrates the active's schema: a new table and a new column. The standby is
 	// re-seeded from the new schema and follows both.
-	exec(ctx, t, mp(east.pg), "CREATE TABLE public.new_in_upgrade (id bigserial PRIMARY KEY, v text)",
+	// The new table has no primary key: publishing it must not break the MP's updates.
+	exec(ctx, t, mp(east.pg), "CREATE TABLE public.new_in_upgrade (k text, v text)",
 		"ALTER TABLE public.tenants ADD COLUMN labels jsonb",
-		"INSERT INTO public.new_in_upgrade (v) SELECT 'v' || g FROM generate_series(1, 50) g",
+		"INSERT INTO public.new_in_upgrade (k, v) SELECT 'k' || g, 'v' FROM generate_series(1, 50) g",
 		`UPDATE public.tenants SET labels = '{"upgraded": true}'`)
 	pass(east)
+	exec(ctx, t, mp(east.pg), "UPDATE public.new_in_upgrade SET v = 'updated' WHERE k IN ('k1', 'k2')", "DELETE FROM public.new_in_upgrade WHERE k = 'k3'")
 	if st := pass(west); !strings.Contains(st.Detail, "the active's schema changed: public.new_in_upgrade is missing; public.tenants.labels is missing") {
 		t.Fatalf("west after the upgrade: %+v", st)
 	}
@@ -189,6 +191,10 @@ func TestReplicatorFailsOverAndBack(t *testing.T) {
 	acked, stopped := writer(ctx, t, mp(east.pg))
 	time.Sleep(500 * time.Millisecond)
 	active.Store("west")
+	// West's own pass leaves the promotion to the follow-through, and publishes nothing yet.
+	if st := pass(west); !strings.Contains(st.Detail, "waiting for the failover's promotion") {
+		t.Fatalf("west's pass as the active before the promotion: %+v", st)
+	}
 	step, err := west.r.OnMerged(ctx, event.FailoverStatus{Event: "planned-west"})
 	if err != nil || step.Name != database.StepPromoteSubscription || step.Result != event.StepDone ||
 		!strings.Contains(step.Detail, "sessions ended") || !strings.Contains(step.Detail, "RPO 0") || !strings.Contains(step.Detail, "advanced") {
@@ -207,7 +213,7 @@ func TestReplicatorFailsOverAndBack(t *testing.T) {
 		t.Errorf("a write on the fenced old active: %v, want read-only", err)
 	}
 	exec(ctx, t, mp(west.pg), "INSERT INTO public.audit_log (time, actor, kind, resource, operation) VALUES (1, 'new active', 'tenant', 'r', 'create')",
-		"INSERT INTO public.new_in_upgrade (v) VALUES ('after')", "INSERT INTO public.tenants (org_id, name) VALUES (1, 'after-failover')")
+		"INSERT INTO public.new_in_upgrade (k, v) VALUES ('after', 'v')", "INSERT INTO public.tenants (org_id, name) VALUES (1, 'after-failover')")
 	if n := count(ctx, t, east.pg.DSN("tsb"), "SELECT count(*) FROM pg_replication_slots"); n != 0 {
 		t.Errorf("%d slots left on the old active", n)
 	}
@@ -257,8 +263,23 @@ func TestReplicatorFailsOverAndBack(t *testing.T) {
 	pass(east)
 	caughtUp(east)
 	same("east subscribed anew", west, east)
+
+	// A failback whose follow-through never ran (its agent restarted after the merge): east's
+	// own pass promotes its subscription once the grace is over.
+	active.Store("east")
+	if st := pass(east); !strings.Contains(st.Detail, "waiting for the failover's promotion") {
+		t.Fatalf("east's pass as the active: %+v", st)
+	}
+	advance(61 * time.Second)
+	if st := pass(east); st.Role != database.RolePublisher || !strings.Contains(st.Detail, "publishing every table") {
+		t.Fatalf("east's pass after the grace: %+v", st)
+	}
+	if n := count(ctx, t, east.pg.DSN("tsb"), "SELECT count(*) FROM pg_subscription"); n != 0 {
+		t.Errorf("%d subscriptions left on east after its pass promoted it", n)
+	}
+	exec(ctx, t, mp(east.pg), "INSERT INTO public.tenants (org_id, name) VALUES (1, 'after-failback')")
 	noPassword(t, "the replicators' logs", logs.String())
-	if !strings.Contains(logs.String(), "dropped a replication slot without a subscriber") {
+	if !strings.Contains(logs.String(), "dropped a replication slot without a subscriber") || !strings.Contains(logs.String(), "the failover's promotion did not run") {
 		t.Errorf("no log of the dropped slot:\n%s", logs.String())
 	}
 }
@@ -335,7 +356,7 @@ func metric(t *testing.T, reg *prometheus.Registry, name string) prometheus.Coll
 
 type collectorFunc func(chan<- prometheus.Metric)
 
-func (f collectorFunc) Describe(chan<- *prometheus.Desc)   {}
+func (f collectorFunc) Describe(chan<- *prometheus.Desc)    {}
 func (f collectorFunc) Collect(ch chan<- prometheus.Metric) { f(ch) }
 
 // syncBuffer is a bytes.Buffer the replicators' loggers share.
@@ -344,6 +365,9 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) { b.mu.Lock(); defer b.mu.Unlock(); return b.b.Write(p) }
-func (b *syncBuffer) String() string              { b.mu.Lock(); defer b.mu.Unlock(); return b.b.String() }
-
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.b.String() }

@@ -25,8 +25,10 @@ const userTables = `SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relnam
    AND n.nspname NOT LIKE 'pg\_%' ORDER BY 1`
 
 // Publish makes the publication name on the database of dsn hold every user table: it creates
-// it, or adds the tables made since (a TSB upgrade's). It returns the tables it added (all of them
-// when it created the publication). The role must own the tables (the MP's role does).
+// it, or adds the tables made since (a TSB upgrade's). A table without a primary key is set to
+// REPLICA IDENTITY FULL first, else publishing it would make its UPDATEs and DELETEs fail. It
+// returns the tables it added (all of them when it created the publication). The role must own
+// the tables (the MP's role does).
 func Publish(ctx context.Context, dsn, name string) ([]string, error) {
 	c, err := connect(ctx, dsn)
 	if err != nil {
@@ -44,6 +46,20 @@ func Publish(ctx context.Context, dsn, name string) ([]string, error) {
 	var exists bool
 	if err := c.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)", name).Scan(&exists); err != nil {
 		return nil, fmt.Errorf("reading publication %s: %w", name, err)
+	}
+	// A published table without a replica identity refuses UPDATE and DELETE on the publisher:
+	// the MP's own writes would fail. Such a table is identified by its whole row.
+	keyless, err := column(ctx, c, `SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'
+   AND (c.relreplident = 'n' OR (c.relreplident = 'd' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)))`)
+	if err != nil {
+		return nil, fmt.Errorf("listing the tables without a replica identity: %w", err)
+	}
+	for _, t := range keyless {
+		if _, err := c.Exec(ctx, "ALTER TABLE "+t+" REPLICA IDENTITY FULL"); err != nil {
+			return nil, fmt.Errorf("identifying %s's rows for replication: %w", t, redact.Error(err))
+		}
 	}
 	var missing []string
 	for _, t := range tables {

@@ -28,10 +28,11 @@ type Postgres struct {
 	// Replica is true for a streaming standby made by StartReplica.
 	Replica bool
 
-	proc *Process
-	bin  string
-	cred *syscall.Credential
-	dir  string
+	proc    *Process
+	bin     string
+	logical bool
+	cred    *syscall.Credential
+	dir     string
 }
 
 // StartPostgres initialises a fresh primary and starts it; it stops when t ends.
@@ -48,12 +49,7 @@ func StartPostgresWith(t testing.TB, o PostgresOptions) *Postgres {
 	t.Helper()
 	p := newPostgres(t, "postgres-primary")
 	if o.Logical {
-		for i, a := range p.proc.spec.args {
-			if a == "wal_level=replica" {
-				p.proc.spec.args[i] = "wal_level=logical"
-			}
-		}
-		p.proc.spec.args = append(p.proc.spec.args, "-c", "max_replication_slots=10", "-c", "max_logical_replication_workers=6")
+		p.setLogical()
 	}
 	p.run(t, p.bin+"/initdb", "-D", p.DataDir, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C")
 	p.launch(t)
@@ -65,10 +61,25 @@ func (p *Postgres) StartReplica(t testing.TB) *Postgres {
 	t.Helper()
 	r := newPostgres(t, "postgres-replica")
 	r.Replica = true
+	if p.logical { // a replica promoted later publishes as its primary did
+		r.setLogical()
+	}
 	r.run(t, r.bin+"/pg_basebackup", "-h", "127.0.0.1", "-p", strconv.Itoa(p.Port), "-U", "postgres",
 		"-D", r.DataDir, "-R", "-X", "stream", "-c", "fast", "--no-sync")
 	r.launch(t)
 	return r
+}
+
+// setLogical sets wal_level=logical and room for the slots and workers of a publication and a
+// subscription.
+func (p *Postgres) setLogical() {
+	p.logical = true
+	for i, a := range p.proc.spec.args {
+		if a == "wal_level=replica" {
+			p.proc.spec.args[i] = "wal_level=logical"
+		}
+	}
+	p.proc.spec.args = append(p.proc.spec.args, "-c", "max_replication_slots=10", "-c", "max_logical_replication_workers=6")
 }
 
 func newPostgres(t testing.TB, name string) *Postgres {

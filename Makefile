@@ -83,7 +83,7 @@ bench: tools deps-check ## benchmarks: Go benchmarks, then bench/*.sh (dbsync on
 	@echo '```' >> $(BENCH_RESULTS); echo "results: $(BENCH_RESULTS)"
 
 .PHONY: bench-db
-bench-db: tools deps-bench ## the slow database benchmark alone (bench/dbsync.sh: 200 MiB, 1 GiB and 5 GiB against pg_dump and pgcopydb; ~30 min, ~25 GiB of disk)
+bench-db: tools deps-bench ## the slow database benchmarks alone (bench/dbsync.sh: logical replication lag vs a streaming replica, ~2 min; db sync at 200 MiB, 1 GiB and 5 GiB vs pg_dump and pgcopydb, ~30 min, ~25 GiB of disk; MPHA_BENCH_DB=replication or sync for one)
 	bash bench/dbsync.sh
 
 .PHONY: deps-bench

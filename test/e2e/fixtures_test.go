@@ -200,7 +200,7 @@ func (p *pair) agentConfig(s *site) agent.Config {
 		NATS:              agent.NATS{URL: p.nats.URL},
 		Health:            agent.Health{ProbeURL: p.probe.URL},
 		Secrets:           agent.Secrets{Names: p.opts.exportNames},
-		Postgres:          postgresConfig(),
+		Postgres:          p.postgresConfig(),
 		Standby:           agent.Standby{ChartRepository: "https://charts.example.invalid/tsb"},
 	}
 }

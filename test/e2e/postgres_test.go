@@ -5,6 +5,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/mpha-dev/mpha/agent/database"
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/failover/failovertest"
+	"github.com/mpha-dev/mpha/internal/pgrepl"
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
 
@@ -31,17 +34,25 @@ import (
 //	f'    primary           rebuilt: replica of east  the operator re-seeds the standby (pg_basebackup)
 //	h     primary           promoted: primary         east's cluster is down, its database (outside it) is not
 //	g     primary, synced   primary (source)          east's agent copies west's into east again
+//	i     primary (source)  subscriber of east        the operator sets replication logical
+//	i     fenced, then      promoted: publisher       west's agent promotes its subscription
+//	      subscriber of west                          east's agent re-subscribes the other way
 //
 // After d the two servers are independent primaries: the old primary is not rewound into a
 // replica (that is the operator's rebuild, f'), so the failback copies the data back with the
 // sync pre-step. After f the standby is re-seeded as a replica, as an operator does to get
 // streaming back, which h then promotes again. Both agents run with topology auto, so one
 // configuration follows these changes (streaming, then independent, then streaming) without a
-// restart; only a new server behind a DSN Secret needs one, as it would in a cluster.
+// restart; only a new server behind a DSN Secret needs one, as it would in a cluster. In i the
+// operator moves the pair to logical replication (a helm upgrade of both agents' values): the
+// servers run with wal_level=logical from the start, as a site planning for it would.
 const (
 	pgPassword   = "tsb-E2e-Pa55word-never-shown"
 	pgSecret     = "mpha-postgres"
 	pgPeerSecret = "mpha-postgres-peer"
+	// pgAdminSecret: each site's own server as a role that may create subscriptions (the
+	// superuser in PostgreSQL 15).
+	pgAdminSecret = "mpha-postgres-admin"
 )
 
 // mpDB is each site's database server, swapped when the operator rebuilds one.
@@ -49,6 +60,8 @@ type mpDB struct {
 	east, west *testrig.Postgres
 	// drill is the whole drill's test: a server started in a step outlives it.
 	drill testing.TB
+	// logical: the agents run with postgres.replication logical (step i on).
+	logical bool
 }
 
 // startPostgres starts east's primary with the MP's database and role, west's streaming replica,
@@ -58,12 +71,13 @@ func (p *pair) startPostgres(t *testing.T) {
 	ctx, cancel := context.WithTimeout(p.ctx, 2*time.Minute)
 	defer cancel()
 	p.leaks.Add([]byte(pgPassword))
-	east := testrig.StartPostgres(t)
-	// tsb: the MP's role; CREATEDB to take a sync, pg_monitor to read replication state,
+	east := testrig.StartPostgresWith(t, testrig.PostgresOptions{Logical: true})
+	// tsb: the MP's role; CREATEDB to take a sync, REPLICATION for the peer's subscription to
+	// connect as it, pg_monitor to read replication state,
 	// pg_promote (granted in the postgres database, where the agent connects to promote: a
 	// function's grants are per database, and a sync rebuilds tsb) to promote its standby.
 	// Granted before the replica is cloned, so both have it.
-	testrig.ExecSQL(ctx, t, east.DSN("postgres"), "CREATE ROLE tsb LOGIN CREATEDB PASSWORD '"+pgPassword+"'",
+	testrig.ExecSQL(ctx, t, east.DSN("postgres"), "CREATE ROLE tsb LOGIN CREATEDB REPLICATION PASSWORD '"+pgPassword+"'",
 		"GRANT pg_monitor TO tsb", "CREATE DATABASE tsb OWNER tsb", "GRANT EXECUTE ON FUNCTION pg_promote(boolean, integer) TO tsb")
 	testrig.ExecSQL(ctx, t, east.DSN("tsb"), "SET ROLE tsb",
 		"CREATE TABLE public.organizations (id bigserial PRIMARY KEY, name text NOT NULL UNIQUE, spec jsonb)",
@@ -79,8 +93,12 @@ func (p *pair) startPostgres(t *testing.T) {
 }
 
 // postgresConfig is the agents' postgres section: topology auto (it changes along the drill),
-// promote a streaming standby once a failover is merged, sync independent ones before.
-func postgresConfig() agent.Postgres {
+// promote a streaming standby once a failover is merged, sync independent ones before; from
+// step i, logical replication instead.
+func (p *pair) postgresConfig() agent.Postgres {
+	if p.db != nil && p.db.logical {
+		return agent.Postgres{Topology: "auto", DSNSecret: pgSecret, PeerDSNSecret: pgPeerSecret, Replication: "logical", SubscriptionDSNSecret: pgAdminSecret}
+	}
 	return agent.Postgres{Topology: "auto", DSNSecret: pgSecret, PeerDSNSecret: pgPeerSecret, PromoteOnFailover: true, SyncOnFailover: true}
 }
 
@@ -88,10 +106,16 @@ func mpDSN(pg *testrig.Postgres) string {
 	return fmt.Sprintf("postgres://tsb:%s@127.0.0.1:%d/tsb?sslmode=disable", pgPassword, pg.Port)
 }
 
-// setDSN creates or replaces s's DSN Secret name to reach pg.
+// setDSN creates or replaces s's DSN Secret name to reach pg as the MP's role.
 func (p *pair) setDSN(t *testing.T, s *site, name string, pg *testrig.Postgres) {
 	t.Helper()
-	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: agentNS}, Data: map[string][]byte{"dsn": []byte(mpDSN(pg))}}
+	p.setSecretDSN(t, s, name, mpDSN(pg))
+}
+
+// setSecretDSN creates or replaces s's DSN Secret name.
+func (p *pair) setSecretDSN(t *testing.T, s *site, name, dsn string) {
+	t.Helper()
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: agentNS}, Data: map[string][]byte{"dsn": []byte(dsn)}}
 	secrets := s.cluster.Clientset.CoreV1().Secrets(agentNS)
 	if _, err := secrets.Update(p.ctx, sec, metav1.UpdateOptions{}); err == nil {
 		return
@@ -168,25 +192,33 @@ func (p *pair) failoverPromotes(t *testing.T) {
 // is a primary that takes writes.
 func (p *pair) checkPromoted(t *testing.T, id string, pg *testrig.Postgres) {
 	t.Helper()
+	p.checkStepAfterMerge(t, id, database.StepPromote)
+	if p.inRecovery(t, pg) {
+		t.Fatalf("%s: the database at port %d is still a replica", id, pg.Port)
+	}
+}
+
+// checkStepAfterMerge: the request's statuses record the step name done between merged and
+// applied; it returns the step.
+func (p *pair) checkStepAfterMerge(t *testing.T, id, name string) *event.Step {
+	t.Helper()
 	sts := p.statuses(t, id)
 	merged, promoted, applied := -1, -1, -1
 	for i, st := range sts {
 		switch {
 		case st.Phase == event.PhaseMerged && len(st.Steps) == 0 && merged < 0:
 			merged = i
-		case len(st.Steps) == 1 && st.Steps[0].Name == database.StepPromote && st.Steps[0].Result == event.StepDone:
+		case len(st.Steps) == 1 && st.Steps[0].Name == name && st.Steps[0].Result == event.StepDone:
 			promoted = i
 		case st.Phase == event.PhaseApplied && applied < 0:
 			applied = i
 		}
 	}
 	if merged < 0 || promoted < merged || applied < promoted {
-		t.Errorf("%s: merged at %d, promoted at %d, applied at %d: want merged < promoted < applied (%s)", id, merged, promoted, applied, failovertest.Phases(sts))
-	}
-	if p.inRecovery(t, pg) {
-		t.Fatalf("%s: the database at port %d is still a replica", id, pg.Port)
+		t.Fatalf("%s: merged at %d, %s at %d, applied at %d: want merged < %s < applied (%s)", id, merged, name, promoted, applied, name, failovertest.Phases(sts))
 	}
 	p.say("The promotion is in the statuses after the merge, before Flux applied it: %s", sts[promoted].Message)
+	return &sts[promoted].Steps[0]
 }
 
 // failbackSyncs (step f with its database): the two servers are independent primaries now; east's
@@ -262,6 +294,114 @@ func (p *pair) eastFailsPromotes(t *testing.T) {
 func (p *pair) chaosSyncs(t *testing.T) {
 	p.chaos(t)
 	p.checkSynced(t, "e2e-chaos-east", p.db.east, "written-on-west-after-h")
+}
+
+// logicalFailsOver (step i): the operator moves the pair to logical replication, a helm upgrade
+// of both agents' values (each site's admin DSN in a Secret). West's agent copies east's schema
+// and subscribes; the database check passes on the subscription's lag; the merge fences east's
+// database, waits until west received all of it (RPO 0: the clients read through west the
+// setting written on east just before the request) and promotes west's subscription; west's MP
+// writes; east's agent re-subscribes the other way, so the next failback has its data.
+func (p *pair) logicalFailsOver(t *testing.T) {
+	p.setSecretDSN(t, p.east, pgAdminSecret, p.db.east.DSN("tsb"))
+	p.setSecretDSN(t, p.west, pgAdminSecret, p.db.west.DSN("tsb"))
+	p.db.logical = true
+	start := time.Now()
+	for _, s := range p.sites() {
+		p.upgradeAgent(t, s)
+	}
+	upgraded := time.Now()
+	p.writeMarker(t, p.db.east, "written-on-east-before-i")
+	p.caughtUp(t, p.db.east, p.db.west, "mpha_west", "written-on-east-before-i")
+	p.say("postgres.replication logical: both agents upgraded in %.1fs; west's agent copied east's schema and subscribed, caught up %.1fs later",
+		upgraded.Sub(start).Seconds(), time.Since(upgraded).Seconds())
+	metrics := p.agentMetrics(t, p.west)
+	if !strings.Contains(metrics, "mpha_postgres_replication_seeds_total 1") {
+		t.Errorf("west's agent does not report its subscription:\n%s", grepLines(metrics, "mpha_postgres_replication"))
+	}
+
+	id := "e2e-logical-west"
+	p.failover(t, p.west, id)
+	sts := p.statuses(t, id)
+	if c := checkOf(sts, database.CheckName); c == nil || c.Result != "pass" || !strings.Contains(c.Evidence, "logical subscription mpha_west on 127.0.0.1:") {
+		t.Errorf("the database check of a subscriber: %+v", c)
+	}
+	if s := stepOf(sts, database.StepSync); s != nil {
+		t.Errorf("a sync step with logical replication: %+v", s)
+	}
+	step := p.checkStepAfterMerge(t, id, database.StepPromoteSubscription)
+	if !strings.Contains(step.Detail, "fenced the old active's database") || !strings.Contains(step.Detail, "RPO 0") {
+		t.Errorf("the promotion of west's subscription: %+v", step)
+	}
+	if !p.hasMarker(t, p.db.west, "written-on-east-before-i") {
+		t.Error("west's database lacks the row written on east before the failover")
+	}
+	verified := time.Now()
+	p.writeMarker(t, p.db.west, "written-on-west-after-i")
+	p.caughtUp(t, p.db.west, p.db.east, "mpha_east", "written-on-west-after-i")
+	p.say("East's agent re-subscribed east's database to west's, caught up %.1fs after the failover was verified: the failback has its data",
+		time.Since(verified).Seconds())
+}
+
+// upgradeAgent is `helm upgrade` of s's agent with the drill's current configuration: the
+// chart rendered again (the config file and the RBAC for the Secrets it names) and the agent
+// restarted, as the Deployment's config checksum does.
+func (p *pair) upgradeAgent(t *testing.T, s *site) {
+	t.Helper()
+	listen := strings.TrimPrefix(s.agentURL, "http://")
+	p.chartAgent(t, s, listen)
+	if err := s.agent.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.agent.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	testrig.Eventually(t, s.name+"'s agent /readyz", time.Minute, func(ctx context.Context) error {
+		return testrig.HTTPOK(ctx, s.agentURL+"/readyz")
+	})
+}
+
+// caughtUp waits until subscription name on to's server follows from's, caught up, and holds
+// the row marker.
+func (p *pair) caughtUp(t *testing.T, from, to *testrig.Postgres, name, marker string) {
+	t.Helper()
+	testrig.Eventually(t, name+" to catch up", 2*time.Minute, func(ctx context.Context) error {
+		l, err := pgrepl.MeasureLag(ctx, mpDSN(from), to.DSN("tsb"), name)
+		switch {
+		case err != nil:
+			return err
+		case !l.Synced || l.Bytes != 0:
+			return fmt.Errorf("lag %+v", l)
+		case !p.hasMarker(t, to, marker):
+			return fmt.Errorf("no %s yet", marker)
+		}
+		return nil
+	})
+}
+
+// agentMetrics reads s's agent's /metrics.
+func (p *pair) agentMetrics(t *testing.T, s *site) string {
+	t.Helper()
+	resp, err := http.Get(s.agentURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for l := range strings.Lines(s) {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "")
 }
 
 func checkOf(sts []event.FailoverStatus, name string) *event.Check {

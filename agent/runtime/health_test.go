@@ -20,12 +20,14 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/mpha-dev/mpha/agent"
+	"github.com/mpha-dev/mpha/agent/database"
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/health"
 	"github.com/mpha-dev/mpha/agent/heartbeat"
@@ -289,6 +291,13 @@ health: {organization: tetrate, credentialsSecret: mpha-probe, caSecret: mpha-pr
 			exposed[name] = true
 		}
 	}
+	// Logical replication's series, which these agents do not run (postgres.replication none):
+	// the names the agent's replicator registers.
+	rec := &recordingRegisterer{names: exposed}
+	if _, err := database.NewReplicator(database.ReplicationOptions{Self: "postgres://a/tsb", Peer: "postgres://b/tsb",
+		Active: func(context.Context) (bool, error) { return false, nil }, Registerer: rec}); err != nil {
+		t.Fatal(err)
+	}
 	checkMonitoring(t, exposed)
 	for _, tc := range []struct {
 		replica *replica
@@ -393,6 +402,28 @@ func checkMonitoring(t *testing.T, exposed map[string]bool) {
 		}
 	}
 }
+
+// recordingRegisterer records the names of the series registered on it.
+type recordingRegisterer struct{ names map[string]bool }
+
+func (r *recordingRegisterer) Register(c prometheus.Collector) error {
+	ch := make(chan *prometheus.Desc, 16)
+	go func() { c.Describe(ch); close(ch) }()
+	for d := range ch {
+		if m := regexp.MustCompile(`fqName: "([a-z0-9_]+)"`).FindStringSubmatch(d.String()); m != nil {
+			r.names[m[1]] = true
+		}
+	}
+	return nil
+}
+
+func (r *recordingRegisterer) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		_ = r.Register(c)
+	}
+}
+
+func (r *recordingRegisterer) Unregister(prometheus.Collector) bool { return true }
 
 func post(t *testing.T, url, token string, body []byte) int {
 	t.Helper()

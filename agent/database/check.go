@@ -154,7 +154,7 @@ func (o *CheckOptions) streaming(ctx context.Context, self, peer *Server, peerNo
 		return fail, err.Error()
 	}
 	evidence := fmt.Sprintf("streaming replica %s is %s, per %s; %s; limits %s and %s",
-		self.Name, lag, from, receiver, bytesString(o.MaxLagBytes), o.MaxLag)
+		self.Name, lag, from, receiver, FormatBytes(o.MaxLagBytes), o.MaxLag)
 	if lag.Bytes > o.MaxLagBytes || lag.Seconds > o.MaxLag.Seconds() {
 		return fail, "lag over the RPO: " + evidence
 	}
@@ -233,7 +233,7 @@ func (o *CheckOptions) logical(ctx context.Context, self, peer *Server, peerNote
 		worker = "its apply worker is NOT running"
 	}
 	evidence := fmt.Sprintf("logical subscription %s on %s is %s behind (%.1f s), per %s; %d tables; %s; limits %s and %s",
-		o.Subscription, self.Name, bytesString(lag.Bytes), max(lag.Seconds, 0), from, len(sub.Tables), worker, bytesString(o.MaxLagBytes), o.MaxLag)
+		o.Subscription, self.Name, FormatBytes(lag.Bytes), max(lag.Seconds, 0), from, len(sub.Tables), worker, FormatBytes(o.MaxLagBytes), o.MaxLag)
 	switch {
 	case lag.Bytes > o.MaxLagBytes || lag.Seconds > o.MaxLag.Seconds():
 		return fail, "lag over the RPO: " + evidence

@@ -64,10 +64,11 @@ func (l Lag) String() string {
 	if l.Seconds < 0 {
 		secs = "no transaction replayed yet"
 	}
-	return fmt.Sprintf("%s (%s): replayed %s of %s", bytesString(l.Bytes), secs, l.ReplayLSN, l.ActiveLSN)
+	return fmt.Sprintf("%s (%s): replayed %s of %s", FormatBytes(l.Bytes), secs, l.ReplayLSN, l.ActiveLSN)
 }
 
-func bytesString(n int64) string {
+// FormatBytes prints a size in B, KiB, MiB or GiB, as the evidence and the status show it.
+func FormatBytes(n int64) string {
 	switch {
 	case n >= 1<<30:
 		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))

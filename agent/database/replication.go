@@ -297,7 +297,7 @@ func (r *Replicator) subscribe(ctx context.Context) (ReplicationState, error) {
 	st.Lag = &lag
 	r.m.lagBytes.Set(float64(lag.Bytes))
 	r.m.lagSeconds.Set(lag.Seconds)
-	st.Detail = fmt.Sprintf("subscription %s on %s: %s behind %s", r.sub, Describe(r.o.Self), bytesString(lag.Bytes), Describe(r.o.Peer))
+	st.Detail = fmt.Sprintf("subscription %s on %s: %s behind %s", r.sub, Describe(r.o.Self), FormatBytes(lag.Bytes), Describe(r.o.Peer))
 	if !lag.Synced {
 		st.Detail += ", initial copy under way"
 	}
@@ -352,7 +352,7 @@ func (r *Replicator) reapSlots(ctx context.Context) error {
 		if age < r.o.MaxSlotAge {
 			if age > 0 {
 				r.o.Logger.Warn("a replication slot has no subscriber", "slot", s.Name, "for", age.Round(time.Second),
-					"retains", bytesString(s.Retained), "dropped after", r.o.MaxSlotAge)
+					"retains", FormatBytes(s.Retained), "dropped after", r.o.MaxSlotAge)
 			}
 			continue
 		}
@@ -363,7 +363,7 @@ func (r *Replicator) reapSlots(ctx context.Context) error {
 		if dropped {
 			r.m.slotsDropped.Inc()
 			r.o.Logger.Warn("dropped a replication slot without a subscriber", "slot", s.Name, "unused for", age.Round(time.Second),
-				"retained", bytesString(s.Retained))
+				"retained", FormatBytes(s.Retained))
 		}
 		delete(seen, s.Name)
 	}
@@ -404,7 +404,7 @@ func (r *Replicator) promote(ctx context.Context) (string, error) {
 	case err != nil:
 		notes = append(notes, fmt.Sprintf("the old active's database %s could not be fenced (%s)", Describe(r.o.Peer), redact.String(err.Error())))
 		if last := r.state.Load(); last != nil && last.Lag != nil {
-			notes = append(notes, fmt.Sprintf("RPO: %s behind when last measured, %s", bytesString(last.Lag.Bytes), ago(r.o.Now().Sub(last.At))))
+			notes = append(notes, fmt.Sprintf("RPO: %s behind when last measured, %s", FormatBytes(last.Lag.Bytes), ago(r.o.Now().Sub(last.At))))
 		} else {
 			notes = append(notes, "RPO unknown: no lag measured yet")
 		}
@@ -417,7 +417,7 @@ func (r *Replicator) promote(ctx context.Context) (string, error) {
 		case behind == 0:
 			notes = append(notes, "received everything it committed: RPO 0")
 		default:
-			notes = append(notes, fmt.Sprintf("RPO: %s it committed not received within %s", bytesString(behind), r.o.CatchUp))
+			notes = append(notes, fmt.Sprintf("RPO: %s it committed not received within %s", FormatBytes(behind), r.o.CatchUp))
 		}
 	}
 	n, err := pgrepl.Promote(ctx, r.o.Admin, r.o.Peer, r.sub)

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/mpha-dev/mpha/agent/database"
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/health"
 	"github.com/mpha-dev/mpha/agent/heartbeat"
@@ -297,7 +298,7 @@ func printPairStatus(w io.Writer, rep statusReport) error {
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "CLUSTER\tROLE\tMP FQDN\tLAST HEARTBEAT\tAGE\tREPORTED\tEPOCH\tVERSION\tNOTES\n")
+	fmt.Fprintf(tw, "CLUSTER\tROLE\tMP FQDN\tLAST HEARTBEAT\tAGE\tREPORTED\tEPOCH\tVERSION\tDATABASE\tNOTES\n")
 	for _, c := range rep.Clusters {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, c.Role, c.MPFQDN, heartbeatColumns(c, rep.NATS.Reachable))
 	}
@@ -344,17 +345,39 @@ func heartbeatColumns(c clusterStatus, reachable bool) string {
 	hs := c.Heartbeat
 	switch {
 	case !reachable:
-		return "unknown\t\t\t\t\t"
+		return "unknown\t\t\t\t\t\t"
 	case hs == nil:
-		return "never\t\t\t\t\t"
+		return "never\t\t\t\t\t\t"
 	}
 	age := (time.Duration(hs.AgeSeconds * float64(time.Second))).Round(time.Second).String()
 	at := hs.At.Format(time.RFC3339)
 	if hs.Data == nil {
-		return fmt.Sprintf("%s\t%s\t\t\t\tunreadable: %s", at, age, hs.Error)
+		return fmt.Sprintf("%s\t%s\t\t\t\t\tunreadable: %s", at, age, hs.Error)
 	}
 	d := hs.Data
-	return fmt.Sprintf("%s\t%s\t%s\t%d\t%s\t%s", at, age, d.Role, d.Epoch, d.AgentVersion, strings.Join(c.Notes, "; "))
+	return fmt.Sprintf("%s\t%s\t%s\t%d\t%s\t%s\t%s", at, age, d.Role, d.Epoch, d.AgentVersion, databaseColumn(d.Postgres), strings.Join(c.Notes, "; "))
+}
+
+// databaseColumn is a heartbeat's database in a few words: its role, a replica's or a logical
+// subscriber's lag, an import's time.
+func databaseColumn(pg *event.PostgresStatus) string {
+	if pg == nil {
+		return "-"
+	}
+	s := pg.Role
+	if pg.Replication != "" {
+		s = "logical " + pg.Replication
+	}
+	if pg.LagBytes != nil {
+		s += " " + database.FormatBytes(*pg.LagBytes) + " behind"
+		if pg.LagSeconds != nil && *pg.LagSeconds > 0 {
+			s += fmt.Sprintf(" (%.1fs)", *pg.LagSeconds)
+		}
+	}
+	if pg.ImportedAt != nil && pg.Replication == "" {
+		s += " imported " + pg.ImportedAt.UTC().Format(time.RFC3339)
+	}
+	return s
 }
 
 func shortCommit(c string) string {

@@ -87,7 +87,10 @@ func TestStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	subjects, _ := event.NewSubjects("tsb-mp")
-	east := &heartbeat.Publisher{Cluster: "east", Subjects: subjects, Pair: statusPair{pair}, JS: js}
+	east := &heartbeat.Publisher{Cluster: "east", Subjects: subjects, Pair: statusPair{pair}, JS: js,
+		Facts: func(context.Context) (event.Heartbeat, error) {
+			return event.Heartbeat{Postgres: &event.PostgresStatus{Role: "primary", Replication: "publisher"}}, nil
+		}}
 	if _, err := east.Beat(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -107,8 +110,8 @@ func TestStatus(t *testing.T) {
 		`(?m)^Floating FQDN:\s+active\.tsb\.example\.com$`,
 		`(?m)^Last failover:\s+west → east at 2026-11-20T10:02:00Z \(event ev-3\)$`,
 		`(?m)^Git:\s+http://\S+/org/fleet\.git main@` + commit[:12] + `$`,
-		`(?m)^CLUSTER\s+ROLE\s+MP FQDN\s+LAST HEARTBEAT\s+AGE\s+REPORTED\s+EPOCH\s+VERSION\s+NOTES$`,
-		`(?m)^east\s+active\s+mp1\.tsb\.example\.com\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+\d+(m\d+)?s\s+active\s+4\s+\S+\s*$`,
+		`(?m)^CLUSTER\s+ROLE\s+MP FQDN\s+LAST HEARTBEAT\s+AGE\s+REPORTED\s+EPOCH\s+VERSION\s+DATABASE\s+NOTES$`,
+		`(?m)^east\s+active\s+mp1\.tsb\.example\.com\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+\d+(m\d+)?s\s+active\s+4\s+\S+\s+logical publisher\s*$`,
 		`(?m)^west\s+standby\s+mp2\.tsb\.example\.com\s+never\s*$`,
 		`(?m)^Open failover suggestions: none$`,
 	} {
@@ -123,7 +126,11 @@ func TestStatus(t *testing.T) {
 	// West reports from an old epoch; -o json carries it with a note.
 	old := *pair
 	old.Epoch = 3
-	west := &heartbeat.Publisher{Cluster: "west", Subjects: subjects, Pair: statusPair{&old}, JS: js}
+	lagBytes, lagSeconds := int64(2048), 0.4
+	west := &heartbeat.Publisher{Cluster: "west", Subjects: subjects, Pair: statusPair{&old}, JS: js,
+		Facts: func(context.Context) (event.Heartbeat, error) {
+			return event.Heartbeat{Postgres: &event.PostgresStatus{Role: "primary", Replication: "subscriber", LagBytes: &lagBytes, LagSeconds: &lagSeconds}}, nil
+		}}
 	if _, err := west.Beat(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -147,6 +154,13 @@ func TestStatus(t *testing.T) {
 	if w.Name != "west" || w.Role != "standby" || w.Heartbeat == nil || w.Heartbeat.Data.Epoch != 3 ||
 		strings.Join(w.Notes, ";") != "at epoch 3, Git at 4" {
 		t.Errorf("west: %+v (heartbeat %+v)", w, w.Heartbeat)
+	}
+	if pg := w.Heartbeat.Data.Postgres; pg == nil || pg.Replication != "subscriber" || pg.LagBytes == nil || *pg.LagBytes != 2048 {
+		t.Errorf("west's database in the json report: %+v", pg)
+	}
+	out, _, err = run(t, args...)
+	if re := `(?m)^west\s+standby\s+\S+\s+\S+Z\s+\S+\s+standby\s+3\s+\S+\s+logical subscriber 2\.0 KiB behind \(0\.4s\)\s+at epoch 3, Git at 4$`; err != nil || !regexp.MustCompile(re).MatchString(out) {
+		t.Errorf("west's row does not match %s (%v):\n%s", re, err, out)
 	}
 
 	// Something else on west's heartbeat subject: its time and age, and why it is unreadable.

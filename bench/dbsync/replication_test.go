@@ -276,4 +276,3 @@ func pct(xs []float64, p int) float64 {
 }
 
 func kib(b float64) string { return fmt.Sprintf("%.1f KiB", b/1024) }
-

@@ -36,6 +36,8 @@ type dialect interface {
 	// merge merges an open pull request with a merge commit, keeping the HTTP status in the
 	// error so that Merge can tell "try again" from a refusal.
 	merge(ctx context.Context, prs gitprovider.PullRequestClient, number int, message string) error
+	// setStatus sets a commit status through the forge's SDK (go-git-providers has none).
+	setStatus(ctx context.Context, sha string, s CommitStatus) error
 }
 
 // client is a Forge on go-git-providers.
@@ -210,6 +212,26 @@ func (c *client) mergeOnce(ctx context.Context, number int, message string) (boo
 		return false, err
 	}
 	return true, nil
+}
+
+// maxStatusDescription is GitHub's limit on a status's description.
+const maxStatusDescription = 140
+
+// SetStatus implements Forge.
+func (c *client) SetStatus(ctx context.Context, sha string, s CommitStatus) error {
+	switch {
+	case sha == "" || s.Context == "":
+		return errors.New("a commit status needs a commit and a context")
+	case s.State != StatusPending && s.State != StatusSuccess && s.State != StatusFailure:
+		return fmt.Errorf("commit status state %q: want pending, success or failure", s.State)
+	}
+	if r := []rune(s.Description); len(r) > maxStatusDescription {
+		s.Description = string(r[:maxStatusDescription-1]) + "…"
+	}
+	if err := c.d.call(ctx, func() error { return c.d.setStatus(ctx, sha, s) }); err != nil {
+		return c.s.wrap(classify(err), "setting status %s of %s in %s", s.Context, sha, c.repository)
+	}
+	return nil
 }
 
 // retryable says whether a merge may succeed if tried again.

@@ -31,16 +31,38 @@ type PullRequest struct {
 	Number int
 	// URL is the page a person opens to review it.
 	URL string
-	// Branch is the head (source) branch and Base the branch it merges into.
-	Branch, Base string
-	Title        string
-	State        State
+	// Branch is the head (source) branch and Base the branch it merges into; Head is the head
+	// branch's commit, where commit statuses go.
+	Branch, Base, Head string
+	Title              string
+	State              State
 }
 
 // Proposal is a pull request to open.
 type Proposal struct {
 	Branch, Base, Title, Body string
 }
+
+// CommitStatus is a commit status, as a required check reads it: GitHub's commit status,
+// GitLab's external commit status, Gitea's commit status.
+type CommitStatus struct {
+	// Context names the check (mpha/preflight): what branch protection requires.
+	Context string
+	State   StatusState
+	// Description is the one line the forge shows beside it (cut to 140 characters, GitHub's
+	// limit); TargetURL, if set, is where "details" leads.
+	Description, TargetURL string
+}
+
+// StatusState is a commit status's state.
+type StatusState string
+
+// The states every forge has.
+const (
+	StatusPending StatusState = "pending"
+	StatusSuccess StatusState = "success"
+	StatusFailure StatusState = "failure"
+)
 
 // Forge opens and follows pull requests in one repository.
 type Forge interface {
@@ -57,6 +79,9 @@ type Forge interface {
 	// Merge merges pull request number with a merge commit (used by drills and tests). An
 	// already merged PR is not an error; a closed one is.
 	Merge(ctx context.Context, number int, message string) error
+	// SetStatus sets the commit status s.Context of commit sha (a pull request's head): a
+	// required status check refuses the merge while it is not success.
+	SetStatus(ctx context.Context, sha string, s CommitStatus) error
 }
 
 // ErrNotFound is returned (wrapped) when the repository or a pull request does not exist, or

@@ -63,7 +63,7 @@ func giteaPullRequest(pr *gitea.PullRequest) PullRequest {
 	}
 	out := PullRequest{Number: int(pr.Index), URL: pr.HTMLURL, Title: pr.Title, State: state}
 	if pr.Head != nil {
-		out.Branch = pr.Head.Ref
+		out.Branch, out.Head = pr.Head.Ref, pr.Head.Sha
 	}
 	if pr.Base != nil {
 		out.Base = pr.Base.Ref
@@ -148,6 +148,13 @@ func (d *giteaDialect) merge(_ context.Context, _ gitprovider.PullRequestClient,
 		return &statusError{code: resp.StatusCode, err: fmt.Errorf("forge answered %s (not mergeable yet, or conflicting)", resp.Status)}
 	}
 	return nil
+}
+
+func (d *giteaDialect) setStatus(_ context.Context, sha string, s CommitStatus) error {
+	_, resp, err := d.sdk.CreateStatus(d.owner, d.name, sha, gitea.CreateStatusOption{
+		State: gitea.StatusState(s.State), TargetURL: s.TargetURL, Description: s.Description, Context: s.Context,
+	})
+	return withStatus(httpResponse(resp), err)
 }
 
 func httpResponse(resp *gitea.Response) *http.Response {

@@ -131,14 +131,14 @@ func TestGiteaPullRequestLife(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := forge.PullRequest{Number: first.Number, URL: r.pullURL(first.Number), Branch: ev1, Base: "main",
-		Title: proposal.Title, State: forge.StateOpen}
-	if diff := cmp.Diff(want, first); diff != "" || first.Number == 0 {
-		t.Fatalf("Propose (-want +got):\n%s", diff)
-	}
 	raw, _, err := r.sdk.GetPullRequest(r.owner, r.name, int64(first.Number))
 	if err != nil {
 		t.Fatal(err)
+	}
+	want := forge.PullRequest{Number: first.Number, URL: r.pullURL(first.Number), Branch: ev1, Base: "main",
+		Head: r.branchHead(t, ev1), Title: proposal.Title, State: forge.StateOpen}
+	if diff := cmp.Diff(want, first); diff != "" || first.Number == 0 {
+		t.Fatalf("Propose (-want +got):\n%s", diff)
 	}
 	if raw.Body != proposal.Body {
 		t.Errorf("body on the forge = %q, want %q", raw.Body, proposal.Body)
@@ -260,6 +260,71 @@ func TestGiteaPullRequestLife(t *testing.T) {
 			t.Errorf("Open with a cancelled context = %v, want context.Canceled", err)
 		}
 	})
+}
+
+// branchHead is the commit at the head of branch, as Gitea reports it.
+func (r *giteaRepo) branchHead(t *testing.T, branch string) string {
+	t.Helper()
+	b, _, err := r.sdk.GetRepoBranch(r.owner, r.name, branch)
+	if err != nil || b.Commit == nil || b.Commit.ID == "" {
+		t.Fatalf("branch %s: %+v, %v", branch, b, err)
+	}
+	return b.Commit.ID
+}
+
+// A commit status gates the merge on a protected branch: with mpha/preflight required, Gitea
+// refuses the merge while the status is missing or failed, and merges once it is success. The
+// statuses read back as set, the description cut to GitHub's 140 characters.
+func TestGiteaStatusGatesTheMerge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Gitea")
+	}
+	t.Parallel()
+	g := testrig.StartGitea(t)
+	const branch = "mpha/failover/ev-gated"
+	r := newGiteaRepo(t, g, g.Admin, "fleet", map[string]string{branch: "mpha/ev.yaml"})
+	if _, _, err := r.sdk.CreateBranchProtection(r.owner, r.name, gitea.CreateBranchProtectionOption{BranchName: "main",
+		EnablePush: true, EnableStatusCheck: true, StatusCheckContexts: []string{"mpha/preflight"}}); err != nil {
+		t.Fatal(err)
+	}
+	f := r.forge(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pr, err := f.Propose(ctx, forge.Proposal{Branch: branch, Base: "main", Title: "Fail over tsb-mp to west"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := func(what string) {
+		t.Helper()
+		mctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		if err := f.Merge(mctx, pr.Number, "merge"); err == nil {
+			t.Fatalf("%s: Gitea merged", what)
+		}
+		if got, err := f.Get(ctx, pr.Number); err != nil || got.State != forge.StateOpen {
+			t.Fatalf("%s: the pull request is %+v, %v; want open", what, got, err)
+		}
+	}
+	refused("without a status")
+	long := strings.Repeat("evidence ", 30)
+	if err := f.SetStatus(ctx, pr.Head, forge.CommitStatus{Context: "mpha/preflight", State: forge.StatusFailure, Description: long}); err != nil {
+		t.Fatal(err)
+	}
+	refused("with the status failure")
+	st, _, err := r.sdk.GetCombinedStatus(r.owner, r.name, pr.Head)
+	if err != nil || len(st.Statuses) != 1 || st.Statuses[0].Context != "mpha/preflight" || st.Statuses[0].State != gitea.StatusFailure ||
+		len([]rune(st.Statuses[0].Description)) != 140 || !strings.HasSuffix(st.Statuses[0].Description, "…") {
+		t.Fatalf("the status on Gitea: %+v, %v", st, err)
+	}
+	if err := f.SetStatus(ctx, pr.Head, forge.CommitStatus{Context: "mpha/preflight", State: forge.StatusSuccess, Description: "preflight holds"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Merge(ctx, pr.Number, "merge"); err != nil {
+		t.Fatalf("merging with the status success: %v", err)
+	}
+	if err := f.SetStatus(ctx, pr.Head, forge.CommitStatus{Context: "mpha/preflight", State: "green"}); err == nil {
+		t.Error("a state no forge has was accepted")
+	}
 }
 
 func (r *giteaRepo) count(t *testing.T, branch string) int {

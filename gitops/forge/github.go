@@ -57,6 +57,7 @@ func githubPullRequest(pr *github.PullRequest) PullRequest {
 		Number: pr.GetNumber(),
 		URL:    pr.GetHTMLURL(),
 		Branch: pr.GetHead().GetRef(),
+		Head:   pr.GetHead().GetSHA(),
 		Base:   pr.GetBase().GetRef(),
 		Title:  pr.GetTitle(),
 		State:  state,
@@ -91,4 +92,13 @@ func (d *githubDialect) list(ctx context.Context, opts *github.PullRequestListOp
 // merge uses go-git-providers: go-github's error keeps the response, so the status is known.
 func (d *githubDialect) merge(ctx context.Context, prs gitprovider.PullRequestClient, number int, message string) error {
 	return prs.Merge(ctx, number, gitprovider.MergeMethodMerge, message)
+}
+
+func (d *githubDialect) setStatus(ctx context.Context, sha string, s CommitStatus) error {
+	st := github.RepoStatus{State: github.Ptr(string(s.State)), Context: github.Ptr(s.Context), Description: github.Ptr(s.Description)}
+	if s.TargetURL != "" {
+		st.TargetURL = github.Ptr(s.TargetURL)
+	}
+	_, _, err := d.gh.Repositories.CreateStatus(ctx, d.owner, d.name, sha, st)
+	return err
 }

@@ -56,6 +56,7 @@ func gitlabPullRequest(mr *gitlab.BasicMergeRequest) (PullRequest, error) {
 		Number: int(mr.IID),
 		URL:    mr.WebURL,
 		Branch: mr.SourceBranch,
+		Head:   mr.SHA,
 		Base:   mr.TargetBranch,
 		Title:  mr.Title,
 		State:  state,
@@ -98,4 +99,19 @@ func (d *gitlabDialect) list(ctx context.Context, opts *gitlab.ListProjectMergeR
 // request mergeable and retries "Branch cannot be merged" itself.
 func (d *gitlabDialect) merge(ctx context.Context, prs gitprovider.PullRequestClient, number int, message string) error {
 	return prs.Merge(ctx, number, gitprovider.MergeMethodMerge, message)
+}
+
+// setStatus sets an external commit status; GitLab's state for a failure is "failed", and its
+// context is the status's name.
+func (d *gitlabDialect) setStatus(ctx context.Context, sha string, s CommitStatus) error {
+	state := gitlab.BuildStateValue(s.State)
+	if s.State == StatusFailure {
+		state = gitlab.Failed
+	}
+	opt := &gitlab.SetCommitStatusOptions{State: state, Name: gitlab.Ptr(s.Context), Description: gitlab.Ptr(s.Description)}
+	if s.TargetURL != "" {
+		opt.TargetURL = gitlab.Ptr(s.TargetURL)
+	}
+	_, _, err := d.gl.Commits.SetCommitStatus(d.project, sha, opt, gitlab.WithContext(ctx))
+	return err
 }

@@ -49,6 +49,7 @@ type PullRequests interface {
 	Propose(ctx context.Context, p forge.Proposal) (forge.PullRequest, error)
 	Open(ctx context.Context, base, prefix string) ([]forge.PullRequest, error)
 	Get(ctx context.Context, number int) (forge.PullRequest, error)
+	SetStatus(ctx context.Context, sha string, s forge.CommitStatus) error
 }
 
 // Options configure a Handler.
@@ -306,7 +307,7 @@ func (h *Handler) answer(ctx context.Context, st *state, req event.Request, subj
 			return err
 		}
 		if h.opts.Now().Sub(lf.At) < h.opts.Follow.ApplyTimeout {
-			h.follow(ctx, merged, lf.From) // a crash may have cut the follow-through short
+			h.follow(ctx, merged, &gate{from: lf.From}) // a crash may have cut the follow-through short
 		}
 		return nil
 	}
@@ -318,7 +319,7 @@ func (h *Handler) answer(ctx context.Context, st *state, req event.Request, subj
 	own := plan.Branch(string(d.Mode), id)
 	for _, b := range branches {
 		if b.Name == own && !d.DryRun {
-			return h.propose(ctx, req, b, st.pair.Active) // pushed before: a redelivery
+			return h.propose(ctx, req, b, st.pair.Active, nil) // pushed before: a redelivery
 		}
 	}
 	if err := plan.Admit(st.pair, d.Target, d.ExpectedEpoch); err != nil {
@@ -385,15 +386,17 @@ func (h *Handler) answer(ctx context.Context, st *state, req event.Request, subj
 	h.call("pushed")
 	msg, _ := CommitMessage(ch)
 	return h.propose(ctx, req, gitrepo.Branch{Name: ch.Branch, Commit: res.Commit, Message: msg,
-		Files: map[string][]byte{h.opts.Layout.Pair(): ch.Files[h.opts.Layout.Pair()]}}, p.From)
+		Files: map[string][]byte{h.opts.Layout.Pair(): ch.Files[h.opts.Layout.Pair()]}}, p.From, checks)
 }
 
-// propose finishes a pushed failover: the pull request (pr mode), then the proposed status (merged
-// in direct mode), then the follow-through. It is what a redelivery repeats.
-func (h *Handler) propose(ctx context.Context, req event.Request, b gitrepo.Branch, from string) error {
+// propose finishes a pushed failover: the pull request (pr mode) with its preflight status (from
+// checks, or run again on a redelivery), then the proposed status (merged in direct mode), then
+// the follow-through. It is what a redelivery repeats.
+func (h *Handler) propose(ctx context.Context, req event.Request, b gitrepo.Branch, from string, checks []event.Check) error {
 	id, d := req.Event.ID(), req.Data
 	epoch := epochOf(b.Files[h.opts.Layout.Pair()])
 	st := event.FailoverStatus{Event: id, Phase: event.PhaseProposed, Epoch: epoch, Branch: b.Name, Commit: b.Commit}
+	g := &gate{from: from, epoch: epoch, force: d.Force}
 	switch {
 	case d.Mode == event.ModeDrill:
 		st.Message = "drill: the failover commit is on " + b.Name + "; it is never proposed for merging"
@@ -410,12 +413,13 @@ func (h *Handler) propose(ctx context.Context, req event.Request, b gitrepo.Bran
 		st.PR = pr.URL
 		st.Message = fmt.Sprintf("pull request #%d: merge it to fail over", pr.Number)
 		h.call("pr-opened")
+		h.setGate(ctx, g, b.Commit, pr.URL, checks)
 	}
 	if err := h.finish(ctx, st); err != nil {
 		return err
 	}
 	if d.Mode != event.ModeDrill {
-		h.follow(ctx, st, from)
+		h.follow(ctx, st, g)
 	}
 	return nil
 }

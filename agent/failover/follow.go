@@ -79,7 +79,7 @@ func (o *FollowOptions) defaults() {
 }
 
 // follow starts the follow-through of a proposed (or merged) failover once per request.
-func (h *Handler) follow(ctx context.Context, st event.FailoverStatus, from string) {
+func (h *Handler) follow(ctx context.Context, st event.FailoverStatus, g *gate) {
 	if h.opts.Follow.Disabled {
 		return
 	}
@@ -94,7 +94,7 @@ func (h *Handler) follow(ctx context.Context, st event.FailoverStatus, from stri
 	go func() {
 		defer h.followWG.Done()
 		defer func() { h.mu.Lock(); delete(h.following, st.Event); h.mu.Unlock() }()
-		if err := h.followThrough(ctx, st, from); err != nil && ctx.Err() == nil {
+		if err := h.followThrough(ctx, st, g); err != nil && ctx.Err() == nil {
 			h.log.Warn("failover follow-through ended", "event", st.Event, "error", err)
 			_ = h.publishStatus(ctx, event.FailoverStatus{Event: st.Event, Phase: event.PhaseFailed, Epoch: st.Epoch,
 				PR: st.PR, Branch: st.Branch, Message: err.Error()})
@@ -102,10 +102,10 @@ func (h *Handler) follow(ctx context.Context, st event.FailoverStatus, from stri
 	}()
 }
 
-func (h *Handler) followThrough(ctx context.Context, st event.FailoverStatus, from string) error {
-	f := h.opts.Follow
+func (h *Handler) followThrough(ctx context.Context, st event.FailoverStatus, g *gate) error {
+	f, from := h.opts.Follow, g.from
 	if st.Phase != event.PhaseMerged {
-		merged, err := h.waitMerged(ctx, st)
+		merged, err := h.waitMerged(ctx, st, g)
 		if err != nil {
 			return err
 		}
@@ -168,8 +168,9 @@ func (h *Handler) onMerged(ctx context.Context, st event.FailoverStatus) error {
 }
 
 // waitMerged waits until pair.yaml on the base branch records this failover. A pull request
-// closed without merging, or another failover taking the epoch, ends the wait.
-func (h *Handler) waitMerged(ctx context.Context, st event.FailoverStatus) (event.FailoverStatus, error) {
+// closed without merging, or another failover taking the epoch, ends the wait. While the pull
+// request is open, each look runs the preflight again and keeps its status (gate) current.
+func (h *Handler) waitMerged(ctx context.Context, st event.FailoverStatus, g *gate) (event.FailoverStatus, error) {
 	var merged event.FailoverStatus
 	var ended error
 	err := h.poll(ctx, h.opts.Follow.MergeInterval, h.opts.Follow.MergeTimeout, nil, func(ctx context.Context) (bool, error) {
@@ -185,6 +186,7 @@ func (h *Handler) waitMerged(ctx context.Context, st event.FailoverStatus) (even
 		}
 		if s.pair.Epoch >= st.Epoch {
 			ended = fmt.Errorf("another change took epoch %d first; this failover is stale", s.pair.Epoch)
+			h.setGate(ctx, g, st.Commit, st.PR, nil)
 			return true, nil
 		}
 		if h.opts.Mode == ModePR && st.PR != "" {
@@ -196,6 +198,7 @@ func (h *Handler) waitMerged(ctx context.Context, st event.FailoverStatus) (even
 					return true, nil
 				}
 			}
+			h.setGate(ctx, g, st.Commit, st.PR, nil)
 		}
 		return false, nil
 	})
@@ -325,6 +328,6 @@ func (h *Handler) resume(ctx context.Context) {
 			}
 		}
 		h.log.Info("resuming the follow-through of an open failover", "event", s.Event, "branch", b.Name)
-		h.follow(ctx, s, st.pair.Active)
+		h.follow(ctx, s, &gate{from: st.pair.Active, epoch: p.Epoch})
 	}
 }

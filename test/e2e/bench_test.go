@@ -302,7 +302,7 @@ func (p *pair) merge(t *testing.T, url, id string) {
 	if err != nil {
 		t.Fatalf("PR URL %s: %v", url, err)
 	}
-	if err := p.forge.Merge(p.ctx, number, "Merge failover "+id); err != nil {
+	if err := p.approveAndMerge(p.ctx, number, "Merge failover "+id); err != nil {
 		t.Fatalf("merging %s: %v", url, err)
 	}
 }

@@ -82,7 +82,7 @@ func TestNegativeControls(t *testing.T) {
 				t.Fatalf("the emergency failover exited %d: %+v", code, sts)
 			}
 			pr := sts[len(sts)-1].PR
-			if err := p.forge.Merge(p.ctx, prNumber(t, pr), "Merge failover "+id); err != nil {
+			if err := p.approveAndMerge(p.ctx, prNumber(t, pr), "Merge failover "+id); err != nil {
 				t.Fatalf("merging %s: %v", pr, err)
 			}
 			merged = time.Now()

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"code.gitea.io/sdk/gitea"
 	"github.com/jackc/pgx/v5"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,7 +19,9 @@ import (
 	"github.com/mpha-dev/mpha/agent"
 	"github.com/mpha-dev/mpha/agent/database"
 	"github.com/mpha-dev/mpha/agent/event"
+	"github.com/mpha-dev/mpha/agent/failover"
 	"github.com/mpha-dev/mpha/agent/failover/failovertest"
+	"github.com/mpha-dev/mpha/gitops/forge"
 	"github.com/mpha-dev/mpha/internal/pgrepl"
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
@@ -321,7 +324,10 @@ func (p *pair) logicalFailsOver(t *testing.T) {
 	}
 
 	id := "e2e-logical-west"
-	p.failover(t, p.west, id)
+	before := p.pairFile(t)
+	pr := p.request(t, p.west, id)
+	p.gateRefusesWhileRed(t, pr)
+	p.complete(t, p.west, id, pr, before.Epoch, completion{})
 	sts := p.statuses(t, id)
 	if c := checkOf(sts, database.CheckName); c == nil || c.Result != "pass" || !strings.Contains(c.Evidence, "logical subscription mpha_west on 127.0.0.1:") {
 		t.Errorf("the database check of a subscriber: %+v", c)
@@ -341,6 +347,64 @@ func (p *pair) logicalFailsOver(t *testing.T) {
 	p.caughtUp(t, p.db.west, p.db.east, "mpha_east", "written-on-west-after-i")
 	p.say("East's agent re-subscribed east's database to west's, caught up %.1fs after the failover was verified: the failback has its data",
 		time.Since(verified).Seconds())
+}
+
+// gateRefusesWhileRed: while the pull request waits, west's subscription stops and east's MP
+// writes 18 MiB, past the RPO limit. West's agent turns the pull request's mpha/preflight status
+// red, and Gitea refuses the merge, approved or not: main requires the status. Once the
+// subscription runs again the status turns green, and the drill merges.
+func (p *pair) gateRefusesWhileRed(t *testing.T, pr string) {
+	t.Helper()
+	number := prNumber(t, pr)
+	got, err := p.forge.Get(p.ctx, number)
+	if err != nil || got.Head == "" {
+		t.Fatalf("pull request %s: %+v, %v", pr, got, err)
+	}
+	p.waitStatus(t, got.Head, gitea.StatusSuccess)
+	testrig.ExecSQL(p.ctx, t, p.db.west.DSN("tsb"), "ALTER SUBSCRIPTION mpha_west DISABLE")
+	testrig.ExecSQL(p.ctx, t, mpDSN(p.db.east),
+		"INSERT INTO public.audit_log (org, payload) SELECT 1, convert_to(repeat(md5(g::text), 64), 'UTF8') FROM generate_series(1, 9000) g")
+	red := p.waitStatus(t, got.Head, gitea.StatusFailure)
+	if !strings.Contains(red, "database (lag over the RPO") {
+		t.Errorf("the red status: %s", red)
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+	err = p.approveAndMerge(ctx, number, "Merge while the preflight is red")
+	cancel()
+	if err == nil {
+		t.Fatal("Gitea merged a pull request whose mpha/preflight status is failure")
+	}
+	if now, gerr := p.forge.Get(p.ctx, number); gerr != nil || now.State != forge.StateOpen {
+		t.Fatalf("after the refused merge: %+v, %v", now, gerr)
+	}
+	p.say("West's subscription stopped while east wrote 18 MiB: west's agent turned the pull request's mpha/preflight red (%s), and Gitea refused the approved merge", red)
+	testrig.ExecSQL(p.ctx, t, p.db.west.DSN("tsb"), "ALTER SUBSCRIPTION mpha_west ENABLE")
+	p.say("The subscription runs again: the status is green (%s)", p.waitStatus(t, got.Head, gitea.StatusSuccess))
+}
+
+// waitStatus waits until commit sha's mpha/preflight status on Gitea is state, and returns its
+// description.
+func (p *pair) waitStatus(t *testing.T, sha string, state gitea.StatusState) string {
+	t.Helper()
+	c, err := gitea.NewClient(p.gitea.URL, gitea.SetToken(p.gitea.Token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var desc string
+	testrig.Eventually(t, "the pull request's preflight status "+string(state), 2*time.Minute, func(context.Context) error {
+		st, _, err := c.GetCombinedStatus(p.gitea.Admin, repoName, sha)
+		if err != nil {
+			return err
+		}
+		for _, s := range st.Statuses {
+			if s.Context == failover.StatusContext && s.State == state {
+				desc = s.Description
+				return nil
+			}
+		}
+		return fmt.Errorf("statuses %+v", st.Statuses)
+	})
+	return desc
 }
 
 // upgradeAgent is `helm upgrade` of s's agent with the drill's current configuration: the

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -24,6 +25,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/mpha-dev/mpha/agent/event"
+	"github.com/mpha-dev/mpha/agent/failover"
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/forge"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
@@ -58,6 +60,7 @@ type pair struct {
 	subj        event.Subjects
 	gitea       *testrig.Gitea
 	forge       forge.Forge
+	reviewer    *gitea.Client // a second person, who approves the failover pull requests
 	gitURL      string
 	repo        *gitrepo.Writer // reads the repository like a person with a clone
 	layout      gitops.Layout
@@ -239,6 +242,7 @@ func (p *pair) createRepo(t *testing.T) {
 	if _, _, err := c.CreateRepo(gitea.CreateRepoOption{Name: repoName, AutoInit: true, DefaultBranch: "main", Readme: "Default"}); err != nil {
 		t.Fatalf("creating the repository: %v", err)
 	}
+	p.protectMain(t, c)
 	p.gitURL = p.gitea.CloneURL(p.gitea.Admin, repoName)
 	auth, err := gitrepo.NewAuth(p.gitURL, p.gitCreds())
 	if err != nil {
@@ -256,6 +260,44 @@ func (p *pair) createRepo(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// protectMain protects main as docs/install.md advises: a merge needs the agent's mpha/preflight
+// status to be success and one approval, by a reviewer other than the agent's bot, whom it adds.
+// Pushes (the agents' exports and values) stay allowed.
+func (p *pair) protectMain(t *testing.T, c *gitea.Client) {
+	t.Helper()
+	const reviewer = "platform-reviewer"
+	password := "Review-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	mustChange := false
+	if _, _, err := c.AdminCreateUser(gitea.CreateUserOption{Username: reviewer, Email: reviewer + "@example.invalid", Password: password,
+		MustChangePassword: &mustChange}); err != nil {
+		t.Fatalf("creating the reviewer: %v", err)
+	}
+	if _, err := c.AddCollaborator(p.gitea.Admin, repoName, reviewer, gitea.AddCollaboratorOption{Permission: ptr(gitea.AccessModeWrite)}); err != nil {
+		t.Fatalf("adding the reviewer: %v", err)
+	}
+	if _, _, err := c.CreateBranchProtection(p.gitea.Admin, repoName, gitea.CreateBranchProtectionOption{BranchName: "main",
+		EnablePush: true, EnableStatusCheck: true, StatusCheckContexts: []string{failover.StatusContext}, RequiredApprovals: 1}); err != nil {
+		t.Fatalf("protecting main: %v", err)
+	}
+	var err error
+	if p.reviewer, err = gitea.NewClient(p.gitea.URL, gitea.SetBasicAuth(reviewer, password)); err != nil {
+		t.Fatal(err)
+	}
+	p.leaks.Add([]byte(password))
+}
+
+// approveAndMerge approves pull request number as the reviewer, then merges it through the
+// forge's API, as people would.
+func (p *pair) approveAndMerge(ctx context.Context, number int, message string) error {
+	if _, _, err := p.reviewer.CreatePullReview(p.gitea.Admin, repoName, int64(number), gitea.CreatePullReviewOptions{
+		State: gitea.ReviewStateApproved, Body: "Reviewed the plan and the preflight evidence."}); err != nil {
+		return fmt.Errorf("approving pull request %d: %w", number, err)
+	}
+	return p.forge.Merge(ctx, number, message)
+}
+
+func ptr[T any](v T) *T { return &v }
 
 func (p *pair) gitCreds() map[string][]byte {
 	return map[string][]byte{"username": []byte(p.gitea.Admin), "password": []byte(p.gitea.Token)}

@@ -443,7 +443,7 @@ func prNumber(t *testing.T, pr string) int {
 func (p *pair) complete(t *testing.T, to *site, id, pr string, epoch int64, c completion) {
 	t.Helper()
 	from := p.other(to)
-	if err := p.forge.Merge(p.ctx, prNumber(t, pr), "Merge failover "+id); err != nil {
+	if err := p.approveAndMerge(p.ctx, prNumber(t, pr), "Merge failover "+id); err != nil {
 		t.Fatalf("merging %s: %v", pr, err)
 	}
 	watch := p.watchFloating(to, "the merge")

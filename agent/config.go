@@ -108,7 +108,9 @@ type Forge struct {
 	TokenSecret string `json:"tokenSecret"`
 	Mode        string `json:"mode"` // pr | branch | direct
 	// MergePollInterval is how often a proposed failover looks for its merge on the base branch
-	// (a clone each time): shorter reacts sooner to the merge and costs the forge more.
+	// (a clone each time) and, in pr mode, runs the preflight again to keep the pull request's
+	// mpha/preflight commit status current: shorter reacts sooner to the merge and to a check
+	// that stops holding, and costs the forge more.
 	MergePollInterval metav1.Duration `json:"mergePollInterval"`
 }
 

@@ -6,19 +6,27 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/mpha-dev/mpha/agent/database"
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/audit"
 	"github.com/mpha-dev/mpha/gitops/failback"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
+	"github.com/mpha-dev/mpha/internal/pgcopy"
+	"github.com/mpha-dev/mpha/internal/pgrepl"
+	"github.com/mpha-dev/mpha/internal/redact"
 )
 
 type failbackOptions struct {
 	repo   repoFlags
 	output string
 	dryRun bool
+	// dbFrom and dbTo are the new active's and the demoted site's MP databases; database the
+	// database copied when they are set.
+	dbFrom, dbTo, database string
 }
 
 func newFailbackCommand(o *globalOptions) *cobra.Command {
@@ -42,6 +50,15 @@ secrets and values. This command reads pair.yaml's last failover and checks, fro
            last written by the new active's export;
   values   the demoted cluster's standby HelmRelease was last rendered by the new active;
   restore  the demoted cluster's role.yaml: its restore job and whether it is suspended.
+
+With --db-from (the new active's MP database) and --db-to (the demoted site's), a fourth check
+brings the demoted site's database in step with the new active's:
+
+  database when the demoted site follows the new active by mpha's logical replication
+           (postgres.replication logical: its agent re-subscribes it), the subscription's state
+           and lag (initial copy done, within 16 MiB); otherwise mpha's own verified copy
+           (` + "`mpha db sync`" + `) is made now (not with --dry-run), which needs the demoted
+           site's MP at 0, as the failover left it.
 
 When all pass it commits role.yaml with the restore job resumed (Mpha-Kind: failback-prepare)
 to --branch, which Flux applies; --dry-run only reports. The pair is then ready to fail back:
@@ -71,6 +88,12 @@ not re-seeded yet (run it again later); 0 when prepared, now or before.`,
 			a, err := assessFailback(cmd.Context(), h, l)
 			if err != nil {
 				return err
+			}
+			if fo.dbFrom != "" || fo.dbTo != "" {
+				if fo.dbFrom == "" || fo.dbTo == "" {
+					return errors.New("--db-from and --db-to go together (or MPHA_DB_FROM and MPHA_DB_TO)")
+				}
+				a.Checks = append(a.Checks, reseedDatabase(cmd.Context(), o, fo, a))
 			}
 			commit := ""
 			if a.Ready() && a.Suspended && !fo.dryRun {
@@ -107,9 +130,58 @@ not re-seeded yet (run it again later); 0 when prepared, now or before.`,
 		},
 	}
 	fo.repo.bind(cmd.Flags())
-	cmd.Flags().BoolVar(&fo.dryRun, "dry-run", false, "report only; commit nothing")
+	cmd.Flags().BoolVar(&fo.dryRun, "dry-run", false, "report only; commit and copy nothing")
+	cmd.Flags().StringVar(&fo.dbFrom, "db-from", "", "the new active's MP database (DSN; keep passwords in MPHA_DB_FROM)")
+	cmd.Flags().StringVar(&fo.dbTo, "db-to", "", "the demoted site's MP database (DSN; MPHA_DB_TO), as a role that may read its subscription and replace it")
+	cmd.Flags().StringVar(&fo.database, "database", pgcopy.DefaultDatabase, "the MP's database, copied when not replicated")
 	cmd.Flags().StringVarP(&fo.output, "output", "o", "table", "table|json")
 	return cmd
+}
+
+// maxReseedLag bounds a logical subscription's lag for the demoted site to count as re-seeded:
+// the database check's default (postgres.maxLagBytes).
+const maxReseedLag = 16 << 20
+
+// reseedDatabase brings the demoted site's database in step with the new active's: a logical
+// subscription of mpha's is judged on its state and lag; without one, mpha's own verified copy
+// is made now (reported only, with --dry-run).
+func reseedDatabase(ctx context.Context, o *globalOptions, fo *failbackOptions, a failback.Assessment) failback.Check {
+	c := failback.Check{Name: "database", Result: failback.Fail}
+	from, to := database.Describe(fo.dbFrom), database.Describe(fo.dbTo)
+	name := database.SubscriptionName(a.Demoted)
+	sub, err := pgrepl.ReadSubscription(ctx, fo.dbTo, name)
+	if err != nil {
+		c.Evidence = "the demoted site's database " + to + ": " + redact.String(err.Error())
+		return c
+	}
+	if sub.Exists {
+		lag, err := pgrepl.MeasureLag(ctx, fo.dbFrom, fo.dbTo, name)
+		switch {
+		case err != nil:
+			c.Evidence = fmt.Sprintf("subscription %s on %s: %s", name, to, redact.String(err.Error()))
+		case !lag.Synced:
+			c.Evidence = fmt.Sprintf("subscription %s on %s follows %s, but its initial copy of %d tables is under way", name, to, from, len(sub.Tables))
+		case lag.Bytes > maxReseedLag:
+			c.Evidence = fmt.Sprintf("subscription %s on %s is %s behind %s, over %s", name, to, database.FormatBytes(lag.Bytes), from, database.FormatBytes(maxReseedLag))
+		default:
+			c.Result = failback.Pass
+			c.Evidence = fmt.Sprintf("re-seeded by logical replication: subscription %s on %s is %s behind %s, %d tables", name, to, database.FormatBytes(lag.Bytes), from, len(sub.Tables))
+		}
+		return c
+	}
+	if fo.dryRun {
+		c.Evidence = fmt.Sprintf("%s does not follow %s by logical replication; without --dry-run a verified copy is made", to, from)
+		return c
+	}
+	res, err := pgcopy.Sync(ctx, fo.dbFrom, fo.dbTo, pgcopy.Options{Database: fo.database, Logger: o.logger})
+	if err != nil {
+		c.Evidence = fmt.Sprintf("copying %s from %s into %s: %s", fo.database, from, to, redact.String(err.Error()))
+		return c
+	}
+	c.Result = failback.Pass
+	c.Evidence = fmt.Sprintf("re-seeded by mpha's copy: %s from %s into %s, verified, %d tables, %d rows, in %s", fo.database, from, to,
+		len(res.Tables), res.Rows, res.Duration.Round(time.Millisecond))
+	return c
 }
 
 // assessFailback reads what failback.Assess weighs from h: the files, then the last commit of

@@ -16,6 +16,7 @@ import (
 	"github.com/mpha-dev/mpha/gitops/role"
 	"github.com/mpha-dev/mpha/gitops/seal"
 	"github.com/mpha-dev/mpha/gitops/trailer"
+	"github.com/mpha-dev/mpha/internal/pgcopy/pgcopytest"
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
 
@@ -126,5 +127,40 @@ lastFailover: {event: ev-9, from: east, to: west, at: "2026-11-22T10:00:00Z"}
 	}
 	if strings.Contains(out, "s3cret-signing-key") || strings.Contains(out, srv.Password) {
 		t.Error("the output quotes a secret")
+	}
+
+	// With the databases: east's does not follow west's by logical replication, so a dry run
+	// says a copy would be made (not ready), and the real run makes mpha's verified copy.
+	const pgPassword = "failback-Pa55word"
+	westDB := pgcopytest.StartServer(ctx, t, pgPassword, "ALTER ROLE tsb CREATEDB")
+	eastDB := pgcopytest.StartServer(ctx, t, pgPassword, "ALTER ROLE tsb CREATEDB")
+	if err := pgcopytest.Generate(ctx, pgcopytest.DSN(westDB, pgPassword), "tsb", 500); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("MPHA_DB_FROM", pgcopytest.DSN(westDB, pgPassword))
+	t.Setenv("MPHA_DB_TO", pgcopytest.DSN(eastDB, pgPassword))
+	out, _, err = run(t, append(args, "--dry-run")...)
+	if !errors.As(err, &failed) || !strings.Contains(out, "does not follow 127.0.0.1:") || !strings.Contains(out, "without --dry-run a verified copy is made") {
+		t.Errorf("dry run with the databases: %v\n%s", err, out)
+	}
+	out, _, err = run(t, args...)
+	if err != nil || !strings.Contains(out, "re-seeded by mpha's copy: tsb from 127.0.0.1:") || !strings.Contains(out, "prepared") {
+		t.Fatalf("prepare with the databases: %v\n%s", err, out)
+	}
+	want, err := pgcopytest.Take(ctx, westDB.DSN("tsb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgcopytest.Take(ctx, eastDB.DSN("tsb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, sum := range want.Tables {
+		if got.Tables[name] != sum {
+			t.Errorf("east's %s differs from west's after the failback preparation", name)
+		}
+	}
+	if strings.Contains(out, pgPassword) {
+		t.Error("the output quotes the database password")
 	}
 }

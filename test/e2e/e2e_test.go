@@ -50,7 +50,8 @@ func TestDrill(t *testing.T) {
 		{name: "f' west's database rebuilt as east's replica", run: p.rebuildStandby},
 		{name: "h east fails: failover without it, split brain until its Flux applies", run: p.eastFailsPromotes},
 		{name: "g chaos: 100 copies, kill -9, Git down 30s, NATS restart", run: p.chaosSyncs},
-		{name: "i logical replication: failover to west with RPO 0, east re-subscribed", run: p.logicalFailsOver},
+		{name: "i logical replication: a gated PR refused while red, failover to west with RPO 0, east re-subscribed", run: p.logicalFailsOver},
+		{name: "j failback to east: mpha failback prepare, the gated PR, RPO 0", run: p.failbackPrepared},
 		{name: "the agents needed only the chart's RBAC", run: p.rbacSuffices},
 		{name: "no secret leaked", run: p.noLeaks},
 	}...)

@@ -349,8 +349,38 @@ func (p *pair) logicalFailsOver(t *testing.T) {
 		time.Since(verified).Seconds())
 }
 
+// failbackPrepared (step j): west is active and east its demoted standby since i. The operator
+// runs `mpha failback prepare` with both MP databases: east's secrets, values and restore job are
+// judged from Git, east's database is found re-seeded by logical replication (its agent
+// re-subscribed it in i, nobody rebuilt it by hand), and the commit resumes east's restore job.
+// The failback then goes through the same gated pull request (approved, mpha/preflight green),
+// promoting east's subscription with RPO 0, and west's agent re-subscribes west the other way.
+func (p *pair) failbackPrepared(t *testing.T) {
+	env := []string{"MPHA_GIT_USERNAME=" + p.gitea.Admin, "MPHA_GIT_PASSWORD=" + p.gitea.Token,
+		"MPHA_DB_FROM=" + mpDSN(p.db.west), "MPHA_DB_TO=" + p.db.east.DSN("tsb")}
+	out, code := p.cli(t, env, "failback", "prepare", "--repo", p.gitURL, "--insecure-http-credentials")
+	if code != 0 || !strings.Contains(out, "re-seeded by logical replication: subscription mpha_east on 127.0.0.1:") ||
+		!strings.Contains(out, "ready to fail back") {
+		t.Fatalf("mpha failback prepare exited %d:\n%s", code, out)
+	}
+	p.say("`mpha failback prepare --db-from west --db-to east` exits 0:\n%s", indent(out))
+	id := "e2e-failback-logical"
+	p.failover(t, p.east, id)
+	step := p.checkStepAfterMerge(t, id, database.StepPromoteSubscription)
+	if !strings.Contains(step.Detail, "RPO 0") {
+		t.Errorf("the promotion of east's subscription: %+v", step)
+	}
+	p.writeMarker(t, p.db.east, "written-on-east-after-j")
+	p.caughtUp(t, p.db.east, p.db.west, "mpha_west", "written-on-east-after-j")
+	p.say("Failed back to east with RPO 0; west's agent re-subscribed west to east")
+}
+
+func indent(s string) string {
+	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
+}
+
 // gateRefusesWhileRed: while the pull request waits, west's subscription stops and east's MP
-// writes 18 MiB, past the RPO limit. West's agent turns the pull request's mpha/preflight status
+// writes 24 MiB, past the RPO limit. West's agent turns the pull request's mpha/preflight status
 // red, and Gitea refuses the merge, approved or not: main requires the status. Once the
 // subscription runs again the status turns green, and the drill merges.
 func (p *pair) gateRefusesWhileRed(t *testing.T, pr string) {
@@ -363,7 +393,9 @@ func (p *pair) gateRefusesWhileRed(t *testing.T, pr string) {
 	p.waitStatus(t, got.Head, gitea.StatusSuccess)
 	testrig.ExecSQL(p.ctx, t, p.db.west.DSN("tsb"), "ALTER SUBSCRIPTION mpha_west DISABLE")
 	testrig.ExecSQL(p.ctx, t, mpDSN(p.db.east),
-		"INSERT INTO public.audit_log (org, payload) SELECT 1, convert_to(repeat(md5(g::text), 64), 'UTF8') FROM generate_series(1, 9000) g")
+		// Random hex, which TOAST cannot compress much: 24 MiB of rows, over 16 MiB of WAL.
+		"INSERT INTO public.audit_log (org, payload) SELECT 1, convert_to((SELECT string_agg(md5(random()::text || g::text || i::text), '') "+
+			"FROM generate_series(1, 64) i), 'UTF8') FROM generate_series(1, 12000) g")
 	red := p.waitStatus(t, got.Head, gitea.StatusFailure)
 	if !strings.Contains(red, "database (lag over the RPO") {
 		t.Errorf("the red status: %s", red)
@@ -377,7 +409,7 @@ func (p *pair) gateRefusesWhileRed(t *testing.T, pr string) {
 	if now, gerr := p.forge.Get(p.ctx, number); gerr != nil || now.State != forge.StateOpen {
 		t.Fatalf("after the refused merge: %+v, %v", now, gerr)
 	}
-	p.say("West's subscription stopped while east wrote 18 MiB: west's agent turned the pull request's mpha/preflight red (%s), and Gitea refused the approved merge", red)
+	p.say("West's subscription stopped while east wrote 24 MiB: west's agent turned the pull request's mpha/preflight red (%s), and Gitea refused the approved merge", red)
 	testrig.ExecSQL(p.ctx, t, p.db.west.DSN("tsb"), "ALTER SUBSCRIPTION mpha_west ENABLE")
 	p.say("The subscription runs again: the status is green (%s)", p.waitStatus(t, got.Head, gitea.StatusSuccess))
 }

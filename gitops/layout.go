@@ -88,6 +88,12 @@ func (l Layout) FloatingDNS() string { return path.Join(l.root, "dns", "floating
 // folder Flux applies.
 func (l Layout) Facts(cluster string) string { return path.Join(l.FactsDir(), cluster+".yaml") }
 
+// DrillReport is the report of game-day drill id run on date (YYYY-MM-DD), which `mpha drill
+// run` commits. It is outside every folder Flux applies.
+func (l Layout) DrillReport(date, id string) string {
+	return path.Join(l.root, "drills", date+"-"+id+".md")
+}
+
 // FactsDir holds every cluster's facts file.
 func (l Layout) FactsDir() string { return path.Join(l.root, "facts") }
 

@@ -74,7 +74,7 @@ func newRoot(o *globalOptions) *cobra.Command {
 	root.SetErr(o.stderr)
 	o.bindFlags(root.PersistentFlags())
 	root.AddCommand(newVersionCommand(o), newConfigCommand(o), newSecretsCommand(o), newValuesCommand(o), newDoctorCommand(o), newAuditCommand(o), newStatusCommand(o),
-		newFailoverCommand(o), newFailbackCommand(o), newAgentCommand(o), newDBCommand(o))
+		newFailoverCommand(o), newFailbackCommand(o), newDrillCommand(o), newAgentCommand(o), newDBCommand(o))
 	return root
 }
 

@@ -38,6 +38,8 @@ type dialect interface {
 	merge(ctx context.Context, prs gitprovider.PullRequestClient, number int, message string) error
 	// setStatus sets a commit status through the forge's SDK (go-git-providers has none).
 	setStatus(ctx context.Context, sha string, s CommitStatus) error
+	// approve approves a pull request through the forge's SDK.
+	approve(ctx context.Context, number int, head, body string) error
 }
 
 // client is a Forge on go-git-providers.
@@ -230,6 +232,14 @@ func (c *client) SetStatus(ctx context.Context, sha string, s CommitStatus) erro
 	}
 	if err := c.d.call(ctx, func() error { return c.d.setStatus(ctx, sha, s) }); err != nil {
 		return c.s.wrap(classify(err), "setting status %s of %s in %s", s.Context, sha, c.repository)
+	}
+	return nil
+}
+
+// Approve implements Forge.
+func (c *client) Approve(ctx context.Context, number int, head, body string) error {
+	if err := c.d.call(ctx, func() error { return c.d.approve(ctx, number, head, body) }); err != nil {
+		return c.s.wrap(classify(err), "approving pull request %d in %s", number, c.repository)
 	}
 	return nil
 }

@@ -97,17 +97,19 @@ func (c *contract) done(t *testing.T) {
 	}
 }
 
-// The mpha/preflight status on GitHub and GitLab goes through their SDKs as the forges' public
-// APIs document it: a failure with its evidence and the pull request's page, then a success;
-// a commit the forge does not know is an error that names the status and not the token.
+// The mpha/preflight status and the approval on GitHub and GitLab go through their SDKs as the
+// forges' public APIs document them: a failure with its evidence and the pull request's page,
+// then a success; a commit the forge does not know is an error that names the status and not
+// the token; an approval at the head commit.
 func TestStatusesFollowTheContract(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		kind, file, repo, token, sha, url string
+		number                            int
 	}{
-		{forge.KindGitHub, "github-statuses.json", "ops/fleet", "ghp-contract-token", "6dcb09b5b57875f334f61aebed695e2e4193db5e", "https://github.com/ops/fleet/pull/42"},
-		{forge.KindGitLab, "gitlab-statuses.json", "platform/failover/fleet", "glpat-contract-token", "18f3e63d05582537db6d183d9d557be09e1f90c8",
-			"https://gitlab.com/platform/failover/fleet/-/merge_requests/7"},
+		{forge.KindGitHub, "github.json", "ops/fleet", "ghp-contract-token", "6dcb09b5b57875f334f61aebed695e2e4193db5e", "https://github.com/ops/fleet/pull/42", 42},
+		{forge.KindGitLab, "gitlab.json", "platform/failover/fleet", "glpat-contract-token", "18f3e63d05582537db6d183d9d557be09e1f90c8",
+			"https://gitlab.com/platform/failover/fleet/-/merge_requests/7", 7},
 	} {
 		t.Run(tc.kind, func(t *testing.T) {
 			t.Parallel()
@@ -128,6 +130,9 @@ func TestStatusesFollowTheContract(t *testing.T) {
 			err = f.SetStatus(ctx, strings.Repeat("0", 40), forge.CommitStatus{Context: "mpha/preflight", State: forge.StatusSuccess, Description: "preflight holds"})
 			if err == nil || !strings.Contains(err.Error(), "setting status mpha/preflight of 0000") || strings.Contains(err.Error(), tc.token) {
 				t.Errorf("a status on an unknown commit: %v", err)
+			}
+			if err := f.Approve(ctx, tc.number, tc.sha, "Game day: the drill approves its own failover"); err != nil {
+				t.Fatal(err)
 			}
 			c.done(t)
 		})

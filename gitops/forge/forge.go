@@ -82,6 +82,10 @@ type Forge interface {
 	// SetStatus sets the commit status s.Context of commit sha (a pull request's head): a
 	// required status check refuses the merge while it is not success.
 	SetStatus(ctx context.Context, sha string, s CommitStatus) error
+	// Approve approves pull request number as the token's user, at its head commit head (GitHub
+	// and GitLab refuse the approval once the head moved): the review a protected branch
+	// requires. A forge refuses an approval by the pull request's author.
+	Approve(ctx context.Context, number int, head, body string) error
 }
 
 // ErrNotFound is returned (wrapped) when the repository or a pull request does not exist, or

@@ -157,6 +157,13 @@ func (d *giteaDialect) setStatus(_ context.Context, sha string, s CommitStatus) 
 	return withStatus(httpResponse(resp), err)
 }
 
+func (d *giteaDialect) approve(_ context.Context, number int, head, body string) error {
+	_, resp, err := d.sdk.CreatePullReview(d.owner, d.name, int64(number), gitea.CreatePullReviewOptions{
+		State: gitea.ReviewStateApproved, Body: body, CommitID: head,
+	})
+	return withStatus(httpResponse(resp), err)
+}
+
 func httpResponse(resp *gitea.Response) *http.Response {
 	if resp == nil {
 		return nil

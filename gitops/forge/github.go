@@ -102,3 +102,12 @@ func (d *githubDialect) setStatus(ctx context.Context, sha string, s CommitStatu
 	_, _, err := d.gh.Repositories.CreateStatus(ctx, d.owner, d.name, sha, st)
 	return err
 }
+
+func (d *githubDialect) approve(ctx context.Context, number int, head, body string) error {
+	r := &github.PullRequestReviewRequest{Event: github.Ptr("APPROVE"), Body: github.Ptr(body)}
+	if head != "" {
+		r.CommitID = github.Ptr(head)
+	}
+	_, _, err := d.gh.PullRequests.CreateReview(ctx, d.owner, d.name, number, r)
+	return err
+}

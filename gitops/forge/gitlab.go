@@ -115,3 +115,13 @@ func (d *gitlabDialect) setStatus(ctx context.Context, sha string, s CommitStatu
 	_, _, err := d.gl.Commits.SetCommitStatus(d.project, sha, opt, gitlab.WithContext(ctx))
 	return err
 }
+
+// approve approves the merge request; GitLab takes no review text with an approval.
+func (d *gitlabDialect) approve(ctx context.Context, number int, head, _ string) error {
+	opt := &gitlab.ApproveMergeRequestOptions{}
+	if head != "" {
+		opt.SHA = gitlab.Ptr(head)
+	}
+	_, _, err := d.gl.MergeRequestApprovals.ApproveMergeRequest(d.project, int64(number), opt, gitlab.WithContext(ctx))
+	return err
+}

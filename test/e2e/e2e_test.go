@@ -52,6 +52,7 @@ func TestDrill(t *testing.T) {
 		{name: "g chaos: 100 copies, kill -9, Git down 30s, NATS restart", run: p.chaosSyncs},
 		{name: "i logical replication: a gated PR refused while red, failover to west with RPO 0, east re-subscribed", run: p.logicalFailsOver},
 		{name: "j failback to east: mpha failback prepare, the gated PR, RPO 0", run: p.failbackPrepared},
+		{name: "k game day: mpha drill run fails over to west and back, its report committed", run: p.gameDay},
 		{name: "the agents needed only the chart's RBAC", run: p.rbacSuffices},
 		{name: "no secret leaked", run: p.noLeaks},
 	}...)

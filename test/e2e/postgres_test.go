@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +24,7 @@ import (
 	"github.com/mpha-dev/mpha/agent/failover"
 	"github.com/mpha-dev/mpha/agent/failover/failovertest"
 	"github.com/mpha-dev/mpha/gitops/forge"
+	"github.com/mpha-dev/mpha/internal/helmtest"
 	"github.com/mpha-dev/mpha/internal/pgrepl"
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
@@ -356,12 +359,24 @@ func (p *pair) logicalFailsOver(t *testing.T) {
 // The failback then goes through the same gated pull request (approved, mpha/preflight green),
 // promoting east's subscription with RPO 0, and west's agent re-subscribes west the other way.
 func (p *pair) failbackPrepared(t *testing.T) {
+	// What helm-controller does once west's HelmRelease is applied (it cannot be built here):
+	// west's MP is a Helm release, from which west's agent renders east's standby values.
+	rel := helmtest.Install(t, p.west.cluster.Kubeconfig, mpNS, "mp", helmtest.Values())
+	p.say("Cluster west: Helm release %s of the fixture managementplane chart, as helm-controller installs it from west's HelmRelease", helmtest.String(rel))
 	env := []string{"MPHA_GIT_USERNAME=" + p.gitea.Admin, "MPHA_GIT_PASSWORD=" + p.gitea.Token,
 		"MPHA_DB_FROM=" + mpDSN(p.db.west), "MPHA_DB_TO=" + p.db.east.DSN("tsb")}
-	out, code := p.cli(t, env, "failback", "prepare", "--repo", p.gitURL, "--insecure-http-credentials")
-	if code != 0 || !strings.Contains(out, "re-seeded by logical replication: subscription mpha_east on 127.0.0.1:") ||
-		!strings.Contains(out, "ready to fail back") {
-		t.Fatalf("mpha failback prepare exited %d:\n%s", code, out)
+	var out string
+	// Exit 2 until west's agent re-seeded east (its values): the command is run again, as the
+	// runbook says.
+	testrig.Eventually(t, "mpha failback prepare to pass", 3*time.Minute, func(context.Context) error {
+		var code int
+		if out, code = p.cli(t, env, "failback", "prepare", "--repo", p.gitURL, "--insecure-http-credentials"); code != 0 {
+			return fmt.Errorf("exit %d:\n%s", code, out)
+		}
+		return nil
+	})
+	if !strings.Contains(out, "re-seeded by logical replication: subscription mpha_east on 127.0.0.1:") || !strings.Contains(out, "ready to fail back") {
+		t.Fatalf("mpha failback prepare:\n%s", out)
 	}
 	p.say("`mpha failback prepare --db-from west --db-to east` exits 0:\n%s", indent(out))
 	id := "e2e-failback-logical"
@@ -373,6 +388,46 @@ func (p *pair) failbackPrepared(t *testing.T) {
 	p.writeMarker(t, p.db.east, "written-on-east-after-j")
 	p.caughtUp(t, p.db.east, p.db.west, "mpha_west", "written-on-east-after-j")
 	p.say("Failed back to east with RPO 0; west's agent re-subscribed west to east")
+}
+
+// gameDay (step k): `mpha drill run` as the reviewer runs it (or a CronJob, on a schedule),
+// with the reviewer's forge token: readiness (a dry run), a planned failover to west that really
+// happens (its pull request gated, approved and merged by the drill), verified, and measured from
+// a client's side through BIND with the clients' CA, then the failback to east, verified again,
+// and the report committed to mpha/drills/<date>-<id>.md.
+func (p *pair) gameDay(t *testing.T) {
+	before := p.pairFile(t)
+	caFile := filepath.Join(p.dir, "clients-ca.crt")
+	if err := os.WriteFile(caFile, p.ca.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"MPHA_GIT_USERNAME=" + p.gitea.Admin, "MPHA_GIT_PASSWORD=" + p.gitea.Token, "MPHA_FORGE_TOKEN=" + p.reviewerToken}
+	out, code := p.cli(t, env, "drill", "run", "--repo", p.gitURL, "--insecure-http-credentials", "--nats-url", p.nats.URL,
+		"--id", "game-day-1", "--requested-by", "platform-reviewer", "--forge-kind", "gitea", "--forge-url", p.gitea.URL,
+		"--probe-url", fmt.Sprintf("https://%s:%d/", floatingFQDN, p.mpPort), "--probe-ca", caFile, "--dns-server", p.dns.Addr, "--leg-timeout", "5m")
+	if code != 0 {
+		t.Fatalf("mpha drill run exited %d:\n%s", code, out)
+	}
+	for _, want := range []string{"# Game day game-day-1 of tsb-mp: passed", "## Failover to west", "## Failback to east",
+		"- RTO seen by the clients: the longest time without an answer through the floating name was", "west answered", "east answered",
+		"promote-subscription done: fenced the old active's database", "report committed: mpha/drills/"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the drill's report lacks %q:\n%s", want, out)
+		}
+	}
+	if n := strings.Count(out, "RPO 0"); n != 2 {
+		t.Errorf("the report names RPO 0 %d times, want once per leg:\n%s", n, out)
+	}
+	after := p.pairFile(t)
+	if after.Active != before.Active || after.Epoch != before.Epoch+2 {
+		t.Errorf("after the drill pair.yaml says %s at epoch %d; want %s at %d", after.Active, after.Epoch, before.Active, before.Epoch+2)
+	}
+	path := p.layout.DrillReport(time.Now().UTC().Format("2006-01-02"), "game-day-1")
+	snap, err := p.repo.Read(p.ctx, path)
+	if err != nil || !strings.Contains(string(snap.Files[path]), "# Game day game-day-1 of tsb-mp: passed") {
+		t.Fatalf("the report in Git at %s: %v\n%s", path, err, snap.Files[path])
+	}
+	p.say("`mpha drill run` failed over to west and back and committed %s:\n%s", path, indent(string(snap.Files[path])))
 }
 
 func indent(s string) string {

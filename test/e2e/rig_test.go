@@ -61,6 +61,10 @@ type pair struct {
 	gitea       *testrig.Gitea
 	forge       forge.Forge
 	reviewer    *gitea.Client // a second person, who approves the failover pull requests
+	// reviewerForge and reviewerToken are the reviewer's, through mpha's forge client: the
+	// approvals, and the game day the reviewer runs.
+	reviewerForge forge.Forge
+	reviewerToken string
 	gitURL      string
 	repo        *gitrepo.Writer // reads the repository like a person with a clone
 	layout      gitops.Layout
@@ -285,14 +289,27 @@ func (p *pair) protectMain(t *testing.T, c *gitea.Client) {
 		t.Fatal(err)
 	}
 	p.leaks.Add([]byte(password))
+	tok, _, err := p.reviewer.CreateAccessToken(gitea.CreateAccessTokenOption{Name: "game-days", Scopes: []gitea.AccessTokenScope{gitea.AccessTokenScopeAll}})
+	if err != nil {
+		t.Fatalf("the reviewer's token: %v", err)
+	}
+	p.reviewerToken = tok.Token
+	p.leaks.Add([]byte(tok.Token))
+	if p.reviewerForge, err = forge.New(p.ctx, forge.Options{Kind: forge.KindGitea, URL: p.gitea.URL, Token: tok.Token,
+		Repository: p.gitea.Admin + "/" + repoName}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // approveAndMerge approves pull request number as the reviewer, then merges it through the
 // forge's API, as people would.
 func (p *pair) approveAndMerge(ctx context.Context, number int, message string) error {
-	if _, _, err := p.reviewer.CreatePullReview(p.gitea.Admin, repoName, int64(number), gitea.CreatePullReviewOptions{
-		State: gitea.ReviewStateApproved, Body: "Reviewed the plan and the preflight evidence."}); err != nil {
-		return fmt.Errorf("approving pull request %d: %w", number, err)
+	pr, err := p.forge.Get(ctx, number)
+	if err != nil {
+		return err
+	}
+	if err := p.reviewerForge.Approve(ctx, number, pr.Head, "Reviewed the plan and the preflight evidence."); err != nil {
+		return err
 	}
 	return p.forge.Merge(ctx, number, message)
 }

@@ -65,11 +65,11 @@ type pair struct {
 	// approvals, and the game day the reviewer runs.
 	reviewerForge forge.Forge
 	reviewerToken string
-	gitURL      string
-	repo        *gitrepo.Writer // reads the repository like a person with a clone
-	layout      gitops.Layout
-	mpha        string // the binary
-	probe       *httptest.Server
+	gitURL        string
+	repo          *gitrepo.Writer // reads the repository like a person with a clone
+	layout        gitops.Layout
+	mpha          string // the binary
+	probe         *httptest.Server
 	// The MPs' clients (clients_test.go): the port both MPs serve on, the root CA, the clients
 	// configured once, the agents' probe, the setting last written before a failover and when
 	// that failover was requested, and each client's view of each failover.

@@ -77,7 +77,8 @@ target cluster's agent to answer on failover.status. It prints each phase as it 
 the end, the pull request (or branch) to merge, or the refusal and its reason.
 
 --mode planned is refused on any failing preflight check; --mode emergency may --force named
-checks; --mode drill writes a drill branch and never touches the real pair. --dry-run shows the
+checks; --mode drill writes a drill branch and never touches the real pair (a rehearsal of the
+commit; a game day that really fails over and back is ` + "`mpha drill run`" + `). --dry-run shows the
 plan and its diff without pushing. --expected-epoch fences the request: it is refused once the
 pair moved past that epoch. Requests are signed with --sign-key (a PKCS#8 PEM ed25519 key) when
 the agents require signatures.

@@ -57,6 +57,9 @@ type ReplicationOptions struct {
 	Active func(ctx context.Context) (bool, error)
 	// Interval between passes (default 10s).
 	Interval time.Duration
+	// Wake, if set, subscribes to what may change the roles (this cluster's Flux applying a
+	// revision): a pass then runs at once.
+	Wake func() (<-chan struct{}, func())
 	// MaxSlotAge: an mpha slot on this site's server unused for longer is dropped (default 1h).
 	MaxSlotAge time.Duration
 	// CatchUp bounds the promotion's wait for the subscriber to receive what the fenced old
@@ -163,6 +166,9 @@ func (r *Replicator) State() *ReplicationState { return r.state.Load() }
 func (r *Replicator) Run(ctx context.Context) error {
 	loop := runloop.New(runloop.Options{Name: "logical replication pass", Debounce: min(time.Second, r.o.Interval),
 		Resync: r.o.Interval, Logger: r.o.Logger})
+	if r.o.Wake != nil {
+		go loop.SignalOn(ctx, r.o.Wake)
+	}
 	return loop.Run(ctx, r.Pass)
 }
 

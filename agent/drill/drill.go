@@ -94,7 +94,9 @@ type Leg struct {
 	// Waited is how long the leg waited for its target's preflight to pass (the failback waits
 	// for the old active to be re-seeded).
 	Waited time.Duration
-	Err    string
+	// WaitedFor is the last refusal while it waited.
+	WaitedFor string
+	Err       string
 }
 
 // Phase is one status and when it arrived.
@@ -283,6 +285,7 @@ func (d *runner) ready(ctx context.Context, l *Leg) error {
 			l.Waited = d.o.Now().Sub(start)
 			return nil
 		}
+		l.WaitedFor = last.Message
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s was not ready to take over within %s: %s", l.To, d.o.LegTimeout, last.Message)
@@ -302,7 +305,9 @@ func (d *runner) leg(ctx context.Context, l *Leg) error {
 	if err := d.publish(ctx, l.Event, l.To, false); err != nil {
 		return err
 	}
-	proposed, err := d.w.wait(ctx, l.Event, event.PhaseProposed, func(ph Phase) { l.Phases = append(l.Phases, ph) })
+	collect := func(ph Phase) { l.Phases = append(l.Phases, ph) }
+	handed := 0
+	proposed, err := d.w.wait(ctx, l.Event, event.PhaseProposed, &handed, collect)
 	if err != nil {
 		return err
 	}
@@ -312,7 +317,7 @@ func (d *runner) leg(ctx context.Context, l *Leg) error {
 			return err
 		}
 	}
-	_, err = d.w.wait(ctx, l.Event, event.PhaseVerified, func(ph Phase) { l.Phases = append(l.Phases, ph) })
+	_, err = d.w.wait(ctx, l.Event, event.PhaseVerified, &handed, collect)
 	return err
 }
 
@@ -340,7 +345,8 @@ func (d *runner) ask(ctx context.Context, id, to string, dry bool) ([]Phase, err
 		return nil, err
 	}
 	var out []Phase
-	_, err := d.w.wait(ctx, id, event.PhaseProposed, func(ph Phase) { out = append(out, ph) })
+	handed := 0
+	_, err := d.w.wait(ctx, id, event.PhaseProposed, &handed, func(ph Phase) { out = append(out, ph) })
 	var refused *refusedError
 	if errors.As(err, &refused) {
 		return out, nil
@@ -408,17 +414,17 @@ func watch(ctx context.Context, js jetstream.JetStream, subj event.Subjects, fro
 	return w, nil
 }
 
-// wait hands each new status of id to each and returns the first that reaches want (a dry run
-// answers at proposed); a refusal or a failure ends it with an error.
-func (w *watcher) wait(ctx context.Context, id string, want event.Phase, each func(Phase)) (Phase, error) {
+// wait hands each status of id after the first *handed to each (counting them in *handed) and
+// returns the first that reaches want (a dry run answers at proposed); a refusal or a failure
+// ends it with an error.
+func (w *watcher) wait(ctx context.Context, id string, want event.Phase, handed *int, each func(Phase)) (Phase, error) {
 	order := map[event.Phase]int{event.PhaseProposed: 1, event.PhaseMerged: 2, event.PhaseApplied: 3, event.PhaseVerified: 4}
-	handed := 0
 	for {
 		w.mu.Lock()
 		phases, changed := w.seen[id], w.changed
 		w.mu.Unlock()
-		for ; handed < len(phases); handed++ {
-			ph := phases[handed]
+		for ; *handed < len(phases); *handed++ {
+			ph := phases[*handed]
 			each(ph)
 			switch st := ph.Status; {
 			case st.Phase == event.PhaseRejected:

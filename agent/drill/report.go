@@ -28,7 +28,11 @@ func Markdown(r *Report) string {
 		}
 		b.WriteString(".")
 		if l.Waited > 0 {
-			fmt.Fprintf(&b, " It waited %s for %s to pass the preflight (re-seeded by the new active).", l.Waited.Round(time.Second), l.To)
+			fmt.Fprintf(&b, " It waited %s for %s to pass the preflight (re-seeded by the new active)", l.Waited.Round(time.Second), l.To)
+			if l.WaitedFor != "" {
+				fmt.Fprintf(&b, "; the last refusal: %s", l.WaitedFor)
+			}
+			b.WriteString(".")
 		}
 		b.WriteString("\n\n| phase | at (UTC) | since the request |\n|---|---|---|\n")
 		for _, ph := range l.Phases {

@@ -34,7 +34,7 @@ func TestMarkdown(t *testing.T) {
 		return l
 	}
 	back := leg("failback to east", "gd-1-back", "east", "http://forge/fleet/pulls/8", 20, "received everything it committed: RPO 0")
-	back.Waited = 7 * time.Second
+	back.Waited, back.WaitedFor = 7*time.Second, "failing checks: database (logical replication: 127.0.0.1:5432/tsb has no subscription mpha_east yet)"
 	r := &Report{ID: "gd-1", Pair: "tsb-mp", RequestedBy: "alice", From: "east", To: "west", Started: t0, Ended: at(30),
 		Verdict: Passed, Summary: "failed over to west and back to east", Readiness: checks,
 		Legs: []*Leg{leg("failover to west", "gd-1-over", "west", "http://forge/fleet/pulls/7", 1, "received everything it committed: RPO 0"), back}}

@@ -56,6 +56,9 @@ type Options struct {
 	// 300ms: a rotation rewrites iam-signing-key and tsb-iam-jwks within milliseconds of each
 	// other; a longer wait only delays the standby's copy).
 	Debounce time.Duration
+	// Wake, if set, subscribes to what may change this cluster's role (its Flux applying a
+	// revision: a failover merged): an export then runs at once instead of at the next resync.
+	Wake func() (<-chan struct{}, func())
 	// Resync runs the export even without a change: it picks up a new peer certificate in Git
 	// and retries after failures (default 1m).
 	Resync time.Duration
@@ -444,6 +447,9 @@ func (e *Exporter) message(rep Report) string {
 // (changes meanwhile join it); Resync schedules one regardless. A failed run is logged and retried
 // at the next trigger or resync: the agent never stops for it.
 func (e *Exporter) Run(ctx context.Context) error {
+	if e.opts.Wake != nil {
+		go e.loop.SignalOn(ctx, e.opts.Wake)
+	}
 	listers := map[string]cache.GenericLister{}
 	for _, name := range e.watched() {
 		// One informer per name: a field selector on metadata.name is what RBAC resourceNames can

@@ -220,14 +220,14 @@ func (d *deps) loops(ctx context.Context, o Options, cs kubernetes.Interface, dy
 		Release: cfg.Kubernetes.HelmRelease, Layout: d.layout, ChartRepository: cfg.Standby.ChartRepository,
 		ChartRepositorySecret: cfg.Standby.ChartRepositorySecret, Overrides: cfg.Standby.Overrides, RoleMode: cfg.Standby.RoleMode,
 		SecretValues: cfg.Standby.SecretValues, NotSecret: cfg.Standby.NotSecret,
-		Deployments: cfg.Standby.Deployments, RestoreCronJob: cfg.Standby.RestoreCronJob, Logger: log})
+		Deployments: cfg.Standby.Deployments, RestoreCronJob: cfg.Standby.RestoreCronJob, Wake: d.flux.Changed().Subscribe, Logger: log})
 	if err != nil {
 		return nil, err
 	}
 	if cfg.Postgres.Replication == "logical" {
 		if d.repl, err = database.NewReplicator(database.ReplicationOptions{Cluster: cfg.Cluster, Self: d.selfDSN, Admin: d.adminDSN,
 			Peer: d.peerDSN, Database: cfg.Postgres.Database, Active: d.isActive, Interval: cfg.HeartbeatInterval.Duration,
-			MaxSlotAge: cfg.Postgres.MaxSlotAge.Duration, Registerer: o.Registry, Logger: log.With("loop", "replication")}); err != nil {
+			MaxSlotAge: cfg.Postgres.MaxSlotAge.Duration, Wake: d.flux.Changed().Subscribe, Registerer: o.Registry, Logger: log.With("loop", "replication")}); err != nil {
 			return nil, err
 		}
 	}
@@ -346,7 +346,8 @@ func (d *deps) export(ctx context.Context, cs kubernetes.Interface) error {
 		return err
 	}
 	exp, err := export.New(cs, d.repo, export.Options{Self: cfg.Cluster, Peer: peer, Namespace: cfg.Kubernetes.Namespace,
-		Names: cfg.Secrets.Names, Facts: readiness.CheckedSecrets(), Key: d.key, Layout: d.layout, DeleteRemoved: cfg.Secrets.DeleteRemoved, Metrics: d.exportMetrics, Logger: d.o.Logger})
+		Names: cfg.Secrets.Names, Facts: readiness.CheckedSecrets(), Key: d.key, Layout: d.layout, DeleteRemoved: cfg.Secrets.DeleteRemoved, Metrics: d.exportMetrics,
+		Wake: d.flux.Changed().Subscribe, Logger: d.o.Logger})
 	if err != nil {
 		return err
 	}

@@ -65,6 +65,9 @@ type Options struct {
 	RestoreCronJob string
 	// Debounce and Resync as in runloop (defaults 2s, 1m).
 	Debounce, Resync time.Duration
+	// Wake, if set, subscribes to what may change this cluster's role (its Flux applying a
+	// revision: a failover merged): a render then runs at once instead of at the next resync.
+	Wake func() (<-chan struct{}, func())
 	// Poll is how often Run looks at the release's newest revision (default 10s): the agent's
 	// Role grants get on the revision Secrets by name, not the list and watch an informer needs.
 	Poll   time.Duration
@@ -419,6 +422,9 @@ func kustomization(resources []string) ([]byte, error) {
 // resync, until ctx ends.
 func (p *Publisher) Run(ctx context.Context) error {
 	go p.watch(ctx)
+	if p.opts.Wake != nil {
+		go p.loop.SignalOn(ctx, p.opts.Wake)
+	}
 	return p.loop.Run(ctx, func(ctx context.Context) error {
 		_, err := p.RunOnce(ctx)
 		return err

@@ -89,3 +89,18 @@ func (l *Loop) Run(ctx context.Context, run func(context.Context) error) error {
 		retry = min(2*retry, l.opts.Resync)
 	}
 }
+
+// SignalOn signals the loop each time the channel subscribe returns receives (another part's
+// change: this cluster's Flux applied a revision), until ctx ends. Run it in its own goroutine.
+func (l *Loop) SignalOn(ctx context.Context, subscribe func() (<-chan struct{}, func())) {
+	ch, stop := subscribe()
+	defer stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+			l.Signal()
+		}
+	}
+}

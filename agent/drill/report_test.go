@@ -48,9 +48,7 @@ func TestSummarise(t *testing.T) {
 	o := &Options{Probe: func(context.Context) (string, error) { return "", nil }, ProbeInterval: 200 * time.Millisecond}
 	p := &prober{o: o}
 	ms := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
-	for _, pr := range []probe{{ms(0), "east"}, {ms(200), "east"}, {ms(400), ""}, {ms(600), ""}, {ms(800), ""}, {ms(1000), "west"}, {ms(1200), "east"}, {ms(1400), "west"}} {
-		p.probes = append(p.probes, pr)
-	}
+	p.probes = []probe{{ms(0), "east"}, {ms(200), "east"}, {ms(400), ""}, {ms(600), ""}, {ms(800), ""}, {ms(1000), "west"}, {ms(1200), "east"}, {ms(1400), "west"}}
 	l := &Leg{To: "west", Requested: t0, Phases: []Phase{{At: ms(300), Status: event.FailoverStatus{Phase: event.PhaseMerged}}}}
 	p.summarise(l, 0)
 	if l.Probes != 8 || l.Failed != 3 || l.Outage != 600*time.Millisecond || l.Switched != 700*time.Millisecond {

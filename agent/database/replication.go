@@ -53,8 +53,8 @@ type ReplicationOptions struct {
 	Self, Admin, Peer string
 	// Database is the MP's database (default tsb).
 	Database string
-	// Active reports whether pair.yaml names this cluster the active one now.
-	Active func(ctx context.Context) (bool, error)
+	// Active reports whether pair.yaml names this cluster the active one now, and its epoch.
+	Active func(ctx context.Context) (bool, int64, error)
 	// Interval between passes (default 10s).
 	Interval time.Duration
 	// Wake, if set, subscribes to what may change the roles (this cluster's Flux applying a
@@ -81,6 +81,9 @@ type Replicator struct {
 	inactiveSince map[string]time.Time
 	// leftoverSince is when a pass as the active first found this site's subscription.
 	leftoverSince time.Time
+	// promotedEpoch is the epoch of the last promotion here (the failover's, or pair.yaml's when
+	// a pass promoted): a pass never re-seeds this database at that epoch or before.
+	promotedEpoch int64
 	state         atomic.Pointer[ReplicationState]
 }
 
@@ -177,7 +180,7 @@ func (r *Replicator) Run(ctx context.Context) error {
 func (r *Replicator) Pass(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	active, err := r.o.Active(ctx)
+	active, epoch, err := r.o.Active(ctx)
 	if err != nil {
 		return fmt.Errorf("reading the pair's roles: %w", err)
 	}
@@ -190,7 +193,14 @@ func (r *Replicator) Pass(ctx context.Context) error {
 	case self.InRecovery:
 		st = ReplicationState{Role: RoleReplica, Detail: self.Name + " is a streaming replica: nothing to publish or subscribe"}
 	case active:
-		st, err = r.publish(ctx)
+		st, err = r.publish(ctx, epoch)
+	case epoch <= r.promotedEpoch:
+		// Promoted by the failover to epoch promotedEpoch, and yet named the standby at or before
+		// it: a pair.yaml older than the promotion. Replacing this database now would lose what
+		// the new active took since.
+		st = ReplicationState{Role: RoleSubscriber, Detail: fmt.Sprintf("pair.yaml at epoch %d names this site the standby, but its database was promoted at epoch %d: not touching it until a later epoch",
+			epoch, r.promotedEpoch)}
+		r.o.Logger.Warn("not subscribing a database promoted at a later epoch than pair.yaml's", "epoch", epoch, "promoted at", r.promotedEpoch)
 	default:
 		st, err = r.subscribe(ctx)
 	}
@@ -219,7 +229,7 @@ const promoteGrace = time.Minute
 // publish keeps the publication holding every table. A subscription left here (the site was
 // the standby and its promotion did not run: the agent restarted after the merge) is promoted
 // after promoteGrace, as the follow-through would, fence and catch-up included.
-func (r *Replicator) publish(ctx context.Context) (ReplicationState, error) {
+func (r *Replicator) publish(ctx context.Context, epoch int64) (ReplicationState, error) {
 	st := ReplicationState{Role: RolePublisher}
 	sub, err := pgrepl.ReadSubscription(ctx, r.o.Admin, r.sub)
 	if err != nil {
@@ -242,7 +252,7 @@ func (r *Replicator) publish(ctx context.Context) (ReplicationState, error) {
 		if err != nil {
 			return st, fmt.Errorf("this site is the active but still subscribes to the peer: %w", err)
 		}
-		r.leftoverSince = time.Time{}
+		r.leftoverSince, r.promotedEpoch = time.Time{}, max(r.promotedEpoch, epoch)
 		r.o.Logger.Warn("promoted this site's subscription: it is the active and the failover's promotion did not run", "detail", detail)
 	}
 	added, err := pgrepl.Publish(ctx, r.o.Self, Publication)
@@ -387,9 +397,13 @@ func (r *Replicator) reapSlots(ctx context.Context) error {
 // everything committed there (at most CatchUp), then stops the subscription and advances every
 // sequence. With the old active unreachable it promotes at once, with the lag last measured as
 // the RPO. It reports false when there is no subscription (a primary already).
-func (r *Replicator) Promote(ctx context.Context) (string, bool, error) {
+//
+// epoch is the failover's (pair.yaml's once merged): until a later one, no pass re-seeds this
+// database.
+func (r *Replicator) Promote(ctx context.Context, epoch int64) (string, bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.promotedEpoch = max(r.promotedEpoch, epoch)
 	sub, err := pgrepl.ReadSubscription(ctx, r.o.Admin, r.sub)
 	if err != nil {
 		return "", false, err
@@ -439,7 +453,7 @@ func (r *Replicator) promote(ctx context.Context) (string, error) {
 // OnMerged is the follow-through hook (failover.FollowOptions.OnMerged) that promotes this
 // site's subscriber once a failover to it is merged, before Flux starts the new MP's writers.
 func (r *Replicator) OnMerged(ctx context.Context, st event.FailoverStatus) (event.Step, error) {
-	detail, promoted, err := r.Promote(ctx)
+	detail, promoted, err := r.Promote(ctx, st.Epoch)
 	switch {
 	case err != nil:
 		return event.Step{Name: StepPromoteSubscription, Result: event.StepFailed, Detail: joinNote(detail, err.Error())}, err

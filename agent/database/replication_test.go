@@ -55,6 +55,8 @@ func TestReplicatorFailsOverAndBack(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var active atomic.Value
 	active.Store("east")
+	var epoch atomic.Int64 // pair.yaml's: each role change moves it
+	epoch.Store(7)
 	var clock atomic.Int64
 	clock.Store(time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC).UnixNano())
 	now := func() time.Time { return time.Unix(0, clock.Load()) }
@@ -68,7 +70,7 @@ func TestReplicatorFailsOverAndBack(t *testing.T) {
 		}
 		s.reg = prometheus.NewRegistry()
 		r, err := database.NewReplicator(database.ReplicationOptions{Cluster: s.name, Self: mp(s.pg), Admin: s.pg.DSN("tsb"), Peer: mp(peer.pg),
-			Active: func(context.Context) (bool, error) { return active.Load() == s.name, nil }, MaxSlotAge: time.Hour,
+			Active: func(context.Context) (bool, int64, error) { return active.Load() == s.name, epoch.Load(), nil }, MaxSlotAge: time.Hour,
 			Registerer: s.reg, Logger: log.With("cluster", s.name), Now: now})
 		if err != nil {
 			t.Fatal(err)
@@ -191,11 +193,12 @@ func TestReplicatorFailsOverAndBack(t *testing.T) {
 	acked, stopped := writer(ctx, t, mp(east.pg))
 	time.Sleep(500 * time.Millisecond)
 	active.Store("west")
+	epoch.Store(8)
 	// West's own pass leaves the promotion to the follow-through, and publishes nothing yet.
 	if st := pass(west); !strings.Contains(st.Detail, "waiting for the failover's promotion") {
 		t.Fatalf("west's pass as the active before the promotion: %+v", st)
 	}
-	step, err := west.r.OnMerged(ctx, event.FailoverStatus{Event: "planned-west"})
+	step, err := west.r.OnMerged(ctx, event.FailoverStatus{Event: "planned-west", Epoch: 8})
 	if err != nil || step.Name != database.StepPromoteSubscription || step.Result != event.StepDone ||
 		!strings.Contains(step.Detail, "sessions ended") || !strings.Contains(step.Detail, "RPO 0") || !strings.Contains(step.Detail, "advanced") {
 		t.Fatalf("the promotion: %+v, %v", step, err)
@@ -206,7 +209,7 @@ func TestReplicatorFailsOverAndBack(t *testing.T) {
 	if len(ids) < 10 || werr == nil {
 		t.Fatalf("the writer acknowledged %d rows and ended with %v: want a load, ended by the fence", len(ids), werr)
 	}
-	if n := count(ctx, t, west.pg.DSN("tsb"), fmt.Sprintf("SELECT count(*) FROM public.audit_log WHERE actor = 'writer' AND time <= %d", ids[len(ids)-1])); n != int64(len(ids)) {
+	if n := pgcopytest.Count(ctx, t, west.pg.DSN("tsb"), fmt.Sprintf("SELECT count(*) FROM public.audit_log WHERE actor = 'writer' AND time <= %d", ids[len(ids)-1])); n != int64(len(ids)) {
 		t.Errorf("west holds %d of the %d rows east acknowledged: RPO is not 0", n, len(ids))
 	}
 	if err := tryExec(ctx, mp(east.pg), "INSERT INTO public.organizations (name) VALUES ('late')"); err == nil || !strings.Contains(err.Error(), "read-only") {
@@ -214,12 +217,25 @@ func TestReplicatorFailsOverAndBack(t *testing.T) {
 	}
 	exec(ctx, t, mp(west.pg), "INSERT INTO public.audit_log (time, actor, kind, resource, operation) VALUES (1, 'new active', 'tenant', 'r', 'create')",
 		"INSERT INTO public.new_in_upgrade (k, v) VALUES ('after', 'v')", "INSERT INTO public.tenants (org_id, name) VALUES (1, 'after-failover')")
-	if n := count(ctx, t, east.pg.DSN("tsb"), "SELECT count(*) FROM pg_replication_slots"); n != 0 {
+	if n := pgcopytest.Count(ctx, t, east.pg.DSN("tsb"), "SELECT count(*) FROM pg_replication_slots"); n != 0 {
 		t.Errorf("%d slots left on the old active", n)
 	}
 	if step, err := west.r.OnMerged(ctx, event.FailoverStatus{Event: "planned-west"}); err != nil || step.Result != event.StepSkipped {
 		t.Errorf("a second promotion: %+v, %v", step, err)
 	}
+
+	// A pass that reads a pair.yaml older than the promotion (west the standby at epoch 7) leaves
+	// west's database alone: replacing it would lose what west took since.
+	active.Store("east")
+	epoch.Store(7)
+	if st := pass(west); !strings.Contains(st.Detail, "its database was promoted at epoch 8: not touching it") {
+		t.Errorf("west's pass with a pair.yaml older than its promotion: %+v", st)
+	}
+	if n := pgcopytest.Count(ctx, t, mp(west.pg), "SELECT count(*) FROM public.audit_log WHERE actor = 'new active'"); n != 1 {
+		t.Errorf("west's database lost the new active's row (%d)", n)
+	}
+	active.Store("west")
+	epoch.Store(8)
 
 	// Failback prepared: the new active publishes; the old one is re-seeded from it (a new
 	// database, no longer read-only) and follows it.
@@ -231,7 +247,7 @@ func TestReplicatorFailsOverAndBack(t *testing.T) {
 	}
 	caughtUp(east)
 	same("east following west", west, east)
-	if n := count(ctx, t, mp(east.pg), "SELECT count(*) FROM pg_settings WHERE name = 'default_transaction_read_only' AND setting = 'on'"); n != 0 {
+	if n := pgcopytest.Count(ctx, t, mp(east.pg), "SELECT count(*) FROM pg_settings WHERE name = 'default_transaction_read_only' AND setting = 'on'"); n != 0 {
 		t.Error("east's re-seeded database is still read-only")
 	}
 
@@ -250,12 +266,12 @@ func TestReplicatorFailsOverAndBack(t *testing.T) {
 	})
 	advance(40 * time.Minute)
 	pass(west)
-	if v := inactive(); v != 2400 || count(ctx, t, mp(west.pg), "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'mpha_east'") != 1 {
+	if v := inactive(); v != 2400 || pgcopytest.Count(ctx, t, mp(west.pg), "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'mpha_east'") != 1 {
 		t.Errorf("after 40 min: reported %vs, want 2400 and the slot kept", v)
 	}
 	advance(30 * time.Minute)
 	pass(west)
-	if n := count(ctx, t, mp(west.pg), "SELECT count(*) FROM pg_replication_slots"); n != 0 ||
+	if n := pgcopytest.Count(ctx, t, mp(west.pg), "SELECT count(*) FROM pg_replication_slots"); n != 0 ||
 		testutil.ToFloat64(metric(t, west.reg, "mpha_postgres_replication_slots_dropped_total")) != 1 ||
 		testutil.CollectAndCount(metric(t, west.reg, "mpha_postgres_replication_slot_inactive_seconds")) != 0 {
 		t.Errorf("after 70 min: %d slots left", n)
@@ -267,6 +283,7 @@ func TestReplicatorFailsOverAndBack(t *testing.T) {
 	// A failback whose follow-through never ran (its agent restarted after the merge): east's
 	// own pass promotes its subscription once the grace is over.
 	active.Store("east")
+	epoch.Store(9)
 	if st := pass(east); !strings.Contains(st.Detail, "waiting for the failover's promotion") {
 		t.Fatalf("east's pass as the active: %+v", st)
 	}
@@ -274,7 +291,7 @@ func TestReplicatorFailsOverAndBack(t *testing.T) {
 	if st := pass(east); st.Role != database.RolePublisher || !strings.Contains(st.Detail, "publishing every table") {
 		t.Fatalf("east's pass after the grace: %+v", st)
 	}
-	if n := count(ctx, t, east.pg.DSN("tsb"), "SELECT count(*) FROM pg_subscription"); n != 0 {
+	if n := pgcopytest.Count(ctx, t, east.pg.DSN("tsb"), "SELECT count(*) FROM pg_subscription"); n != 0 {
 		t.Errorf("%d subscriptions left on east after its pass promoted it", n)
 	}
 	exec(ctx, t, mp(east.pg), "INSERT INTO public.tenants (org_id, name) VALUES (1, 'after-failback')")
@@ -318,20 +335,6 @@ func tryExec(ctx context.Context, dsn, q string) error {
 	defer c.Close(context.Background())
 	_, err = c.Exec(ctx, q)
 	return err
-}
-
-func count(ctx context.Context, t *testing.T, dsn, q string) int64 {
-	t.Helper()
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
-	var n int64
-	if err := c.QueryRow(ctx, q).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	return n
 }
 
 // metric is the collector of reg registered under name.

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -317,9 +318,18 @@ func (d *runner) leg(ctx context.Context, l *Leg) error {
 			return err
 		}
 	}
-	_, err = d.w.wait(ctx, l.Event, event.PhaseVerified, &handed, collect)
-	return err
+	if _, err = d.w.wait(ctx, l.Event, event.PhaseVerified, &handed, collect); err != nil {
+		return err
+	}
+	// The agent verified through its own probe; the clients' view ends when one of them is
+	// answered by the new active (their DNS caches the old answer for up to its TTL).
+	d.p.waitFor(ctx, l.To, mark, clientGrace)
+	return nil
 }
+
+// clientGrace bounds how long after verified a leg waits for the drill's client to be answered
+// by the new active.
+const clientGrace = 30 * time.Second
 
 // merge approves and merges the leg's pull request as the drill's runner.
 func (d *runner) merge(ctx context.Context, l *Leg) error {
@@ -423,8 +433,9 @@ func (w *watcher) wait(ctx context.Context, id string, want event.Phase, handed 
 		w.mu.Lock()
 		phases, changed := w.seen[id], w.changed
 		w.mu.Unlock()
-		for ; *handed < len(phases); *handed++ {
+		for *handed < len(phases) {
 			ph := phases[*handed]
+			*handed++
 			each(ph)
 			switch st := ph.Status; {
 			case st.Phase == event.PhaseRejected:
@@ -479,6 +490,29 @@ func (p *prober) run(ctx context.Context) {
 	}
 }
 
+// waitFor waits until a probe since mark was answered by cluster, at most grace.
+func (p *prober) waitFor(ctx context.Context, cluster string, mark int, grace time.Duration) {
+	if p.o.Probe == nil {
+		return
+	}
+	deadline := time.After(grace)
+	for {
+		p.mu.Lock()
+		answered := slices.ContainsFunc(p.probes[mark:], func(pr probe) bool { return pr.who == cluster })
+		p.mu.Unlock()
+		if answered {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline:
+			return
+		case <-time.After(p.o.ProbeInterval):
+		}
+	}
+}
+
 func (p *prober) mark() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -500,6 +534,7 @@ func (p *prober) summarise(l *Leg, mark int) {
 		l.Probes++
 		if pr.who == "" {
 			l.Failed++
+			l.Outage = max(l.Outage, pr.at.Sub(lastOK)) // still without an answer
 			continue
 		}
 		l.Outage = max(l.Outage, pr.at.Sub(lastOK)-p.o.ProbeInterval)

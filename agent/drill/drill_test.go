@@ -12,15 +12,14 @@ import (
 	"time"
 
 	"github.com/fluxcd/pkg/git"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/mpha-dev/mpha/agent/drill"
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/agent/failover"
+	"github.com/mpha-dev/mpha/agent/failover/failovertest"
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
-	"github.com/mpha-dev/mpha/gitops/role"
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
 
@@ -51,7 +50,7 @@ func startPair(t *testing.T) *pair {
 	p.layout, _ = gitops.NewLayout("mpha")
 	srv := testrig.StartGitServer(t)
 	files := map[string]string{}
-	for k, v := range seed(t, p.layout) {
+	for k, v := range failovertest.Seed(t, p.layout) {
 		files[k] = string(v)
 	}
 	srv.CreateRepo(t, "org/fleet.git", "main", files)
@@ -187,39 +186,4 @@ func TestGameDay(t *testing.T) {
 	if md := committed(t, w, r); !strings.Contains(md, "the drill failed back to east") || !strings.Contains(md, "**Error**") {
 		t.Errorf("the failed drill's report:\n%s", md)
 	}
-}
-
-// seed is the pair as the values loop leaves it: east active, west standby, the floating name on
-// east.
-func seed(t testing.TB, l gitops.Layout) map[string][]byte {
-	t.Helper()
-	pair, err := os.ReadFile("../../gitops/testdata/pair.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deps := []role.Workload{{Name: "tsb", Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "tsb"}}}}
-	east, err := role.Active("tsb", 1, deps, nil).Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	west, err := role.Standby("tsb", deps, nil, false).Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dns := gitops.Header + `apiVersion: externaldns.k8s.io/v1alpha1
-kind: DNSEndpoint
-metadata:
-  labels:
-    app.kubernetes.io/managed-by: mpha
-  name: mpha-floating
-  namespace: mpha
-spec:
-  endpoints:
-    - dnsName: active.tsb.example.com
-      recordTTL: 30
-      recordType: CNAME
-      targets:
-        - mp1.tsb.example.com
-`
-	return map[string][]byte{l.Pair(): pair, l.Role("east"): east, l.Role("west"): west, l.FloatingDNS(): []byte(dns)}
 }

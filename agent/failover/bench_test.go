@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mpha-dev/mpha/agent/event"
+	"github.com/mpha-dev/mpha/agent/failover/failovertest"
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
 	"github.com/mpha-dev/mpha/gitops/trailer"
@@ -83,7 +84,7 @@ func benchRig(b *testing.B, srv *testrig.GitServer) *bench {
 		b.Fatal(err)
 	}
 	r.repo = r.writer(b, "mpha agent (west)")
-	if _, err := r.repo.Apply(ctx, gitops.Change{Files: seed(b, r.layout), Message: "Seed the pair",
+	if _, err := r.repo.Apply(ctx, gitops.Change{Files: failovertest.Seed(b, r.layout), Message: "Seed the pair",
 		Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}}); err != nil {
 		b.Fatal(err)
 	}

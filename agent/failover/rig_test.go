@@ -18,7 +18,6 @@ import (
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	"github.com/go-git/go-git/v5/storage/memory"
 	"github.com/nats-io/nats.go/jetstream"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/mpha-dev/mpha/agent/event"
@@ -28,7 +27,6 @@ import (
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/forge"
 	"github.com/mpha-dev/mpha/gitops/gitrepo"
-	"github.com/mpha-dev/mpha/gitops/role"
 	"github.com/mpha-dev/mpha/gitops/trailer"
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
@@ -120,7 +118,7 @@ func startRig(t *testing.T, o rigOptions) (*rig, *testrig.Proxy) {
 		t.Fatal(err)
 	}
 	r.repo = r.writer(t, "mpha agent (west)")
-	res, err := r.repo.Apply(ctx, gitops.Change{Files: seed(t, r.layout), Message: "Seed the pair",
+	res, err := r.repo.Apply(ctx, gitops.Change{Files: failovertest.Seed(t, r.layout), Message: "Seed the pair",
 		Trailers: []trailer.Trailer{{Key: trailer.Kind, Value: "test"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -138,44 +136,6 @@ func (r *rig) writer(t testing.TB, name string) *gitrepo.Writer {
 		t.Fatal(err)
 	}
 	return w
-}
-
-// seed is the pair as the values loop leaves it: east active (2 replicas), west standby, the
-// floating name on east with pair.yaml's TTL (30s).
-func seed(t testing.TB, l gitops.Layout) map[string][]byte {
-	t.Helper()
-	pair, err := os.ReadFile("../../gitops/testdata/pair.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deps := []role.Workload{
-		{Name: "tsb", Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "tsb"}}},
-		{Name: "iam", Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "iam"}}},
-	}
-	east, err := role.Active("tsb", 2, deps, nil).Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	west, err := role.Standby("tsb", deps, &role.Restore{Name: "tsb-restore", Schedule: "*/15 * * * *"}, false).Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dns := gitops.Header + `apiVersion: externaldns.k8s.io/v1alpha1
-kind: DNSEndpoint
-metadata:
-  labels:
-    app.kubernetes.io/managed-by: mpha
-  name: mpha-floating
-  namespace: mpha
-spec:
-  endpoints:
-    - dnsName: active.tsb.example.com
-      recordTTL: 30
-      recordType: CNAME
-      targets:
-        - mp1.tsb.example.com
-`
-	return map[string][]byte{l.Pair(): pair, l.Role("east"): east, l.Role("west"): west, l.FloatingDNS(): []byte(dns)}
 }
 
 // agent is a running failover handler of west.

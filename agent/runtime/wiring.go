@@ -322,13 +322,19 @@ func (d *deps) preflights(cs kubernetes.Interface, dyn dynamic.Interface, mon *r
 	return append(out, database.Preflight(co))
 }
 
-// isActive says whether pair.yaml names this cluster the active one.
-func (d *deps) isActive(ctx context.Context) (bool, error) {
-	p, err := d.pairs.Pair(ctx)
+// isActive says whether pair.yaml on the base branch names this cluster the active one, read
+// now: the heartbeat's cached copy (d.pairs) may lag a merge by its refresh, and a standby's
+// replication pass replaces its database, so it must never act on a role the merge just changed.
+func (d *deps) isActive(ctx context.Context) (bool, int64, error) {
+	snap, err := d.repo.Read(ctx, d.layout.Pair())
 	if err != nil {
-		return false, fmt.Errorf("reading pair.yaml: %w", err)
+		return false, 0, fmt.Errorf("reading pair.yaml: %w", err)
 	}
-	return p.Active == d.o.Config.Cluster, nil
+	p, err := gitops.ParsePair(snap.Files[d.layout.Pair()])
+	if err != nil {
+		return false, 0, err
+	}
+	return p.Active == d.o.Config.Cluster, p.Epoch, nil
 }
 
 // export runs the secret exporter on both sides, sealing for the peer. Each run reads pair.yaml

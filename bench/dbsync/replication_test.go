@@ -58,8 +58,8 @@ func TestReplicationLag(t *testing.T) {
 		}
 	}
 
-	role := func(isActive bool) func(context.Context) (bool, error) {
-		return func(context.Context) (bool, error) { return isActive, nil }
+	role := func(isActive bool) func(context.Context) (bool, int64, error) {
+		return func(context.Context) (bool, int64, error) { return isActive, 1, nil }
 	}
 	pub, err := database.NewReplicator(database.ReplicationOptions{Cluster: "east", Self: mp(active), Admin: active.DSN("tsb"), Peer: mp(standby), Active: role(true)})
 	if err != nil {
@@ -103,7 +103,7 @@ func TestReplicationLag(t *testing.T) {
 
 	// The planned failover, with the writer still writing: fence, catch up, promote.
 	began := time.Now()
-	step, err := sub.OnMerged(ctx, event.FailoverStatus{Event: "bench"})
+	step, err := sub.OnMerged(ctx, event.FailoverStatus{Event: "bench", Epoch: 2})
 	promotion := time.Since(began)
 	if err != nil || step.Result != event.StepDone {
 		t.Fatalf("the promotion: %+v, %v", step, err)

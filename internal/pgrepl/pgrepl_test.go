@@ -29,20 +29,6 @@ func server(ctx context.Context, t *testing.T) *testrig.Postgres {
 	return p
 }
 
-func count(ctx context.Context, t *testing.T, dsn, q string) int64 {
-	t.Helper()
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
-	var n int64
-	if err := c.QueryRow(ctx, q).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	return n
-}
-
 // caughtUp waits until the subscription copied every table and confirmed the publisher's WAL.
 func caughtUp(t *testing.T, pub, sub *testrig.Postgres) pgrepl.Lag {
 	t.Helper()
@@ -83,10 +69,10 @@ func TestLogicalReplication(t *testing.T) {
 		t.Fatal(err)
 	}
 	indexes := "SELECT count(*) FROM pg_indexes WHERE schemaname IN ('public', 'iam')"
-	if n, want := count(ctx, t, standby.DSN("tsb"), indexes), count(ctx, t, active.DSN("tsb"), indexes); n != want || n == 0 {
+	if n, want := pgcopytest.Count(ctx, t, standby.DSN("tsb"), indexes), pgcopytest.Count(ctx, t, active.DSN("tsb"), indexes); n != want || n == 0 {
 		t.Errorf("the schema-only copy has %d indexes, the active %d", n, want)
 	}
-	if n := count(ctx, t, standby.DSN("tsb"), "SELECT count(*) FROM public.audit_log"); n != 0 {
+	if n := pgcopytest.Count(ctx, t, standby.DSN("tsb"), "SELECT count(*) FROM public.audit_log"); n != 0 {
 		t.Errorf("the schema-only copy holds %d audit rows", n)
 	}
 	if c, err := pgx.Connect(ctx, standby.DSN("postgres")); err != nil {
@@ -182,30 +168,30 @@ func TestLogicalReplication(t *testing.T) {
 		t.Fatal(err)
 	}
 	caughtUp(t, active, standby)
-	if n := count(ctx, t, standby.DSN("tsb"), "SELECT count(*) FROM public.new_in_upgrade"); n != 50 {
+	if n := pgcopytest.Count(ctx, t, standby.DSN("tsb"), "SELECT count(*) FROM public.new_in_upgrade"); n != 50 {
 		t.Errorf("the new table has %d rows on the standby, want 50", n)
 	}
 
 	// Promotion: the subscription and its slot are gone, and inserts take ids past every
 	// replicated one (the standby's own sequences never moved).
-	rows := count(ctx, t, active.DSN("tsb"), "SELECT count(*) FROM public.audit_log")
+	rows := pgcopytest.Count(ctx, t, active.DSN("tsb"), "SELECT count(*) FROM public.audit_log")
 	if _, err := pgrepl.Promote(ctx, standby.DSN("tsb"), activeDSN, "mpha_tsb"); err != nil {
 		t.Fatal(err)
 	}
-	if n := count(ctx, t, standby.DSN("tsb"), "SELECT count(*) FROM pg_subscription"); n != 0 {
+	if n := pgcopytest.Count(ctx, t, standby.DSN("tsb"), "SELECT count(*) FROM pg_subscription"); n != 0 {
 		t.Errorf("%d subscriptions left after the promotion", n)
 	}
-	if n := count(ctx, t, active.DSN("tsb"), "SELECT count(*) FROM pg_replication_slots"); n != 0 {
+	if n := pgcopytest.Count(ctx, t, active.DSN("tsb"), "SELECT count(*) FROM pg_replication_slots"); n != 0 {
 		t.Errorf("%d slots left on the old active after the promotion", n)
 	}
 	testrig.ExecSQL(ctx, t, standby.DSN("tsb"),
 		"INSERT INTO public.audit_log (time, actor, kind, resource, operation) VALUES (1, 'new active', 'tenant', 'r', 'create')",
 		"INSERT INTO public.new_in_upgrade (v) VALUES ('after')",
 		"INSERT INTO public.tenants (org_id, name) VALUES (1, 'after-failover')")
-	if n := count(ctx, t, standby.DSN("tsb"), "SELECT count(*) FROM public.audit_log"); n != rows+1 {
+	if n := pgcopytest.Count(ctx, t, standby.DSN("tsb"), "SELECT count(*) FROM public.audit_log"); n != rows+1 {
 		t.Errorf("the new active has %d audit rows, want %d", n, rows+1)
 	}
-	if n := count(ctx, t, standby.DSN("tsb"), "SELECT nextval('public.revision_seq')"); n <= count(ctx, t, active.DSN("tsb"), "SELECT last_value FROM public.revision_seq") {
+	if n := pgcopytest.Count(ctx, t, standby.DSN("tsb"), "SELECT nextval('public.revision_seq')"); n <= pgcopytest.Count(ctx, t, active.DSN("tsb"), "SELECT last_value FROM public.revision_seq") {
 		t.Errorf("revision_seq on the new active gives %d, not past the old active's", n)
 	}
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/mpha-dev/mpha/internal/testrig"
 )
 
@@ -22,4 +24,19 @@ func StartServer(ctx context.Context, t testing.TB, password string, extra ...st
 // DSN is the DSN the MP has for p: the role tsb with its password, the database tsb.
 func DSN(p *testrig.Postgres, password string) string {
 	return fmt.Sprintf("postgres://tsb:%s@127.0.0.1:%d/tsb?sslmode=disable", password, p.Port)
+}
+
+// Count runs q, a query of one integer, on dsn.
+func Count(ctx context.Context, t testing.TB, dsn, q string) int64 {
+	t.Helper()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var n int64
+	if err := c.QueryRow(ctx, q).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
 }

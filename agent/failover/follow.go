@@ -13,6 +13,7 @@ import (
 	"github.com/mpha-dev/mpha/agent/event"
 	"github.com/mpha-dev/mpha/gitops"
 	"github.com/mpha-dev/mpha/gitops/plan"
+	"github.com/mpha-dev/mpha/gitops/trailer"
 )
 
 // ErrUnreachable is what a RevisionSource returns for a site it cannot hear from: the failed
@@ -328,6 +329,20 @@ func (h *Handler) resume(ctx context.Context) {
 			}
 		}
 		h.log.Info("resuming the follow-through of an open failover", "event", s.Event, "branch", b.Name)
-		h.follow(ctx, s, &gate{from: st.pair.Active, epoch: p.Epoch})
+		h.follow(ctx, s, &gate{from: st.pair.Active, epoch: p.Epoch, force: forcedChecks(b.Message)})
 	}
+}
+
+// forcedChecks are the checks an emergency's failover commit says it forced (Mpha-Forced): a
+// resumed follow-through keeps counting them as holding in the pull request's status.
+func forcedChecks(message string) []string {
+	v, ok := trailer.Get(trailer.Parse(message), trailer.Forced)
+	if !ok || v == "" {
+		return nil
+	}
+	var out []string
+	for _, c := range strings.Split(v, ",") {
+		out = append(out, strings.TrimSpace(c))
+	}
+	return out
 }

@@ -1,7 +1,6 @@
 package database_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -51,7 +50,7 @@ func TestReplicatorFailsOverAndBack(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	var logs syncBuffer
+	var logs testrig.LogBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var active atomic.Value
 	active.Store("east")
@@ -164,7 +163,7 @@ func TestReplicatorFailsOverAndBack(t *testing.T) {
 	if c := check(database.CheckOptions{Peer: mp(east.pg), MaxLagBytes: 1024}); c.Result != "fail" || !strings.Contains(c.Evidence, "lag over the RPO") {
 		t.Errorf("the check with the subscription stopped: %+v", c)
 	}
-	if st := pass(west); st.Lag == nil || st.Lag.Bytes == 0 || testutil.ToFloat64(metric(t, west.reg, "mpha_postgres_replication_lag_bytes")) != float64(st.Lag.Bytes) {
+	if st := pass(west); st.Lag == nil || st.Lag.Bytes == 0 || value(t, west.reg, "mpha_postgres_replication_lag_bytes") != float64(st.Lag.Bytes) {
 		t.Errorf("west's pass with its subscription stopped: %+v", st)
 	}
 	exec(ctx, t, west.pg.DSN("tsb"), "ALTER SUBSCRIPTION mpha_west ENABLE")
@@ -184,7 +183,7 @@ func TestReplicatorFailsOverAndBack(t *testing.T) {
 	}
 	caughtUp(west)
 	same("after the upgrade", east, west)
-	if n := testutil.ToFloat64(metric(t, west.reg, "mpha_postgres_replication_seeds_total")); n != 2 {
+	if n := value(t, west.reg, "mpha_postgres_replication_seeds_total"); n != 2 {
 		t.Errorf("west seeded %v times, want 2", n)
 	}
 
@@ -255,11 +254,11 @@ func TestReplicatorFailsOverAndBack(t *testing.T) {
 	// unused slot, and drops it once it is older than maxSlotAge; east then subscribes anew.
 	exec(ctx, t, east.pg.DSN("tsb"), "ALTER SUBSCRIPTION mpha_east DISABLE", "ALTER SUBSCRIPTION mpha_east SET (slot_name = NONE)", "DROP SUBSCRIPTION mpha_east")
 	inactive := func() float64 {
-		return testutil.ToFloat64(metric(t, west.reg, "mpha_postgres_replication_slot_inactive_seconds"))
+		return value(t, west.reg, "mpha_postgres_replication_slot_inactive_seconds")
 	}
 	testrig.Eventually(t, "west to see the unused slot", 30*time.Second, func(ctx context.Context) error {
 		pass(west)
-		if n := testutil.CollectAndCount(metric(t, west.reg, "mpha_postgres_replication_slot_inactive_seconds")); n != 1 {
+		if n := inactiveSeries(t, west.reg); n != 1 {
 			return fmt.Errorf("%d slots reported", n)
 		}
 		return nil
@@ -272,8 +271,7 @@ func TestReplicatorFailsOverAndBack(t *testing.T) {
 	advance(30 * time.Minute)
 	pass(west)
 	if n := pgcopytest.Count(ctx, t, mp(west.pg), "SELECT count(*) FROM pg_replication_slots"); n != 0 ||
-		testutil.ToFloat64(metric(t, west.reg, "mpha_postgres_replication_slots_dropped_total")) != 1 ||
-		testutil.CollectAndCount(metric(t, west.reg, "mpha_postgres_replication_slot_inactive_seconds")) != 0 {
+		value(t, west.reg, "mpha_postgres_replication_slots_dropped_total") != 1 || inactiveSeries(t, west.reg) != 0 {
 		t.Errorf("after 70 min: %d slots left", n)
 	}
 	pass(east)
@@ -337,40 +335,18 @@ func tryExec(ctx context.Context, dsn, q string) error {
 	return err
 }
 
-// metric is the collector of reg registered under name.
-func metric(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
+// value is the single series name of reg (0 when there is none).
+func value(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
-	return collectorFunc(func(ch chan<- prometheus.Metric) {
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, mf := range mfs {
-			if mf.GetName() != name {
-				continue
-			}
-			for _, m := range mf.GetMetric() {
-				v := m.GetGauge().GetValue() + m.GetCounter().GetValue()
-				ch <- prometheus.MustNewConstMetric(prometheus.NewDesc(name, "", nil, nil), prometheus.UntypedValue, v)
-			}
-		}
-	})
+	v, _ := testrig.Metric(t, reg, name, nil)
+	return v
 }
 
-type collectorFunc func(chan<- prometheus.Metric)
-
-func (f collectorFunc) Describe(chan<- *prometheus.Desc)    {}
-func (f collectorFunc) Collect(ch chan<- prometheus.Metric) { f(ch) }
-
-// syncBuffer is a bytes.Buffer the replicators' loggers share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+func inactiveSeries(t *testing.T, reg *prometheus.Registry) int {
+	t.Helper()
+	n, err := testutil.GatherAndCount(reg, "mpha_postgres_replication_slot_inactive_seconds")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.b.String() }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mpha-dev/mpha/agent/fence"
 	"github.com/mpha-dev/mpha/gitops"
+	"github.com/mpha-dev/mpha/internal/testrig"
 )
 
 // pairs is a PairSource whose answer the test sets.
@@ -161,41 +162,14 @@ func (s *site) events(t *testing.T, name, reason string) []string {
 	return out
 }
 
-// metric reads a series of reg; ok is false when it does not exist.
-func metric(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) (float64, bool) {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if labels[lp.GetName()] != lp.GetValue() {
-					continue series
-				}
-			}
-			if m.GetGauge() != nil {
-				return m.GetGauge().GetValue(), true
-			}
-			return m.GetCounter().GetValue(), true
-		}
-	}
-	return 0, false
-}
-
 func splitBrainMetric(t *testing.T, reg *prometheus.Registry) (float64, bool) {
 	t.Helper()
-	return metric(t, reg, "mpha_split_brain", map[string]string{"cluster": "west"})
+	return testrig.Metric(t, reg, "mpha_split_brain", map[string]string{"cluster": "west"})
 }
 
 func fenceCount(t *testing.T, reg *prometheus.Registry, deployment string) float64 {
 	t.Helper()
-	v, _ := metric(t, reg, "mpha_self_fence_total", map[string]string{"cluster": "west", "deployment": deployment})
+	v, _ := testrig.Metric(t, reg, "mpha_self_fence_total", map[string]string{"cluster": "west", "deployment": deployment})
 	return v
 }
 

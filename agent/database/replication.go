@@ -53,8 +53,9 @@ type ReplicationOptions struct {
 	Self, Admin, Peer string
 	// Database is the MP's database (default tsb).
 	Database string
-	// Active reports whether pair.yaml names this cluster the active one now, and its epoch.
-	Active func(ctx context.Context) (bool, int64, error)
+	// Active reports whether pair.yaml names this cluster the active one, and its epoch: from a
+	// cached copy, or read now when fresh (before a re-seed replaces this site's database).
+	Active func(ctx context.Context, fresh bool) (bool, int64, error)
 	// Interval between passes (default 10s).
 	Interval time.Duration
 	// Wake, if set, subscribes to what may change the roles (this cluster's Flux applying a
@@ -180,7 +181,7 @@ func (r *Replicator) Run(ctx context.Context) error {
 func (r *Replicator) Pass(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	active, epoch, err := r.o.Active(ctx)
+	active, epoch, err := r.o.Active(ctx, false)
 	if err != nil {
 		return fmt.Errorf("reading the pair's roles: %w", err)
 	}
@@ -194,13 +195,6 @@ func (r *Replicator) Pass(ctx context.Context) error {
 		st = ReplicationState{Role: RoleReplica, Detail: self.Name + " is a streaming replica: nothing to publish or subscribe"}
 	case active:
 		st, err = r.publish(ctx, epoch)
-	case epoch <= r.promotedEpoch:
-		// Promoted by the failover to epoch promotedEpoch, and yet named the standby at or before
-		// it: a pair.yaml older than the promotion. Replacing this database now would lose what
-		// the new active took since.
-		st = ReplicationState{Role: RoleSubscriber, Detail: fmt.Sprintf("pair.yaml at epoch %d names this site the standby, but its database was promoted at epoch %d: not touching it until a later epoch",
-			epoch, r.promotedEpoch)}
-		r.o.Logger.Warn("not subscribing a database promoted at a later epoch than pair.yaml's", "epoch", epoch, "promoted at", r.promotedEpoch)
 	default:
 		st, err = r.subscribe(ctx)
 	}
@@ -323,6 +317,18 @@ func (r *Replicator) subscribe(ctx context.Context) (ReplicationState, error) {
 // seed replaces this site's database by the active's schema and subscribes it. A database with
 // sessions (this site's MP still up) is waited for, not forced.
 func (r *Replicator) seed(ctx context.Context, st ReplicationState, why string) (ReplicationState, error) {
+	// The pass read a cached pair.yaml; replacing the database waits for one read now.
+	active, epoch, err := r.o.Active(ctx, true)
+	if err != nil {
+		return st, fmt.Errorf("reading the pair's roles before a re-seed: %w", err)
+	}
+	if active || epoch <= r.promotedEpoch {
+		st.Detail = fmt.Sprintf("%s; not re-seeded: pair.yaml read now names this site active at epoch %d (promoted at %d)", why, epoch, r.promotedEpoch)
+		if !active {
+			st.Detail = fmt.Sprintf("%s; not re-seeded: pair.yaml at epoch %d names this site the standby, but its database was promoted at epoch %d", why, epoch, r.promotedEpoch)
+		}
+		return st, nil
+	}
 	if err := pgrepl.Unsubscribe(ctx, r.o.Admin, r.sub); err != nil {
 		return st, err
 	}

@@ -69,7 +69,7 @@ func TestReplicatorFailsOverAndBack(t *testing.T) {
 		}
 		s.reg = prometheus.NewRegistry()
 		r, err := database.NewReplicator(database.ReplicationOptions{Cluster: s.name, Self: mp(s.pg), Admin: s.pg.DSN("tsb"), Peer: mp(peer.pg),
-			Active: func(context.Context) (bool, int64, error) { return active.Load() == s.name, epoch.Load(), nil }, MaxSlotAge: time.Hour,
+			Active: func(context.Context, bool) (bool, int64, error) { return active.Load() == s.name, epoch.Load(), nil }, MaxSlotAge: time.Hour,
 			Registerer: s.reg, Logger: log.With("cluster", s.name), Now: now})
 		if err != nil {
 			t.Fatal(err)
@@ -227,7 +227,7 @@ func TestReplicatorFailsOverAndBack(t *testing.T) {
 	// west's database alone: replacing it would lose what west took since.
 	active.Store("east")
 	epoch.Store(7)
-	if st := pass(west); !strings.Contains(st.Detail, "its database was promoted at epoch 8: not touching it") {
+	if st := pass(west); !strings.Contains(st.Detail, "not re-seeded: pair.yaml at epoch 7 names this site the standby, but its database was promoted at epoch 8") {
 		t.Errorf("west's pass with a pair.yaml older than its promotion: %+v", st)
 	}
 	if n := pgcopytest.Count(ctx, t, mp(west.pg), "SELECT count(*) FROM public.audit_log WHERE actor = 'new active'"); n != 1 {

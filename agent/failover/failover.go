@@ -413,7 +413,11 @@ func (h *Handler) propose(ctx context.Context, req event.Request, b gitrepo.Bran
 		st.PR = pr.URL
 		st.Message = fmt.Sprintf("pull request #%d: merge it to fail over", pr.Number)
 		h.call("pr-opened")
-		h.setGate(ctx, g, b.Commit, pr.URL, checks)
+		if checks != nil {
+			h.setGate(ctx, g, b.Commit, pr.URL, checks)
+		} else if s, err := h.readPair(ctx); err == nil { // a redelivery: check again
+			h.recheck(ctx, g, b.Commit, pr.URL, s.pair.Epoch)
+		}
 	}
 	if err := h.finish(ctx, st); err != nil {
 		return err

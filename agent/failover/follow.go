@@ -187,7 +187,7 @@ func (h *Handler) waitMerged(ctx context.Context, st event.FailoverStatus, g *ga
 		}
 		if s.pair.Epoch >= st.Epoch {
 			ended = fmt.Errorf("another change took epoch %d first; this failover is stale", s.pair.Epoch)
-			h.setGate(ctx, g, st.Commit, st.PR, nil)
+			h.recheck(ctx, g, st.Commit, st.PR, s.pair.Epoch)
 			return true, nil
 		}
 		if h.opts.Mode == ModePR && st.PR != "" {
@@ -199,7 +199,7 @@ func (h *Handler) waitMerged(ctx context.Context, st event.FailoverStatus, g *ga
 					return true, nil
 				}
 			}
-			h.setGate(ctx, g, st.Commit, st.PR, nil)
+			h.recheck(ctx, g, st.Commit, st.PR, s.pair.Epoch)
 		}
 		return false, nil
 	})

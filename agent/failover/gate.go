@@ -28,18 +28,14 @@ type gate struct {
 	last string
 }
 
-// gateChecks re-runs the preflight for the open pull request: the base branch's epoch (another
-// failover merged meanwhile makes this one stale), then the readiness checks, as the target's
-// agent sees them now.
-func (h *Handler) gateChecks(ctx context.Context, g *gate) ([]event.Check, error) {
-	s, err := h.readPair(ctx)
-	if err != nil {
-		return nil, err
-	}
+// gateChecks re-runs the preflight for the open pull request: the base branch's epoch as just
+// read (another failover merged meanwhile makes this one stale), then the readiness checks, as
+// the target's agent sees them now.
+func (h *Handler) gateChecks(ctx context.Context, g *gate, baseEpoch int64) ([]event.Check, error) {
 	c := event.Check{Name: "epoch", Result: string(readiness.Pass),
-		Evidence: fmt.Sprintf("%s at epoch %d, which this pull request moves to %d", h.opts.Base, s.pair.Epoch, g.epoch)}
-	if s.pair.Epoch != g.epoch-1 {
-		c.Result, c.Evidence = string(readiness.Fail), fmt.Sprintf("stale: %s is at epoch %d, this pull request was built at %d", h.opts.Base, s.pair.Epoch, g.epoch-1)
+		Evidence: fmt.Sprintf("%s at epoch %d, which this pull request moves to %d", h.opts.Base, baseEpoch, g.epoch)}
+	if baseEpoch != g.epoch-1 {
+		c.Result, c.Evidence = string(readiness.Fail), fmt.Sprintf("stale: %s is at epoch %d, this pull request was built at %d", h.opts.Base, baseEpoch, g.epoch-1)
 	}
 	checks := []event.Check{c}
 	if h.opts.Preflight != nil {
@@ -84,18 +80,22 @@ func gateStatus(checks []event.Check, force []string, prURL string) forge.Commit
 	return st
 }
 
-// setGate sets the pull request's status from checks (run now when nil), unless it is the one
-// set last. A forge that refuses is logged: the next look tries again.
+// recheck runs the preflight again for the open pull request against the base's epoch as just
+// read, and sets its status.
+func (h *Handler) recheck(ctx context.Context, g *gate, sha, prURL string, baseEpoch int64) {
+	checks, err := h.gateChecks(ctx, g, baseEpoch)
+	if err != nil {
+		h.log.Warn("cannot re-run the preflight of an open pull request", "pr", prURL, "error", err)
+		return
+	}
+	h.setGate(ctx, g, sha, prURL, checks)
+}
+
+// setGate sets the pull request's status from checks, unless it is the one set last. A forge
+// that refuses is logged: the next look tries again.
 func (h *Handler) setGate(ctx context.Context, g *gate, sha, prURL string, checks []event.Check) {
 	if h.opts.Mode != ModePR || h.opts.Forge == nil || sha == "" {
 		return
-	}
-	if checks == nil {
-		var err error
-		if checks, err = h.gateChecks(ctx, g); err != nil {
-			h.log.Warn("cannot re-run the preflight of an open pull request", "pr", prURL, "error", err)
-			return
-		}
 	}
 	st := gateStatus(checks, g.force, prURL)
 	key := string(st.State) + " " + st.Description

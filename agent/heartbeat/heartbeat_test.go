@@ -231,4 +231,18 @@ func TestHeartbeatGitPairCaches(t *testing.T) {
 	if p, err := g.Pair(ctx); err != nil || p.Active != "west" {
 		t.Errorf("an invalid pair.yaml replaced the last good copy: %v, %v", p, err)
 	}
+
+	// Fresh reads now, within the refresh too, and the cached copy follows it; a failed fresh
+	// read is an error, not the last copy.
+	repo.content = pairYAML("east", 5)
+	if p, err := g.Fresh(ctx); err != nil || p.Active != "east" || p.Epoch != 5 {
+		t.Fatalf("Fresh: %v, %v", p, err)
+	}
+	if p, _ := g.Pair(ctx); p.Epoch != 5 {
+		t.Errorf("after Fresh the cached copy is at epoch %d", p.Epoch)
+	}
+	repo.err = errors.New("git down")
+	if _, err := g.Fresh(ctx); err == nil {
+		t.Error("a failed fresh read served the last copy")
+	}
 }

@@ -109,6 +109,21 @@ func (g *GitPair) Pair(ctx context.Context) (*gitops.Pair, error) {
 	return p, nil
 }
 
+// Fresh reads pair.yaml now, whatever the copy's age, and keeps what it read: for a decision a
+// role the merge just changed would make wrong (replacing a database). Unlike Pair, a failed
+// read is an error.
+func (g *GitPair) Fresh(ctx context.Context) (*gitops.Pair, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	p, commit, err := g.fetch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := g.opts.Now()
+	g.pair, g.commit, g.read, g.checked = p, commit, now, now
+	return p, nil
+}
+
 func (g *GitPair) fetch(ctx context.Context) (*gitops.Pair, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.opts.ReadTimeout)
 	defer cancel()

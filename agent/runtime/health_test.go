@@ -295,7 +295,7 @@ health: {organization: tetrate, credentialsSecret: mpha-probe, caSecret: mpha-pr
 	// the names the agent's replicator registers.
 	rec := &recordingRegisterer{names: exposed}
 	if _, err := database.NewReplicator(database.ReplicationOptions{Self: "postgres://a/tsb", Peer: "postgres://b/tsb",
-		Active: func(context.Context) (bool, int64, error) { return false, 0, nil }, Registerer: rec}); err != nil {
+		Active: func(context.Context, bool) (bool, int64, error) { return false, 0, nil }, Registerer: rec}); err != nil {
 		t.Fatal(err)
 	}
 	checkMonitoring(t, exposed)

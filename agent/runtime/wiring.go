@@ -322,17 +322,17 @@ func (d *deps) preflights(cs kubernetes.Interface, dyn dynamic.Interface, mon *r
 	return append(out, database.Preflight(co))
 }
 
-// isActive says whether pair.yaml on the base branch names this cluster the active one, read
-// now: the heartbeat's cached copy (d.pairs) may lag a merge by its refresh, and a standby's
-// replication pass replaces its database, so it must never act on a role the merge just changed.
-func (d *deps) isActive(ctx context.Context) (bool, int64, error) {
-	snap, err := d.repo.Read(ctx, d.layout.Pair())
+// isActive says whether pair.yaml names this cluster the active one, and its epoch: the
+// heartbeat's cached copy, or, when fresh, a read now (the cached copy may lag a merge by its
+// refresh, and a standby's replication re-seeds, replacing its database, only on a fresh read).
+func (d *deps) isActive(ctx context.Context, fresh bool) (bool, int64, error) {
+	read := d.pairs.Pair
+	if fresh {
+		read = d.pairs.Fresh
+	}
+	p, err := read(ctx)
 	if err != nil {
 		return false, 0, fmt.Errorf("reading pair.yaml: %w", err)
-	}
-	p, err := gitops.ParsePair(snap.Files[d.layout.Pair()])
-	if err != nil {
-		return false, 0, err
 	}
 	return p.Active == d.o.Config.Cluster, p.Epoch, nil
 }

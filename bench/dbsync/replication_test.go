@@ -58,8 +58,8 @@ func TestReplicationLag(t *testing.T) {
 		}
 	}
 
-	role := func(isActive bool) func(context.Context) (bool, int64, error) {
-		return func(context.Context) (bool, int64, error) { return isActive, 1, nil }
+	role := func(isActive bool) func(context.Context, bool) (bool, int64, error) {
+		return func(context.Context, bool) (bool, int64, error) { return isActive, 1, nil }
 	}
 	pub, err := database.NewReplicator(database.ReplicationOptions{Cluster: "east", Self: mp(active), Admin: active.DSN("tsb"), Peer: mp(standby), Active: role(true)})
 	if err != nil {

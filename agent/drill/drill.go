@@ -189,7 +189,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	r := &Report{ID: o.ID, Pair: pair.Name, RequestedBy: o.RequestedBy, From: pair.Active, To: standby, Started: o.Now()}
-	w, err := watch(ctx, o.JS, subj, r.Started)
+	w, err := watch(ctx, o.JS, subj, r.Started, o.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -365,9 +365,12 @@ func (d *runner) ask(ctx context.Context, id, to string, dry bool) ([]Phase, err
 }
 
 func (d *runner) publish(ctx context.Context, id, to string, dry bool) error {
+	reason := "game day " + d.o.ID + ": a drill that fails over and back"
+	if dry {
+		reason = "game day " + d.o.ID + ": readiness"
+	}
 	e, err := event.NewFailoverRequest("mpha://drill/"+d.o.RequestedBy, id, event.FailoverRequest{Target: to, Mode: event.ModePlanned,
-		Reason:      "game day " + d.o.ID + ": " + map[bool]string{true: "readiness", false: "a drill that fails over and back"}[dry],
-		RequestedBy: d.o.RequestedBy, DryRun: dry})
+		Reason: reason, RequestedBy: d.o.RequestedBy, DryRun: dry})
 	if err != nil {
 		return err
 	}
@@ -394,14 +397,14 @@ type refusedError struct{ msg string }
 
 func (e *refusedError) Error() string { return e.msg }
 
-func watch(ctx context.Context, js jetstream.JetStream, subj event.Subjects, from time.Time) (*watcher, error) {
+func watch(ctx context.Context, js jetstream.JetStream, subj event.Subjects, from time.Time, now func() time.Time) (*watcher, error) {
 	start := from.Add(-time.Second)
 	cons, err := js.OrderedConsumer(ctx, subj.Stream(), jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subj.Status()}, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &start})
 	if err != nil {
 		return nil, fmt.Errorf("watching %s: %w", subj.Status(), err)
 	}
-	w := &watcher{changed: make(chan struct{}), seen: map[string][]Phase{}, now: time.Now}
+	w := &watcher{changed: make(chan struct{}), seen: map[string][]Phase{}, now: now}
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
 		e, err := event.Decode(msg.Data(), event.TypeFailoverStatus)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -118,6 +119,8 @@ type deps struct {
 	selfDSN, peerDSN, adminDSN string
 	// repl keeps the logical replication (postgres.replication: logical); nil otherwise.
 	repl *database.Replicator
+	// pairRevision is this cluster's applied Flux revision when isActive last read pair.yaml.
+	pairRevision atomic.Pointer[string]
 	// exportMetrics outlive each exporter (one per term as the active).
 	exportMetrics *export.Metrics
 }
@@ -225,6 +228,8 @@ func (d *deps) loops(ctx context.Context, o Options, cs kubernetes.Interface, dy
 		return nil, err
 	}
 	if cfg.Postgres.Replication == "logical" {
+		none := ""
+		d.pairRevision.Store(&none)
 		if d.repl, err = database.NewReplicator(database.ReplicationOptions{Cluster: cfg.Cluster, Self: d.selfDSN, Admin: d.adminDSN,
 			Peer: d.peerDSN, Database: cfg.Postgres.Database, Active: d.isActive, Interval: cfg.HeartbeatInterval.Duration,
 			MaxSlotAge: cfg.Postgres.MaxSlotAge.Duration, Wake: d.flux.Changed().Subscribe, Registerer: o.Registry, Logger: log.With("loop", "replication")}); err != nil {
@@ -322,18 +327,21 @@ func (d *deps) preflights(cs kubernetes.Interface, dyn dynamic.Interface, mon *r
 	return append(out, database.Preflight(co))
 }
 
-// isActive says whether pair.yaml names this cluster the active one, and its epoch: the
-// heartbeat's cached copy, or, when fresh, a read now (the cached copy may lag a merge by its
-// refresh, and a standby's replication re-seeds, replacing its database, only on a fresh read).
+// isActive says whether pair.yaml names this cluster the active one, and its epoch. It reads
+// the heartbeat's cached copy while this cluster's Flux has applied nothing new since the last
+// read (a merged failover reaches it as an applied revision), and reads now otherwise, or when
+// fresh (before a standby's replication replaces its database).
 func (d *deps) isActive(ctx context.Context, fresh bool) (bool, int64, error) {
+	rev, err := d.flux.Revision(ctx)
 	read := d.pairs.Pair
-	if fresh {
+	if fresh || err != nil || rev != *d.pairRevision.Load() {
 		read = d.pairs.Fresh
 	}
 	p, err := read(ctx)
 	if err != nil {
 		return false, 0, fmt.Errorf("reading pair.yaml: %w", err)
 	}
+	d.pairRevision.Store(&rev)
 	return p.Active == d.o.Config.Cluster, p.Epoch, nil
 }
 
